@@ -1,0 +1,142 @@
+"""The command line: `rtasr serve`, a thin shell over `Server`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .config import Config
+from .errors import ConfigError
+from .server import Server
+
+log = logging.getLogger("rtasr")
+
+_DEFAULTS = Config()
+
+
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the websocket server",
+        description="Run the realtime speech-recognition server (websocket on /ws).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    d = _DEFAULTS
+    net = p.add_argument_group("network")
+    net.add_argument("--host", default=d.host, help="address to listen on")
+    net.add_argument("--port", type=int, default=d.port, help="port (0 picks a free one)")
+    net.add_argument("--max-frame-bytes", type=int, default=d.max_frame_bytes,
+                     help="largest websocket frame a client may send")
+    model = p.add_argument_group("model")
+    model.add_argument("--model", default=None,
+                       help="local CTranslate2 Whisper directory, or a faster-whisper name "
+                            "(small, large-v3, distil-large-v3, ...) downloaded on first use "
+                            "(default: the bundled tiny.en, offline)")
+    model.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device,
+                       help="auto: CUDA when CTranslate2 sees a GPU, else CPU")
+    model.add_argument("--compute-type", default=d.compute_type,
+                       help="CTranslate2 compute type; auto: float16 on CUDA, int8 on CPU")
+    model.add_argument("--language", default=None,
+                       help="default language code of the streams (default: en for .en models, "
+                            "auto-detect for multilingual ones)")
+    model.add_argument("--beam-size", type=int, default=d.beam_size,
+                       help="beam size of final decodes; 0: auto (5 on CUDA; 1 on CPU, where "
+                            "beam search cost 25%% more time for no WER gain, docs/benchmarks.md)")
+    model.add_argument("--context-chars", type=int, default=d.context_chars,
+                       help="characters of the session's recent finals passed as the prompt; "
+                            "-1: auto (200 on CUDA, 0 on CPU where it costs 30-60%% more time)")
+    model.add_argument("--workers", type=int, default=d.workers,
+                       help="decodes that run at once (0: auto, 2)")
+    model.add_argument("--cpu-threads", type=int, default=d.cpu_threads,
+                       help="CPU threads per worker (0: auto, cores / workers)")
+    model.add_argument("--no-speech-gate", action=argparse.BooleanOptionalAction,
+                       default=d.no_speech_gate,
+                       help="check audio with Silero VAD before decoding (stops words on music)")
+    vad = p.add_argument_group("voice activity and endpointing")
+    vad.add_argument("--vad-aggressiveness", type=int, default=d.vad_aggressiveness,
+                     choices=(0, 1, 2, 3), help="WebRTC VAD mode: 3 rejects the most non-speech")
+    vad.add_argument("--speech-start-ms", type=int, default=d.speech_start_ms,
+                     help="speech needed to open an utterance")
+    vad.add_argument("--preroll-ms", type=int, default=d.preroll_ms,
+                     help="audio kept before the detected speech onset")
+    vad.add_argument("--pause-ms", type=int, default=d.pause_ms,
+                     help="silence after which the final decode starts speculatively")
+    vad.add_argument("--endpoint-silence-ms", type=int, default=d.endpoint_silence_ms,
+                     help="silence that ends an utterance")
+    vad.add_argument("--partial-interval-ms", type=int, default=d.partial_interval_ms,
+                     help="new speech between two partials")
+    vad.add_argument("--commit-cut-s", type=float, default=d.commit_cut_s,
+                     help="on run-on speech, finalize committed words once an utterance is "
+                          "this long")
+    vad.add_argument("--max-utterance-s", type=float, default=d.max_utterance_s,
+                     help="an utterance is cut into finals at this length at the latest")
+    p.add_argument("--log-level", default="info",
+                   choices=("debug", "info", "warning", "error"), help="log level")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rtasr", description="Realtime speech recognition.")
+    parser.add_argument("--version", action="version", version=f"rtasr {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    return Config(
+        host=args.host, port=args.port, max_frame_bytes=args.max_frame_bytes,
+        model=args.model, device=args.device, compute_type=args.compute_type,
+        language=args.language, beam_size=args.beam_size, workers=args.workers,
+        cpu_threads=args.cpu_threads, context_chars=args.context_chars, no_speech_gate=args.no_speech_gate,
+        vad_aggressiveness=args.vad_aggressiveness, speech_start_ms=args.speech_start_ms,
+        preroll_ms=args.preroll_ms, pause_ms=args.pause_ms,
+        endpoint_silence_ms=args.endpoint_silence_ms,
+        partial_interval_ms=args.partial_interval_ms, commit_cut_s=args.commit_cut_s,
+        max_utterance_s=args.max_utterance_s,
+    )
+
+
+async def serve(config: Config) -> None:
+    """Run until SIGINT or SIGTERM, then shut down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    server = Server(config)
+    await server.start()
+    try:
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await server.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = config_from_args(args)
+        asyncio.run(serve(config))
+    except ConfigError as exc:
+        print(f"rtasr: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            print(f"rtasr: error: port {args.port} on {args.host} is already in use",
+                  file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

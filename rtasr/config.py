@@ -1,0 +1,82 @@
+"""The one configuration object, built once by the CLI (or a test) and passed everywhere."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import ConfigError
+
+Device = Literal["auto", "cpu", "cuda"]
+
+SAMPLE_RATE_HZ = 16_000
+"""The model's sample rate: every stream is resampled to it on arrival."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """Everything `rtasr serve` can be told. Vary it in tests with `dataclasses.replace`."""
+
+    # Transport
+    host: str = "0.0.0.0"
+    port: int = 8000
+    max_frame_bytes: int = 1 << 20
+
+    # Model and engine
+    model: str | None = None
+    device: Device = "auto"
+    compute_type: str = "auto"
+    language: str | None = None
+    beam_size: int = 0
+    workers: int = 0
+    cpu_threads: int = 0
+    context_chars: int = -1
+    no_speech_gate: bool = True
+    min_voiced_ms: int = 200
+    partial_max_wait_ms: int = 1000
+
+    # VAD and endpointing
+    vad_aggressiveness: int = 3
+    vad_frame_ms: int = 30
+    speech_start_ms: int = 90
+    preroll_ms: int = 300
+    pause_ms: int = 150
+    endpoint_silence_ms: int = 500
+    partial_interval_ms: int = 500
+    commit_cut_s: float = 8.0
+    max_utterance_s: float = 15.0
+    max_buffer_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port must be 0..65535, not {self.port}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"--device must be auto, cpu or cuda, not {self.device!r}")
+        if self.beam_size < 0:
+            raise ConfigError(f"--beam-size must be 0 (auto) or more, not {self.beam_size}")
+        if self.workers < 0 or self.cpu_threads < 0:
+            raise ConfigError("--workers and --cpu-threads must be 0 (auto) or more")
+        if self.vad_aggressiveness not in (0, 1, 2, 3):
+            raise ConfigError(f"--vad-aggressiveness must be 0..3, not {self.vad_aggressiveness}")
+        if self.vad_frame_ms not in (10, 20, 30):
+            raise ConfigError(f"--vad-frame-ms must be 10, 20 or 30, not {self.vad_frame_ms}")
+        if self.max_frame_bytes < 4:
+            raise ConfigError("--max-frame-bytes must be at least 4")
+        if not 0 < self.pause_ms <= self.endpoint_silence_ms:
+            raise ConfigError("--pause-ms must be above 0 and at most --endpoint-silence-ms")
+        if self.partial_interval_ms < 100:
+            raise ConfigError("--partial-interval-ms must be at least 100")
+        if not 1.0 <= self.commit_cut_s <= self.max_utterance_s:
+            raise ConfigError("--commit-cut-s must be between 1 and --max-utterance-s")
+        if self.max_utterance_s + 5.0 > self.max_buffer_s:
+            raise ConfigError("--max-utterance-s must be at least 5 s below the 30 s buffer")
+        if self.max_buffer_s > 30.0:
+            raise ConfigError("the ring buffer holds at most 30 s (one Whisper window)")
+
+    def replace(self, **changes: object) -> Config:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def frame_samples(self) -> int:
+        return SAMPLE_RATE_HZ * self.vad_frame_ms // 1000

@@ -1,0 +1,177 @@
+"""The native wire protocol: connection parameters and the messages both ways.
+
+Every message is a small frozen dataclass with `to_json()` (server → client) or `from_json()`
+(client → server). docs/protocol.md is the table of them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal
+from urllib.parse import parse_qs
+
+from .errors import ParameterError, ProtocolError
+
+Encoding = Literal["pcm_s16le", "pcm_f32le"]
+ENCODINGS: tuple[Encoding, ...] = ("pcm_s16le", "pcm_f32le")
+MIN_SAMPLE_RATE_HZ = 8_000
+MAX_SAMPLE_RATE_HZ = 48_000
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamParams:
+    """What a client declares in the connection URL's query string."""
+
+    sample_rate: int = 16_000
+    encoding: Encoding = "pcm_s16le"
+    language: str | None = None
+    interim_results: bool = True
+
+    KNOWN: ClassVar[frozenset[str]] = frozenset(
+        {"sample_rate", "encoding", "language", "interim_results", "token"}
+    )
+
+    @classmethod
+    def from_query(cls, query: str, *, default_language: str | None = None) -> StreamParams:
+        values = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        unknown = sorted(set(values) - cls.KNOWN)
+        if unknown:
+            raise ParameterError(f"unknown query parameter: {', '.join(unknown)}")
+        rate_text = values.get("sample_rate", "16000")
+        try:
+            rate = int(rate_text)
+        except ValueError:
+            raise ParameterError(f"sample_rate must be an integer, not {rate_text!r}") from None
+        if not MIN_SAMPLE_RATE_HZ <= rate <= MAX_SAMPLE_RATE_HZ:
+            raise ParameterError(
+                f"sample_rate must be {MIN_SAMPLE_RATE_HZ}..{MAX_SAMPLE_RATE_HZ} Hz, not {rate}"
+            )
+        encoding = values.get("encoding", "pcm_s16le")
+        if encoding not in ENCODINGS:
+            raise ParameterError(
+                f"encoding must be one of {', '.join(ENCODINGS)}, not {encoding!r}"
+            )
+        language = values.get("language") or default_language
+        if language is not None and not (language.isascii() and language.isalpha()
+                                         and 2 <= len(language) <= 3):
+            raise ParameterError(f"language must be a language code such as 'en', not {language!r}")
+        interim_text = values.get("interim_results", "true").lower()
+        if interim_text not in _TRUE | _FALSE:
+            raise ParameterError(f"interim_results must be true or false, not {interim_text!r}")
+        return cls(
+            sample_rate=rate,
+            encoding=encoding,  # type: ignore[arg-type]
+            language=language.lower() if language else None,
+            interim_results=interim_text in _TRUE,
+        )
+
+
+# Client → server -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Flush:
+    """Finalize the current utterance now."""
+
+
+@dataclass(frozen=True)
+class End:
+    """Finalize everything, send the remaining finals, then `end`, then close."""
+
+
+ClientMessage = Flush | End
+
+
+def parse_client_message(text: str) -> ClientMessage:
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise ProtocolError("text frames must be JSON objects") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("text frames must be JSON objects")
+    kind = data.get("type")
+    if kind == "flush":
+        return Flush()
+    if kind == "end":
+        return End()
+    shown = kind if isinstance(kind, str) and len(kind) <= 40 else "?"
+    raise ProtocolError(f"unknown message type {shown!r}; expected 'flush' or 'end'")
+
+
+# Server → client -------------------------------------------------------------------------
+
+
+class _Message:
+    type: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, **asdict(self)}  # type: ignore[call-overload]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ready(_Message):
+    type: ClassVar[str] = "ready"
+    session_id: str
+    model: str
+    sample_rate: int
+    encoding: str
+    language: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpeechStart(_Message):
+    type: ClassVar[str] = "speech_start"
+    utterance: int
+    start: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Partial(_Message):
+    type: ClassVar[str] = "partial"
+    utterance: int
+    start: float
+    end: float
+    text: str
+    committed: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class WireWord:
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Final(_Message):
+    type: ClassVar[str] = "final"
+    utterance: int
+    start: float
+    end: float
+    text: str
+    words: list[WireWord] = field(default_factory=list)
+    language: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Error(_Message):
+    type: ClassVar[str] = "error"
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class EndOfStream(_Message):
+    type: ClassVar[str] = "end"
+    duration: float
+
+
+ServerMessage = Ready | SpeechStart | Partial | Final | Error | EndOfStream

@@ -1,0 +1,296 @@
+"""The websocket transport: accept connections, move bytes between sockets and sessions.
+
+All speech logic lives in session.py and all inference in engine.py; this module owns the
+asyncio side: the listening socket, one `Connection` per client (a reader loop, a writer task
+and the engine jobs in flight), HTTP answers on the same port, and the server's lifecycle
+(start: load and warm the model, then listen; stop: finalize every open session, then close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from websockets.asyncio.server import Server as WsServer
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request as HttpRequest
+from websockets.http11 import Response
+
+from .config import Config
+from .engine import Engine
+from .errors import (
+    CLOSE_GOING_AWAY,
+    CLOSE_INTERNAL,
+    CLOSE_NORMAL,
+    FrameTooLargeError,
+    ParameterError,
+    ProtocolError,
+    RtasrError,
+)
+from .protocol import End, EndOfStream, Error, Flush, Ready, ServerMessage, StreamParams
+from .protocol import parse_client_message as parse_message
+from .session import Action, DecodeJob, Session
+
+log = logging.getLogger(__name__)
+
+WS_PATHS = ("/", "/ws")
+FINALS_GRACE_S = 30.0  # how long a closing session waits for its last finals
+
+
+class SessionLog(logging.LoggerAdapter[logging.Logger]):
+    def process(self, msg: str, kwargs: MutableMapping[str, Any]) -> tuple[str, Any]:
+        return f"[{self.extra['session']}] {msg}", kwargs  # type: ignore[index]
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """How a reader loop ended: the close code to send and the error to report first."""
+
+    code: int
+    error: RtasrError | None = None
+
+
+class Connection:
+    """One client: the reader loop, the writer task and the engine jobs in flight."""
+
+    def __init__(self, ws: ServerConnection, session: Session, engine: Engine,
+                 config: Config) -> None:
+        self.ws = ws
+        self.session = session
+        self.engine = engine
+        self.config = config
+        self.log = SessionLog(log, {"session": session.id})
+        self._jobs: set[asyncio.Task[None]] = set()
+        self._outbox: asyncio.Queue[ServerMessage | None] = asyncio.Queue()
+        self._stopping = asyncio.Event()
+
+    def shutdown(self) -> None:
+        """Ask the connection to finalize and close with 1001 (server going away)."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._write())
+        reader = asyncio.create_task(self._read())
+        stop = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait({reader, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done():
+                outcome = reader.result()
+            else:
+                reader.cancel()
+                outcome = _Outcome(CLOSE_GOING_AWAY)
+            if outcome is not None:
+                await self._finish(outcome, writer)
+        except Exception:
+            self.log.exception("session failed")
+            with contextlib.suppress(Exception):
+                await self.ws.close(CLOSE_INTERNAL, "internal error")
+        finally:
+            for task in (reader, stop, writer, *self._jobs):
+                task.cancel()
+            self.log.info("closed after %.1f s of audio", self.session.duration_s)
+
+    async def _read(self) -> _Outcome | None:
+        limit = self.config.max_frame_bytes
+        try:
+            async for message in self.ws:
+                if len(message) > limit:
+                    return _Outcome(FrameTooLargeError.close_code or CLOSE_INTERNAL,
+                                    FrameTooLargeError(f"frame of {len(message)} bytes is over "
+                                                       f"the {limit}-byte limit"))
+                if isinstance(message, bytes):
+                    try:
+                        self._dispatch(self.session.feed(message))
+                    except RtasrError as exc:
+                        return _Outcome(exc.close_code or CLOSE_INTERNAL, exc)
+                    continue
+                try:
+                    control = parse_message(message)
+                except ProtocolError as exc:
+                    self._send(Error(code=exc.code, message=str(exc)))
+                    continue
+                if isinstance(control, Flush):
+                    self._dispatch(self.session.flush())
+                elif isinstance(control, End):
+                    return _Outcome(CLOSE_NORMAL)
+        except ConnectionClosed:
+            pass
+        return None  # the client went away: nothing to deliver
+
+    async def _finish(self, outcome: _Outcome, writer: asyncio.Task[None]) -> None:
+        """Finalize what was spoken, deliver it, report the error if any, then close."""
+        self._dispatch(self.session.end())
+        await self._await_finals()
+        if outcome.error is not None:
+            err = outcome.error
+            self.log.info("closing with %s: %s", err.code, err)
+            self._send(Error(code=err.code, message=str(err)))
+        else:
+            self._send(EndOfStream(duration=self.session.duration_s))
+        self._outbox.put_nowait(None)
+        with contextlib.suppress(ConnectionClosed):
+            await writer
+        reason = outcome.error.code if outcome.error else ""
+        await self.ws.close(outcome.code, reason)
+
+    async def _await_finals(self) -> None:
+        async with asyncio.timeout(FINALS_GRACE_S):
+            while self.session.awaiting_finals and self._jobs:
+                await asyncio.wait(set(self._jobs), return_when=asyncio.FIRST_COMPLETED)
+
+    def _send(self, message: ServerMessage) -> None:
+        self._outbox.put_nowait(message)
+
+    def _dispatch(self, actions: Iterable[Action]) -> None:
+        for action in actions:
+            if isinstance(action, DecodeJob):
+                task = asyncio.create_task(self._decode(action))
+                self._jobs.add(task)
+                task.add_done_callback(self._jobs.discard)
+            else:
+                self._send(action)
+
+    async def _decode(self, job: DecodeJob) -> None:
+        try:
+            result = await self.engine.transcribe(job.request)
+        except RtasrError as exc:
+            self._dispatch(self.session.on_failure(job, exc))
+            return
+        self._dispatch(self.session.on_result(job, result))
+
+    async def _write(self) -> None:
+        while (message := await self._outbox.get()) is not None:
+            await self.ws.send(message.to_json())
+
+
+def _json_response(status: HTTPStatus, body: dict[str, Any]) -> Response:
+    data = json.dumps(body).encode()
+    headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return Response(status.value, status.phrase, headers, data)
+
+
+def _text_response(status: HTTPStatus, text: str) -> Response:
+    data = (text + "\n").encode()
+    headers = Headers([("Content-Type", "text/plain; charset=utf-8"),
+                       ("Content-Length", str(len(data)))])
+    return Response(status.value, status.phrase, headers, data)
+
+
+class Server:
+    """The rtasr server: `await start()`, serve, `await stop()`; or `async with`."""
+
+    def __init__(self, config: Config, engine: Engine | None = None) -> None:
+        self.config = config
+        self.engine = engine or Engine(config)
+        self._owns_engine = engine is None
+        self._ws: WsServer | None = None
+        self._connections: set[Connection] = set()
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._ws is not None
+        return int(next(iter(self._ws.sockets)).getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        host = "localhost" if self.config.host in ("0.0.0.0", "::", "") else self.config.host
+        return f"ws://{host}:{self.port}/ws"
+
+    async def start(self) -> None:
+        if self._owns_engine:
+            await asyncio.to_thread(self.engine.start)
+        self._ws = await serve(
+            self._handle,
+            self.config.host,
+            self.config.port,
+            process_request=self._http,
+            max_size=self.config.max_frame_bytes * 4,
+            compression=None,
+            server_header="rtasr",
+        )
+        log.info("listening on ws://%s:%d/ws", self.config.host, self.port)
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Stop accepting, finalize and deliver every open session, then close them."""
+        if self._ws is None:
+            return
+        self._ws.close(close_connections=False)
+        for conn in list(self._connections):
+            conn.shutdown()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace_s):
+                while self._connections:
+                    await asyncio.sleep(0.05)
+        self._ws.close()
+        await self._ws.wait_closed()
+        self._ws = None
+        if self._owns_engine:
+            await asyncio.to_thread(self.engine.stop)
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "model": self.engine.spec.name,
+            "device": self.engine.device,
+            "sessions": len(self._connections),
+        }
+
+    def _http(self, connection: ServerConnection, request: HttpRequest) -> Response | None:
+        path = request.path.partition("?")[0]
+        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        if path == "/healthz":
+            return _json_response(HTTPStatus.OK, self.health())
+        if path in WS_PATHS:
+            if upgrade:
+                return None
+            return _text_response(HTTPStatus.UPGRADE_REQUIRED,
+                                  "rtasr: open a websocket on /ws (see docs/protocol.md)")
+        return _text_response(HTTPStatus.NOT_FOUND, "not found")
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        assert ws.request is not None
+        session_id = uuid.uuid4().hex[:12]
+        slog = SessionLog(log, {"session": session_id})
+        query = ws.request.path.partition("?")[2]
+        try:
+            params = StreamParams.from_query(query, default_language=self.engine.language)
+            if not self.engine.multilingual and params.language not in (None, "en"):
+                raise ParameterError(f"model {self.engine.spec.name} is English-only: "
+                                     f"language {params.language!r} is not available")
+        except RtasrError as exc:
+            slog.info("refused: %s", exc)
+            await ws.send(Error(code=exc.code, message=str(exc)).to_json())
+            await ws.close(exc.close_code or CLOSE_INTERNAL, exc.code)
+            return
+        config = self.config.replace(beam_size=self.engine.beam_size,
+                                     context_chars=self.engine.context_chars)
+        session = Session(config, params, session_id, params.language)
+        conn = Connection(ws, session, self.engine, self.config)
+        self._connections.add(conn)
+        slog.info("open: %d Hz %s, language %s", params.sample_rate, params.encoding,
+                  params.language or "auto")
+        try:
+            await ws.send(Ready(session_id=session_id, model=self.engine.spec.name,
+                                sample_rate=params.sample_rate, encoding=params.encoding,
+                                language=params.language).to_json())
+            await conn.run()
+        except ConnectionClosed:
+            pass
+        finally:
+            self._connections.discard(conn)

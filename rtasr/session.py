@@ -1,0 +1,385 @@
+"""One connection's speech-recognition state machine (sans-I/O: bytes in, actions out).
+
+A `Session` takes the client's audio frames and control messages and returns actions: server
+messages to send and `DecodeJob`s to run on the engine. The transport runs each job and hands
+the result back with `on_result`, which returns more actions. Nothing here touches a socket,
+a thread or the model, so every policy below is testable with numpy arrays and a fake engine.
+
+Policies:
+- One hypothesis decode in flight per session: a session never holds more than one worker for
+  its partials, so finals and other sessions are not slowed by it.
+- Partials: every `partial_interval_ms` of new speech, decode the open utterance greedily.
+  `committed` grows by LocalAgreement-2: the longest common word prefix of two consecutive
+  hypotheses, and never shrinks.
+- Speculative finals: when speech pauses for `pause_ms`, the final decode starts at once (or as
+  soon as the decode in flight returns) on the audio the final would have. If the pause becomes
+  an endpoint that result *is* the final, so the final arrives as soon as the endpoint silence
+  has passed; if speech resumes, the result serves as a partial and nothing is wasted. Where
+  partials are decoded exactly as finals are (greedy finals, the CPU default), a partial whose
+  audio already holds all the speech and a little of the pause serves as the final too.
+- Run-on speech: past `commit_cut_s` with committed words (or past `max_utterance_s` regardless)
+  a final is emitted for the words that end at least `_HOLDBACK_S` before the audio's end, and
+  the utterance is cut between two words; the rest carries on as the next utterance.
+- Finals go out in utterance order; an utterance whose decode has no words gets no final.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .audio import Audio, PcmDecoder
+from .buffer import Segmenter, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted
+from .config import SAMPLE_RATE_HZ, Config
+from .engine import Priority, Request, Transcript
+from .protocol import (
+    Error,
+    Final,
+    Partial,
+    ServerMessage,
+    SpeechStart,
+    StreamParams,
+    WireWord,
+)
+
+log = logging.getLogger(__name__)
+
+_HOLDBACK_S = 1.0  # words this close to the end of the audio are not final yet
+_MIN_CUT_WORDS = 2
+_PUSH_SAMPLES = SAMPLE_RATE_HZ // 2
+_MIN_TAIL = SAMPLE_RATE_HZ * 60 // 1000  # a partial serves as the final with >= 60 ms of pause
+
+JobKind = Literal["partial", "candidate", "final", "cut"]
+
+
+@dataclass(eq=False)
+class DecodeJob:
+    kind: JobKind
+    utterance: int
+    start: int  # absolute sample index of the audio's first sample
+    end: int
+    request: Request
+
+
+Action = ServerMessage | DecodeJob
+
+
+@dataclass
+class _Utterance:
+    index: int
+    start: int
+    committed: list[str] = field(default_factory=list)
+    hypothesis: list[str] | None = None
+    partial_from: int = 0  # audio end of the last hypothesis decode asked for
+    inflight: DecodeJob | None = None  # the one partial or candidate decode in flight
+    last_done: tuple[DecodeJob, Transcript] | None = None
+    paused: bool = False
+    tail_end: int = 0  # while paused: where the utterance ends if the pause is an endpoint
+    want_candidate: bool = False
+    final_job: DecodeJob | None = None
+    final_span: tuple[int, int, Audio] | None = None  # a final waiting for the decode in flight
+    cut_job: DecodeJob | None = None
+    next_cut_at: int = 0
+    closed: bool = False
+
+
+def _s(samples: int) -> float:
+    return round(samples / SAMPLE_RATE_HZ, 3)
+
+
+_NORM = re.compile(r"[^\w']+")
+
+
+def _norm(word: str) -> str:
+    return _NORM.sub("", word.lower())
+
+
+def _common_prefix(a: list[str], b: list[str]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if _norm(x) != _norm(y):
+            break
+        n += 1
+    return n
+
+
+class Session:
+    def __init__(self, config: Config, params: StreamParams, session_id: str,
+                 language: str | None) -> None:
+        self.id = session_id
+        self.config = config
+        self.params = params
+        self.language = language
+        self.decoder = PcmDecoder(params.sample_rate, params.encoding)
+        self.segmenter = Segmenter(config)
+        self._utts: dict[int, _Utterance] = {}
+        self._finals: dict[int, Final | None] = {}
+        self._next_final = 0
+        self._context = ""
+        self.ended = False
+        ms = SAMPLE_RATE_HZ // 1000
+        self._preroll = config.preroll_ms * ms
+        self._pause = config.pause_ms * ms
+        self._interval = config.partial_interval_ms * ms
+        self._commit_cut = int(config.commit_cut_s * SAMPLE_RATE_HZ)
+        self._max_utt = int(config.max_utterance_s * SAMPLE_RATE_HZ)
+        # Greedy finals: a partial is decoded exactly as a final would be, so it can serve as one.
+        self._final_grade_partials = config.beam_size <= 1
+
+    # input -------------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> list[Action]:
+        """One binary frame of audio. Raises AudioFormatError for a malformed frame."""
+        samples = self.decoder.decode(data)
+        actions: list[Action] = []
+        for i in range(0, len(samples), _PUSH_SAMPLES):
+            self._push(samples[i : i + _PUSH_SAMPLES], actions)
+        return actions
+
+    def flush(self) -> list[Action]:
+        """Finalize the open utterance now."""
+        actions: list[Action] = []
+        ended = self.segmenter.flush()
+        if ended is not None:
+            self._on_ended(ended, actions)
+        return actions
+
+    def end(self) -> list[Action]:
+        """The stream is over: finalize everything."""
+        actions: list[Action] = []
+        if not self.ended:
+            self._push(self.decoder.flush(), actions)
+            actions += self.flush()
+            self.ended = True
+        return actions
+
+    @property
+    def awaiting_finals(self) -> bool:
+        """True while an ended utterance's final has not been delivered."""
+        return any(u.closed for u in self._utts.values())
+
+    @property
+    def duration_s(self) -> float:
+        return round(self.decoder.duration_s, 3)
+
+    def _push(self, samples: Audio, actions: list[Action]) -> None:
+        for event in self.segmenter.push(samples):
+            if isinstance(event, SpeechStarted):
+                self._open(event.utterance, event.start, actions)
+            elif isinstance(event, SpeechPaused):
+                self._on_paused(event, actions)
+            elif isinstance(event, SpeechResumed):
+                utt = self._utts[event.utterance]
+                utt.paused = utt.want_candidate = False
+            elif isinstance(event, SpeechEnded):
+                self._on_ended(event, actions)
+        self._next_decodes(actions)
+
+    def _open(self, index: int, start: int, actions: list[Action]) -> None:
+        self._utts[index] = _Utterance(index, start, partial_from=start + self._preroll,
+                                       next_cut_at=start + self._commit_cut)
+        actions.append(SpeechStart(utterance=index, start=_s(start)))
+
+    def _serves_as_final(self, job: DecodeJob, start: int, end: int) -> bool:
+        """Whether `job` decoded the audio a final for [start, end) needs, as a final would."""
+        if job.start != start or not end - self._pause + _MIN_TAIL <= job.end <= end:
+            return False
+        return job.kind == "candidate" or self._final_grade_partials
+
+    def _on_paused(self, event: SpeechPaused, actions: list[Action]) -> None:
+        utt = self._utts[event.utterance]
+        utt.paused, utt.tail_end = True, event.end
+        if utt.inflight is not None:
+            utt.want_candidate = not self._serves_as_final(utt.inflight, utt.start, event.end)
+            return
+        utt.inflight = self._job("candidate", utt, event.start, event.end, event.audio)
+        actions.append(utt.inflight)
+
+    def _on_ended(self, event: SpeechEnded, actions: list[Action]) -> None:
+        utt = self._utts[event.utterance]
+        utt.closed = True
+        utt.cut_job = None
+        if utt.inflight is not None and self._serves_as_final(utt.inflight, event.start,
+                                                               event.end):
+            utt.final_job = utt.inflight
+            return
+        if utt.last_done is not None and self._serves_as_final(utt.last_done[0], event.start,
+                                                                event.end):
+            utt.final_job = utt.last_done[0]
+            self._complete(utt, *utt.last_done, actions)
+            return
+        if utt.inflight is not None:
+            # Decoding the final beside this session's own partial would slow both down: the
+            # partial returns within one decode time, then the final runs on a free CPU.
+            utt.final_span = (event.start, event.end, event.audio)
+            return
+        utt.final_job = self._job("final", utt, event.start, event.end, event.audio)
+        actions.append(utt.final_job)
+
+    def _next_decodes(self, actions: list[Action]) -> None:
+        """Start the open utterance's next partial, candidate or cut decode, if it is due."""
+        open_ = self.segmenter.open_utterance
+        if open_ is None or self.ended:
+            return
+        utt = self._utts[open_.index]
+        pos = self.segmenter.position
+        if utt.paused:
+            if utt.want_candidate and utt.inflight is None:
+                utt.want_candidate = False
+                audio = self.segmenter.buffer.read(utt.start, utt.tail_end)
+                utt.inflight = self._job("candidate", utt, utt.start, utt.tail_end, audio)
+                actions.append(utt.inflight)
+            return
+        due = pos - utt.start >= self._max_utt or len(utt.committed) > _MIN_CUT_WORDS
+        if utt.cut_job is None and due and pos >= utt.next_cut_at:
+            audio = self.segmenter.buffer.read(utt.start, pos)
+            utt.cut_job = self._job("cut", utt, utt.start, pos, audio)
+            actions.append(utt.cut_job)
+        if (self.params.interim_results and utt.inflight is None
+                and pos - utt.partial_from >= self._interval):
+            utt.partial_from = pos
+            audio = self.segmenter.buffer.read(utt.start, pos)
+            utt.inflight = self._job("partial", utt, utt.start, pos, audio)
+            actions.append(utt.inflight)
+
+    def _job(self, kind: JobKind, utt: _Utterance, start: int, end: int,
+             audio: Audio) -> DecodeJob:
+        partial = kind == "partial"
+        greedy_only = partial and not self._final_grade_partials
+        request = Request(
+            audio=audio,
+            priority=Priority.PARTIAL if partial else Priority.FINAL,
+            session=self.id,
+            language=self.language,
+            prompt=self._context or None,
+            beam_size=1 if partial else self.config.beam_size,
+            word_timestamps=not greedy_only,
+        )
+        return DecodeJob(kind, utt.index, start, end, request)
+
+    # results -----------------------------------------------------------------------------
+
+    def on_result(self, job: DecodeJob, result: Transcript | None) -> list[Action]:
+        """A job's transcript (None: a partial the engine replaced or dropped)."""
+        actions: list[Action] = []
+        utt = self._utts.get(job.utterance)
+        if utt is None:
+            return actions
+        if utt.inflight is job:
+            utt.inflight = None
+            if utt.final_span is not None:
+                start, end, audio = utt.final_span
+                utt.final_span = None
+                if result is not None and self._serves_as_final(job, start, end):
+                    utt.final_job = job
+                else:
+                    utt.final_job = self._job("final", utt, start, end, audio)
+                    actions.append(utt.final_job)
+        if utt.final_job is job:
+            if result is None:  # a partial chosen as the final, then dropped by the engine
+                utt.final_job = self._job("final", utt, job.start, job.end, job.request.audio)
+                actions.append(utt.final_job)
+            else:
+                self._complete(utt, job, result, actions)
+        elif job.kind == "cut":
+            if utt.cut_job is job:
+                utt.cut_job = None
+                self._apply_cut(utt, job, result, actions)
+        elif result is not None:
+            utt.last_done = (job, result)
+            if not utt.closed:
+                self._partial(utt, job, result, actions)
+        self._next_decodes(actions)
+        return actions
+
+    def on_failure(self, job: DecodeJob, error: Exception) -> list[Action]:
+        """A job failed in the engine: a final becomes an error, anything else is forgotten."""
+        actions: list[Action] = []
+        utt = self._utts.get(job.utterance)
+        if utt is None:
+            return actions
+        if utt.inflight is job:
+            utt.inflight = None
+            if utt.final_span is not None:
+                start, end, audio = utt.final_span
+                utt.final_span = None
+                utt.final_job = self._job("final", utt, start, end, audio)
+                actions.append(utt.final_job)
+        if utt.cut_job is job:
+            utt.cut_job = None
+            utt.next_cut_at = self.segmenter.position + SAMPLE_RATE_HZ
+        if utt.final_job is job:
+            log.warning("[%s] final of utterance %d failed: %s", self.id, utt.index, error)
+            actions.append(Error(code="engine_error",
+                                 message=f"utterance {utt.index} could not be transcribed"))
+            self._complete(utt, job, None, actions)
+        self._next_decodes(actions)
+        return actions
+
+    def _partial(self, utt: _Utterance, job: DecodeJob, result: Transcript,
+                 actions: list[Action]) -> None:
+        words = result.text.split()
+        if not words:
+            return
+        n = len(utt.committed)
+        if utt.hypothesis is not None and _common_prefix(words, utt.committed) == n:
+            agreed = _common_prefix(words[n:], utt.hypothesis[n:])
+            utt.committed = utt.committed + words[n : n + agreed]
+        utt.hypothesis = words
+        text = " ".join(utt.committed + words[len(utt.committed):])
+        actions.append(Partial(utterance=utt.index, start=_s(utt.start), end=_s(job.end),
+                               text=text, committed=" ".join(utt.committed)))
+
+    def _apply_cut(self, utt: _Utterance, job: DecodeJob, result: Transcript | None,
+                   actions: list[Action]) -> None:
+        open_ = self.segmenter.open_utterance
+        if result is None or utt.closed or utt.paused or open_ is None or open_.index != utt.index:
+            return
+        words = result.words
+        limit_s = (job.end - job.start) / SAMPLE_RATE_HZ - _HOLDBACK_S
+        hard = job.end - utt.start >= self._max_utt
+        count = len(words) if hard else min(len(words), len(utt.committed))
+        keep = 0
+        while keep < count and words[keep].end <= limit_s:
+            keep += 1
+        if keep < _MIN_CUT_WORDS:
+            utt.next_cut_at = self.segmenter.position + SAMPLE_RATE_HZ // 2
+            return
+        cut_s = words[keep - 1].end
+        if keep < len(words):
+            cut_s = (cut_s + words[keep].start) / 2
+        cut_at = job.start + int(cut_s * SAMPLE_RATE_HZ)
+        if not utt.start < cut_at <= self.segmenter.position:
+            return
+        head = Transcript(text="".join(w.word for w in words[:keep]).strip(),
+                          words=tuple(words[:keep]), language=result.language)
+        utt.closed = True
+        utt.final_job = DecodeJob("final", utt.index, utt.start, cut_at, job.request)
+        started = self.segmenter.cut(cut_at)
+        self._complete(utt, utt.final_job, head, actions)
+        self._open(started.utterance, started.start, actions)
+
+    def _complete(self, utt: _Utterance, job: DecodeJob, result: Transcript | None,
+                  actions: list[Action]) -> None:
+        final: Final | None = None
+        if result is not None and result.text:
+            offset = job.start / SAMPLE_RATE_HZ
+            final = Final(
+                utterance=utt.index, start=_s(job.start), end=_s(job.end), text=result.text,
+                words=[WireWord(word=w.word.strip(), start=round(w.start + offset, 3),
+                                end=round(w.end + offset, 3), probability=w.probability)
+                       for w in result.words],
+                language=result.language or self.language,
+            )
+        self._finals[utt.index] = final
+        del self._utts[utt.index]
+        while self._next_final in self._finals:
+            ready = self._finals.pop(self._next_final)
+            self._next_final += 1
+            if ready is not None:
+                if self.config.context_chars > 0:
+                    context = self._context + " " + ready.text
+                    self._context = context[-self.config.context_chars :]
+                actions.append(ready)

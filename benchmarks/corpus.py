@@ -73,11 +73,12 @@ def load_clips(count: int, *, seed: int = 1, min_s: float = 1.5, max_s: float = 
                root: Path | None = None) -> list[Clip]:
     root = ensure_corpus() if root is None else root
     transcripts: dict[str, str] = {}
-    for line in gzip.open(root / TRANSCRIPTS, "rt", encoding="utf-8", errors="replace"):
-        name, sep, text = line.partition(":")
-        text = text.strip()
-        if sep and text and not text.startswith("[") and not line.startswith(";"):
-            transcripts[name.strip()] = text
+    with gzip.open(root / TRANSCRIPTS, "rt", encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            name, sep, text = line.partition(":")
+            text = text.strip()
+            if sep and text and not text.startswith("[") and not line.startswith(";"):
+                transcripts[name.strip()] = text
     names = sorted(n for n in transcripts if (root / SOUNDS / f"{n}.wav").is_file())
     random.Random(seed).shuffle(names)
     clips: list[Clip] = []

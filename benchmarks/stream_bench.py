@@ -162,7 +162,8 @@ def main() -> None:
     ap.add_argument("--speed", type=float, default=1.0, help="1.0 is real time")
     ap.add_argument("--no-offline", action="store_true", help="skip the offline WER yardstick")
     ap.add_argument("--model", default=None, help="model for the offline yardstick (and server)")
-    ap.add_argument("--beam-size", type=int, default=5)
+    ap.add_argument("--beam-size", type=int, default=1,
+                    help="beam size for the server's finals and the offline yardstick")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("server_args", nargs="*", help="extra `rtasr serve` arguments (after --)")
     args = ap.parse_args()
@@ -195,7 +196,8 @@ def main() -> None:
                 cpu0, wall0 = (cpu_seconds(proc.pid) if proc else 0.0), time.monotonic()
                 level = asyncio.run(run_level(url, audio, sp, n, is_runon, args.speed))
                 if proc:
-                    level["server_cpu"] = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - wall0)
+                    used = cpu_seconds(proc.pid) - cpu0
+                    level["server_cpu"] = used / (time.monotonic() - wall0)
                 level["stream"] = label
                 results["levels"].append(level)  # type: ignore[attr-defined]
                 print(json.dumps(level), flush=True)

@@ -11,6 +11,7 @@ consume faster-whisper's lazy segment generator.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import heapq
 import itertools
@@ -139,6 +140,12 @@ def _deliver(future: asyncio.Future[Any], result: Any) -> None:
         future.set_result(result)
 
 
+def _reply(job: _Job, result: Any) -> None:
+    """Hand a worker's result to the job's event loop (gone already if the session closed)."""
+    with contextlib.suppress(RuntimeError):
+        job.loop.call_soon_threadsafe(_deliver, job.future, result)
+
+
 class Engine:
     """One WhisperModel shared by every session, behind a priority scheduler."""
 
@@ -168,6 +175,7 @@ class Engine:
         self._seq = itertools.count()
         self._threads: list[threading.Thread] = []
         self._stopping = False
+        self.partial_max_wait_s = config.partial_max_wait_ms / 1000
         self.decodes = 0
         self.dropped_partials = 0
 
@@ -217,7 +225,7 @@ class Engine:
             thread.join()
         self._threads.clear()
         for _, _, _, job in self._heap:
-            job.loop.call_soon_threadsafe(_deliver, job.future, EngineError("server stopping"))
+            _reply(job, EngineError("server stopping"))
         self._heap.clear()
         self._queued_partials.clear()
 
@@ -259,14 +267,13 @@ class Engine:
             return job
 
     def _work(self) -> None:
-        max_wait = self.config.partial_max_wait_ms / 1000
         while (job := self._next_job()) is not None:
             if job.dropped or job.future.done():
                 continue
             if (job.request.priority is Priority.PARTIAL
-                    and time.monotonic() - job.submitted > max_wait):
+                    and time.monotonic() - job.submitted > self.partial_max_wait_s):
                 self.dropped_partials += 1
-                job.loop.call_soon_threadsafe(_deliver, job.future, None)
+                _reply(job, None)
                 continue
             result: Transcript | BaseException
             waited = time.monotonic() - job.submitted
@@ -279,7 +286,7 @@ class Engine:
             except Exception as exc:
                 log.exception("decode failed for session %s", job.request.session)
                 result = EngineError(f"the model failed on this request: {exc}")
-            job.loop.call_soon_threadsafe(_deliver, job.future, result)
+            _reply(job, result)
 
     # the model ---------------------------------------------------------------------------
 

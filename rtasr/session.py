@@ -98,7 +98,7 @@ def _norm(word: str) -> str:
 
 def _common_prefix(a: list[str], b: list[str]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if _norm(x) != _norm(y):
             break
         n += 1

@@ -1,0 +1,84 @@
+"""Shared test helpers: real speech fixtures and a small websocket client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soxr
+from websockets.asyncio.client import connect
+
+DATA = Path(__file__).parent / "data"
+TRANSCRIPTS: dict[str, str] = json.loads((DATA / "transcripts.json").read_text())
+
+
+def read_clip(name: str) -> tuple[np.ndarray, int]:
+    """A fixture clip as float32 samples at its own rate (8 kHz for the Asterisk prompts)."""
+    with wave.open(str(DATA / f"{name}.wav")) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+        return pcm.astype(np.float32) / 32768, w.getframerate()
+
+
+def clip_at(name: str, rate: int) -> np.ndarray:
+    audio, own = read_clip(name)
+    return audio if own == rate else soxr.resample(audio, own, rate).astype(np.float32)
+
+
+def silence(seconds: float, rate: int) -> np.ndarray:
+    return np.zeros(int(seconds * rate), np.float32)
+
+
+def encode(audio: np.ndarray, encoding: str = "pcm_s16le") -> bytes:
+    if encoding == "pcm_f32le":
+        return audio.astype("<f4").tobytes()
+    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+@dataclass
+class StreamResult:
+    messages: list[dict[str, Any]]
+    close_code: int | None
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m["type"] == kind]
+
+    @property
+    def text(self) -> str:
+        return " ".join(m["text"] for m in self.of("final"))
+
+
+async def stream(url: str, audio: np.ndarray, *, rate: int = 16000,
+                 encoding: str = "pcm_s16le", speed: float = 4.0, chunk_s: float = 0.1,
+                 query: str = "", end: bool = True, timeout_s: float = 90) -> StreamResult:
+    """Stream `audio` at `speed` x real time, send `end`, and collect every message."""
+    data = encode(audio, encoding)
+    width = 4 if encoding == "pcm_f32le" else 2
+    step = max(width, int(chunk_s * rate) * width)
+    sep = "&" if query else ""
+    full = f"{url}?sample_rate={rate}&encoding={encoding}{sep}{query}"
+    messages: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout_s), connect(full, max_size=None) as ws:
+        ready = json.loads(await ws.recv())
+        assert ready["type"] == "ready", ready
+
+        async def receive() -> None:
+            async for text in ws:
+                messages.append(json.loads(text))
+
+        receiver = asyncio.create_task(receive())
+        t0 = time.monotonic()
+        for i, off in enumerate(range(0, len(data), step)):
+            await ws.send(data[off : off + step])
+            wait = t0 + (i + 1) * chunk_s / speed - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        if end:
+            await ws.send(json.dumps({"type": "end"}))
+        await receiver
+        return StreamResult(messages, ws.close_code)

@@ -1,0 +1,80 @@
+"""`rtasr serve` as a user runs it: real processes, one-line errors for mistakes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from websockets.sync.client import connect
+
+from .helpers import TRANSCRIPTS, clip_at, encode, silence
+
+RTASR = [sys.executable, "-m", "rtasr"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*RTASR, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_help_states_every_default() -> None:
+    out = run("serve", "--help").stdout
+    for flag in ("--host", "--port", "--device", "--model", "--compute-type", "--beam-size",
+                 "--endpoint-silence-ms", "--max-utterance-s", "--vad-aggressiveness"):
+        assert flag in out
+    assert "(default: 8000)" in out and "(default: 0.0.0.0)" in out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--device", "cuda"], "sees no CUDA GPU"),
+    (["--model", "/nonexistent/model"], "no such directory"),
+    (["--model", "tests"], "lacks model.bin and tokenizer.json"),
+    (["--port", "70000"], "--port must be"),
+])
+def test_user_mistakes_are_one_line_and_exit_2(args: list[str], message: str) -> None:
+    proc = run("serve", *args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_port_in_use_is_one_line() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        proc = run("serve", "--host", "127.0.0.1", "--port", str(port))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"rtasr: error: port {port} on 127.0.0.1 is already in use")
+
+
+def test_serve_transcribes_and_stops_on_sigterm(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([*RTASR, "serve", "--host", "127.0.0.1", "--port", "0"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if m := re.search(r"listening on ws://127\.0\.0\.1:(\d+)/ws", line):
+                port = int(m.group(1))
+                break
+        else:
+            pytest.fail("no 'listening on' line")
+        audio = encode(clip_at("tt-weasels", 16000))
+        with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            assert json.loads(ws.recv())["type"] == "ready"
+            ws.send(encode(silence(0.3, 16000)) + audio)
+            ws.send(json.dumps({"type": "end"}))
+            finals = [m for m in map(json.loads, ws) if m["type"] == "final"]
+        assert "weasels" in finals[0]["text"].lower(), TRANSCRIPTS["tt-weasels"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()

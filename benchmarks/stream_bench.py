@@ -53,7 +53,10 @@ async def stream_session(url: str, audio: np.ndarray, delay_s: float, speed: flo
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
     step = int(CHUNK_S * RATE) * 2
     async with connect(url + "?sample_rate=16000", max_size=None) as ws:
-        json.loads(await ws.recv())
+        first = json.loads(await ws.recv())
+        if first["type"] == "error":  # refused, e.g. overloaded
+            run.error = str(first["code"])
+            return run
         t0 = time.monotonic()
 
         async def receive() -> None:

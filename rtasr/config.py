@@ -35,6 +35,13 @@ class Config:
     no_speech_gate: bool = True
     min_voiced_ms: int = 200
     partial_max_wait_ms: int = 1000
+    max_batch_size: int = 0
+    batch_window_ms: int = -1
+    encoder_window_s: float = -1.0
+
+    # Admission
+    max_sessions: int = 0
+    max_final_wait_ms: int = 1000
 
     # VAD and endpointing
     vad_aggressiveness: int = 3
@@ -61,6 +68,13 @@ class Config:
             raise ConfigError(f"--vad-aggressiveness must be 0..3, not {self.vad_aggressiveness}")
         if self.vad_frame_ms not in (10, 20, 30):
             raise ConfigError(f"--vad-frame-ms must be 10, 20 or 30, not {self.vad_frame_ms}")
+        if self.max_batch_size < 0 or self.max_sessions < 0:
+            raise ConfigError("--max-batch-size and --max-sessions must be 0 (auto) or more")
+        if not (self.encoder_window_s == -1 or 0 <= self.encoder_window_s <= 30):
+            raise ConfigError("--encoder-window-s must be -1 (auto), 0 (the full 30 s) or "
+                              "a step of up to 30 s")
+        if self.max_final_wait_ms <= 0:
+            raise ConfigError("--max-final-wait-ms must be above 0")
         if self.max_frame_bytes < 4:
             raise ConfigError("--max-frame-bytes must be at least 4")
         if not 0 < self.pause_ms <= self.endpoint_silence_ms:

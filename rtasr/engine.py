@@ -11,10 +11,8 @@ consume faster-whisper's lazy segment generator.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 import enum
-import heapq
-import itertools
 import logging
 import os
 import re
@@ -29,12 +27,18 @@ import numpy as np
 from .audio import Audio
 from .config import SAMPLE_RATE_HZ, Config
 from .errors import ConfigError, EngineError
+from .scheduler import Job, Scheduler
 
 log = logging.getLogger(__name__)
 logging.getLogger("faster_whisper").setLevel(logging.WARNING)
 
 BUNDLED_MODEL = "tiny.en"
 _REQUIRED_FILES = ("model.bin", "tokenizer.json")
+HOP = 160  # samples per mel frame
+# faster-whisper's defaults: punctuation merged into the word before or after it
+_PREPEND = "\"'“¿([{-"
+_APPEND = "\"'.。,，!！?？:：”)]}、"  # noqa: RUF001
+N_FRAMES = 3000  # mel frames in Whisper's 30 s window
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,70 +124,59 @@ def resolve_device(device: str) -> str:
     return device
 
 
-class _Job:
-    __slots__ = ("dropped", "future", "loop", "request", "submitted")
-
-    def __init__(self, request: Request, loop: asyncio.AbstractEventLoop) -> None:
-        self.request = request
-        self.loop = loop
-        self.future: asyncio.Future[Transcript | None] = loop.create_future()
-        self.submitted = time.monotonic()
-        self.dropped = False
-
-
-def _deliver(future: asyncio.Future[Any], result: Any) -> None:
-    if future.done():
-        return
-    if isinstance(result, BaseException):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
-
-
-def _reply(job: _Job, result: Any) -> None:
-    """Hand a worker's result to the job's event loop (gone already if the session closed)."""
-    with contextlib.suppress(RuntimeError):
-        job.loop.call_soon_threadsafe(_deliver, job.future, result)
-
-
 class Engine:
-    """One WhisperModel shared by every session, behind a priority scheduler."""
+    """One WhisperModel shared by every session, behind the scheduler (scheduler.py)."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.spec = resolve_model(config.model)
         self.device = resolve_device(config.device)
+        cuda = self.device == "cuda"
         self.compute_type = config.compute_type
         if self.compute_type == "auto":
-            self.compute_type = "float16" if self.device == "cuda" else "int8"
+            self.compute_type = "float16" if cuda else "int8"
         # CPU defaults favour latency: beam search and a context prompt each cost tiny.en
         # 25-60 % more decode time there for no WER gain on our benchmark (docs/benchmarks.md).
-        self.beam_size = config.beam_size or (5 if self.device == "cuda" else 1)
+        self.beam_size = config.beam_size or (5 if cuda else 1)
         self.context_chars = config.context_chars
         if self.context_chars < 0:
-            self.context_chars = 200 if self.device == "cuda" else 0
+            self.context_chars = 200 if cuda else 0
         self.workers = config.workers or 2
         # Each worker gets every core (up to 8): alone, a decode runs at full speed; together,
         # two workers of two threads decode as much per second as two of one (benchmarks.md).
         self.cpu_threads = config.cpu_threads or min(8, os.cpu_count() or 1)
+        # Batches form only when requests wait, so they cost nothing at light load. On CPU with
+        # 10 s windows a batch of 4 decodes 1.6x as much per second as one at a time, in 0.7 s
+        # (docs/benchmarks.md); a GPU batches far wider.
+        self.max_batch_size = config.max_batch_size or (16 if cuda else 4)
+        window_ms = config.batch_window_ms
+        self.batch_window_s = (window_ms if window_ms >= 0 else (5 if cuda else 0)) / 1000
+        # tiny.en keeps its WER with the utterance padded to 10 s steps instead of 30 s, at 2.4x
+        # the speed; 5 s steps wreck it (docs/benchmarks.md). Unmeasured on GPU: full window.
+        self.encoder_window_s = config.encoder_window_s
+        if self.encoder_window_s < 0:
+            self.encoder_window_s = 0.0 if cuda else 10.0
+        # Sessions the device can carry (docs/benchmarks.md, load_bench.py); refusing the next
+        # one beats slowing every one down.
+        self.max_sessions = config.max_sessions or (256 if cuda else 8 * (os.cpu_count() or 1))
         self.language: str | None = config.language
         self.multilingual = False
         self._model: Any = None
-        self._cond = threading.Condition()
-        self._heap: list[tuple[int, float, int, _Job]] = []
-        self._queued_partials: dict[str, _Job] = {}
-        self._seq = itertools.count()
+        self._tokenizers: dict[str | None, Any] = {}
+        self._suppress: list[int] = []
+        self.scheduler = Scheduler(workers=self.workers, max_batch_size=self.max_batch_size,
+                                   batch_window_s=self.batch_window_s,
+                                   partial_max_wait_s=config.partial_max_wait_ms / 1000)
         self._threads: list[threading.Thread] = []
-        self._stopping = False
-        self.partial_max_wait_s = config.partial_max_wait_ms / 1000
         self.decodes = 0
-        self.dropped_partials = 0
 
     # lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
         """Load and warm the model, then start the workers (blocking; call before serving)."""
         from faster_whisper import WhisperModel
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
 
         t0 = time.perf_counter()
         try:
@@ -200,132 +193,204 @@ class Engine:
         self.multilingual = bool(self._model.model.is_multilingual)
         if not self.multilingual:
             self.language = "en"
+        tokenizer = Tokenizer(self._model.hf_tokenizer, self.multilingual, task="transcribe",
+                              language=self.language or "en")
+        self._suppress = list(get_suppressed_tokens(tokenizer, [-1]))
         log.info(
-            "loaded %s on %s (%s, %d workers x %d threads) in %.1f s",
+            "loaded %s on %s (%s, %d workers x %d threads, batches of up to %d) in %.1f s",
             self.spec.name, self.device, self.compute_type, self.workers, self.cpu_threads,
-            time.perf_counter() - t0,
+            self.max_batch_size, time.perf_counter() - t0,
         )
         t0 = time.perf_counter()
         audio = _warmup_audio()
         self._has_speech(audio)  # loads the Silero model too
-        self._decode(Request(audio=audio, priority=Priority.FINAL, session="warmup",
-                             language=self.language, word_timestamps=True), gate=False)
+        warm = Request(audio=audio, priority=Priority.FINAL, session="warmup",
+                       language=self.language, word_timestamps=True)
+        self.decode_batch([warm] * min(2, self.max_batch_size), gate=False)
         log.info("warmed up in %.2f s", time.perf_counter() - t0)
-        self._stopping = False
+        self.scheduler.reopen()
         for i in range(self.workers):
             thread = threading.Thread(target=self._work, name=f"rtasr-engine-{i}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
     def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
+        for job in self.scheduler.close():
+            job.resolve(EngineError("server stopping"))
         for thread in self._threads:
             thread.join()
         self._threads.clear()
-        for _, _, _, job in self._heap:
-            _reply(job, EngineError("server stopping"))
-        self._heap.clear()
-        self._queued_partials.clear()
 
     @property
     def queue_depth(self) -> int:
-        return len(self._heap)
+        return self.scheduler.queue_depth
+
+    def stats(self) -> dict[str, float]:
+        sched = self.scheduler
+        return {
+            "queue_depth": sched.queue_depth,
+            "load": round(sched.load, 2),
+            "final_wait_s": round(sched.recent_final_wait_s(), 3),
+            "decodes": self.decodes,
+            "batches": sched.batches,
+            "mean_batch_size": round(sched.batched_jobs / max(1, sched.batches), 2),
+            "dropped_partials": sched.dropped_partials,
+        }
+
+    @property
+    def partial_backoff(self) -> float:
+        """How much to stretch the partial cadence: 1 while a worker is free, up to 4."""
+        return min(4.0, max(1.0, self.scheduler.load))
 
     # requests ----------------------------------------------------------------------------
 
     async def transcribe(self, request: Request) -> Transcript | None:
         """Decode `request`; None when a partial was replaced by a newer one or dropped."""
-        job = _Job(request, asyncio.get_running_loop())
-        with self._cond:
-            if self._stopping:
-                raise EngineError("server stopping")
-            if request.priority is Priority.PARTIAL:
-                stale = self._queued_partials.pop(request.session, None)
-                if stale is not None:
-                    stale.dropped = True
-                    _deliver(stale.future, None)
-                self._queued_partials[request.session] = job
-            heapq.heappush(self._heap, (request.priority, job.submitted, next(self._seq), job))
-            self._cond.notify()
+        job = Job(request, partial=request.priority is Priority.PARTIAL,
+                  session=request.session, key=self._batch_key(request),
+                  loop=asyncio.get_running_loop())
+        if not self.scheduler.submit(job):
+            raise EngineError("server stopping")
         try:
-            return await job.future
+            result: Transcript | None = await job.future
         except asyncio.CancelledError:
-            job.dropped = True
+            self.scheduler.cancel(job)
             raise
+        return result
 
-    def _next_job(self) -> _Job | None:
-        with self._cond:
-            while not self._heap and not self._stopping:
-                self._cond.wait()
-            if self._stopping:
-                return None
-            job = heapq.heappop(self._heap)[3]
-            if self._queued_partials.get(job.request.session) is job:
-                del self._queued_partials[job.request.session]
-            return job
+    def _batch_key(self, request: Request) -> tuple[object, ...]:
+        """Requests with equal keys can share one model call."""
+        language = request.language or self.language
+        if language is None:  # auto-detect: decoded alone
+            return ("detect", id(request))
+        return (language, request.beam_size, self._window_frames(len(request.audio)))
 
     def _work(self) -> None:
-        while (job := self._next_job()) is not None:
-            if job.dropped or job.future.done():
-                continue
-            if (job.request.priority is Priority.PARTIAL
-                    and time.monotonic() - job.submitted > self.partial_max_wait_s):
-                self.dropped_partials += 1
-                _reply(job, None)
-                continue
-            result: Transcript | BaseException
-            waited = time.monotonic() - job.submitted
+        while (batch := self.scheduler.take()) is not None:
             try:
-                result = self._decode(job.request)
-                log.debug("%s %s: %.2f s of audio, waited %.3f s, decoded in %.3f s: %r",
-                          job.request.session, job.request.priority.name,
-                          len(job.request.audio) / SAMPLE_RATE_HZ, waited, result.decode_s,
-                          result.text[:60])
-            except Exception as exc:
-                log.exception("decode failed for session %s", job.request.session)
-                result = EngineError(f"the model failed on this request: {exc}")
-            _reply(job, result)
+                self._run(batch)
+            finally:
+                self.scheduler.done()
+
+    def _run(self, batch: list[Job]) -> None:
+        requests = [job.payload for job in batch]
+        waited = time.monotonic() - min(job.submitted for job in batch)
+        try:
+            results = self.decode_batch(requests)
+        except Exception as exc:
+            if len(batch) == 1:
+                log.exception("decode failed for session %s", batch[0].session)
+                batch[0].resolve(EngineError(f"the model failed on this request: {exc}"))
+                return
+            # One bad request must not fail its batch-mates: retry them one by one.
+            log.warning("a batch of %d failed (%s); decoding its requests one by one",
+                        len(batch), exc)
+            for job in batch:
+                self._run([job])
+            return
+        for job, result in zip(batch, results, strict=True):
+            log.debug("%s %s: %.2f s of audio, batch of %d, waited %.3f s, decoded in %.3f s: "
+                      "%r", job.session, job.payload.priority.name,
+                      len(job.payload.audio) / SAMPLE_RATE_HZ, len(batch), waited,
+                      result.decode_s, result.text[:60])
+            job.resolve(result)
 
     # the model ---------------------------------------------------------------------------
 
-    def _decode(self, request: Request, *, gate: bool = True) -> Transcript:
+    def _window_frames(self, samples: int) -> int:
+        """Mel frames the encoder sees: the full 30 s window, or a shorter one that fits."""
+        full = N_FRAMES
+        if not self.encoder_window_s:
+            return full
+        frames = samples // HOP + 1
+        step = int(self.encoder_window_s * 100)
+        return min(full, -(-frames // step) * step)
+
+    def _tokenizer(self, language: str | None) -> Any:
+        from faster_whisper.tokenizer import Tokenizer
+
+        tok = self._tokenizers.get(language)
+        if tok is None:
+            tok = Tokenizer(self._model.hf_tokenizer, self.multilingual, task="transcribe",
+                            language=language or "en")
+            self._tokenizers[language] = tok
+        return tok
+
+    def decode_batch(self, requests: list[Request], *, gate: bool = True) -> list[Transcript]:
+        """Decode requests that share a batch key in one model call; one Transcript each.
+
+        The same code path decodes a batch of one, so a request gets the same text alone or
+        batched: every item is padded to the same encoder window either way.
+        """
         t0 = time.perf_counter()
-        if gate and self.config.no_speech_gate and not self._has_speech(request.audio):
-            return EMPTY
-        segments, info = self._model.transcribe(
-            request.audio,
-            language=request.language or self.language,
-            beam_size=request.beam_size,
-            temperature=0.0,
-            condition_on_previous_text=False,
-            initial_prompt=request.prompt or None,
-            word_timestamps=request.word_timestamps,
-            # Timestamp mode: without it, word timestamps made tiny.en run on past the speech
-            # ("... Thank you.") and cost twice the time (docs/benchmarks.md).
-            without_timestamps=False,
-            vad_filter=False,
-            no_speech_threshold=0.6,
-            log_prob_threshold=-1.0,
+        results: list[Transcript] = [EMPTY] * len(requests)
+        todo = [i for i, r in enumerate(requests)
+                if not gate or not self.config.no_speech_gate or self._has_speech(r.audio)]
+        if todo:
+            for i, transcript in zip(todo, self._decode([requests[i] for i in todo]),
+                                     strict=True):
+                results[i] = transcript
+        self.decodes += len(todo)
+        spent = time.perf_counter() - t0
+        return [dataclasses.replace(r, decode_s=spent) for r in results]
+
+    def _decode(self, requests: list[Request]) -> list[Transcript]:
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.transcribe import get_compression_ratio
+
+        model = self._model
+        window = self._window_frames(max(len(r.audio) for r in requests))
+        features, frames = [], []
+        for r in requests:
+            mel = model.feature_extractor(r.audio)
+            n = min(mel.shape[-1] - 1, window)
+            frames.append(n)
+            features.append(pad_or_trim(mel[:, :n], window))
+        encoded = model.encode(np.stack(features))
+        language = requests[0].language or self.language
+        if language is None:
+            top = model.model.detect_language(encoded)[0][0][0]  # "<|xx|>"
+            language = top[2:-2]
+        tok = self._tokenizer(language)
+        prompts = [model.get_prompt(tok, tok.encode(" " + r.prompt.strip()) if r.prompt else [],
+                                    without_timestamps=False)
+                   for r in requests]
+        outputs = model.model.generate(
+            encoded, prompts, beam_size=requests[0].beam_size, patience=1.0,
+            length_penalty=1.0, max_length=model.max_length, return_scores=True,
+            return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress,
+            max_initial_timestamp_index=50,
         )
-        texts: list[str] = []
-        words: list[Word] = []
-        for seg in segments:  # the generator runs the model: consume it here, in the worker
-            if seg.compression_ratio > 2.4 or (seg.no_speech_prob > 0.6 and seg.avg_logprob < -1):
-                continue
-            texts.append(seg.text)
-            words.extend(
-                Word(word=w.word, start=round(w.start, 3), end=round(w.end, 3),
-                     probability=round(w.probability, 3))
-                for w in seg.words or ()
+        items: list[list[dict[str, Any]]] = []
+        for out, n in zip(outputs, frames, strict=True):
+            tokens = out.sequences_ids[0]
+            avg_logprob = out.scores[0] * len(tokens) / (len(tokens) + 1)
+            text = tok.decode(tokens).strip()
+            silent = out.no_speech_prob > 0.6 and avg_logprob < -1.0
+            if silent or not text or get_compression_ratio(text) > 2.4:
+                tokens = []
+            segments, _, _ = model._split_segments_by_timestamps(
+                tokenizer=tok, tokens=tokens, time_offset=0.0, segment_size=n,
+                segment_duration=n / 100, seek=0)
+            items.append(segments)
+        if any(r.word_timestamps for r in requests):
+            model.add_word_timestamps(items, tok, encoded, frames, _PREPEND, _APPEND,
+                                      last_speech_timestamp=0.0)
+        return [self._transcript(segments, tok, language, r.word_timestamps)
+                for segments, r in zip(items, requests, strict=True)]
+
+    @staticmethod
+    def _transcript(segments: list[dict[str, Any]], tok: Any, language: str,
+                    with_words: bool) -> Transcript:
+        text = _strip_loops("".join(tok.decode(s["tokens"]) for s in segments).strip())
+        words = ()
+        if text and with_words:
+            words = tuple(
+                Word(word=w["word"], start=round(w["start"], 3), end=round(w["end"], 3),
+                     probability=round(w["probability"], 3))
+                for s in segments for w in s.get("words", ())
             )
-        self.decodes += 1
-        text = _strip_loops("".join(texts).strip())
-        if not text:
-            words = []
-        return Transcript(text=text, words=tuple(words), language=info.language,
-                          decode_s=time.perf_counter() - t0)
+        return Transcript(text=text, words=words, language=language)
 
     def _has_speech(self, audio: Audio) -> bool:
         from faster_whisper.vad import VadOptions, get_speech_timestamps

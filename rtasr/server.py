@@ -32,10 +32,12 @@ from .errors import (
     CLOSE_INTERNAL,
     CLOSE_NORMAL,
     FrameTooLargeError,
+    OverloadedError,
     ParameterError,
     ProtocolError,
     RtasrError,
 )
+from .monitor import LoopMonitor
 from .protocol import End, EndOfStream, Error, Flush, Ready, ServerMessage, StreamParams
 from .protocol import parse_client_message as parse_message
 from .session import Action, DecodeJob, Session
@@ -108,6 +110,7 @@ class Connection:
                                     FrameTooLargeError(f"frame of {len(message)} bytes is over "
                                                        f"the {limit}-byte limit"))
                 if isinstance(message, bytes):
+                    self.session.partial_backoff = self.engine.partial_backoff
                     try:
                         self._dispatch(self.session.feed(message))
                     except RtasrError as exc:
@@ -194,6 +197,8 @@ class Server:
         self._owns_engine = engine is None
         self._ws: WsServer | None = None
         self._connections: set[Connection] = set()
+        self.loop_monitor = LoopMonitor()
+        self.max_sessions = config.max_sessions or self.engine.max_sessions
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -224,6 +229,7 @@ class Server:
             compression=None,
             server_header="rtasr",
         )
+        self.loop_monitor.start()
         log.info("listening on ws://%s:%d/ws", self.config.host, self.port)
 
     async def stop(self, grace_s: float = 10.0) -> None:
@@ -240,22 +246,44 @@ class Server:
         self._ws.close()
         await self._ws.wait_closed()
         self._ws = None
+        await self.loop_monitor.stop()
         if self._owns_engine:
             await asyncio.to_thread(self.engine.stop)
 
+    @property
+    def session_count(self) -> int:
+        return len(self._connections)
+
+    def admission_error(self) -> OverloadedError | None:
+        """Why a new session would be refused now, or None when it is welcome."""
+        limit = self.max_sessions
+        if len(self._connections) >= limit:
+            return OverloadedError(f"the server is at its limit of {limit} sessions; "
+                                   "try again later")
+        if self.engine.scheduler.recent_final_wait_s() > self.config.max_final_wait_ms / 1000:
+            return OverloadedError("the server is behind on finals; try again later")
+        return None
+
     def health(self) -> dict[str, Any]:
+        full = self.admission_error()
         return {
-            "status": "ok",
+            "status": "full" if full else "ok",
+            "ready": full is None,
             "model": self.engine.spec.name,
             "device": self.engine.device,
             "sessions": len(self._connections),
+            "max_sessions": self.max_sessions,
+            "engine": self.engine.stats(),
+            "loop_lag_p99_ms": self.loop_monitor.lag_ms(99),
         }
 
     def _http(self, connection: ServerConnection, request: HttpRequest) -> Response | None:
         path = request.path.partition("?")[0]
         upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
         if path == "/healthz":
-            return _json_response(HTTPStatus.OK, self.health())
+            health = self.health()
+            status = HTTPStatus.OK if health["ready"] else HTTPStatus.SERVICE_UNAVAILABLE
+            return _json_response(status, health)
         if path in WS_PATHS:
             if upgrade:
                 return None
@@ -270,6 +298,9 @@ class Server:
         query = ws.request.path.partition("?")[2]
         try:
             params = StreamParams.from_query(query, default_language=self.engine.language)
+            refusal = self.admission_error()
+            if refusal is not None:
+                raise refusal
             if not self.engine.multilingual and params.language not in (None, "en"):
                 raise ParameterError(f"model {self.engine.spec.name} is English-only: "
                                      f"language {params.language!r} is not available")

@@ -8,7 +8,8 @@ a thread or the model, so every policy below is testable with numpy arrays and a
 Policies:
 - One hypothesis decode in flight per session: a session never holds more than one worker for
   its partials, so finals and other sessions are not slowed by it.
-- Partials: every `partial_interval_ms` of new speech, decode the open utterance greedily.
+- Partials: every `partial_interval_ms` of new speech (stretched by `partial_backoff` while the
+  engine is loaded), decode the open utterance greedily.
   `committed` grows by LocalAgreement-2: the longest common word prefix of two consecutive
   hypotheses, and never shrinks.
 - Speculative finals: when speech pauses for `pause_ms`, the final decode starts at once (or as
@@ -127,6 +128,7 @@ class Session:
         self._max_utt = int(config.max_utterance_s * SAMPLE_RATE_HZ)
         # Greedy finals: a partial is decoded exactly as a final would be, so it can serve as one.
         self._final_grade_partials = config.beam_size <= 1
+        self.partial_backoff = 1.0  # the transport stretches the partial cadence under load
 
     # input -------------------------------------------------------------------------------
 
@@ -238,7 +240,7 @@ class Session:
             utt.cut_job = self._job("cut", utt, utt.start, pos, audio)
             actions.append(utt.cut_job)
         if (self.params.interim_results and utt.inflight is None
-                and pos - utt.partial_from >= self._interval):
+                and pos - utt.partial_from >= self._interval * self.partial_backoff):
             utt.partial_from = pos
             audio = self.segmenter.buffer.read(utt.start, pos)
             utt.inflight = self._job("partial", utt, utt.start, pos, audio)

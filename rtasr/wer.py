@@ -40,3 +40,13 @@ def wer(reference: str, hypothesis: str) -> float:
     if not ref:
         return float(bool(hyp))
     return edit_distance(ref, hyp) / len(ref)
+
+
+def corpus_wer(references: list[str], hypotheses: list[str]) -> float:
+    """Word error rate over many utterances: all their edits over all their reference words."""
+    edits = words = 0
+    for reference, hypothesis in zip(references, hypotheses, strict=True):
+        ref = normalize(reference)
+        edits += edit_distance(ref, normalize(hypothesis))
+        words += len(ref)
+    return edits / max(1, words)

@@ -1,0 +1,112 @@
+"""Engine-level measurements behind two defaults: the encoder window and the batch size.
+
+    python benchmarks/engine_bench.py window --clips 100          # WER and time per window
+    python benchmarks/engine_bench.py batch --sizes 1,2,4,8,16     # throughput per batch size
+
+`window` decodes each clip alone (as a final would be) with the encoder fed the full 30 s
+window or a shorter one (`--encoder-window-s` steps), and reports WER against the Asterisk
+transcripts and the mean decode time. `batch` decodes the same clips in batches of each size
+and reports decodes per second and the time a batch takes (the latency every item in it pays).
+Run it where the model will serve: `--device cuda --model large-v3-turbo` on a GPU box.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))
+
+from corpus import Clip, load_clips
+
+from rtasr.config import Config
+from rtasr.engine import Engine, Priority, Request
+from rtasr.wer import corpus_wer
+
+
+def _engine(args: argparse.Namespace, **changes: object) -> Engine:
+    config = Config(model=args.model, device=args.device, compute_type=args.compute_type,
+                    workers=1, cpu_threads=args.cpu_threads).replace(**changes)
+    engine = Engine(config)
+    engine.start()
+    return engine
+
+
+def _requests(clips: list[Clip], engine: Engine) -> list[Request]:
+    return [Request(audio=c.audio, priority=Priority.FINAL, session=c.name,
+                    language=engine.language, beam_size=engine.beam_size, word_timestamps=True)
+            for c in clips]
+
+
+def window_study(args: argparse.Namespace, clips: list[Clip]) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for window in [float(w) for w in args.windows.split(",")]:
+        engine = _engine(args, encoder_window_s=window)
+        times, hyps = [], []
+        for req in _requests(clips, engine):
+            t0 = time.perf_counter()
+            hyps.append(engine.decode_batch([req], gate=False)[0].text)
+            times.append(time.perf_counter() - t0)
+        engine.stop()
+        row = {"encoder_window_s": window or 30.0,
+               "wer_pct": round(100 * corpus_wer([c.text for c in clips], hyps), 2),
+               "decode_mean_s": round(statistics.mean(times), 3),
+               "decode_p95_s": round(sorted(times)[int(0.95 * (len(times) - 1))], 3)}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+def batch_study(args: argparse.Namespace, clips: list[Clip]) -> list[dict[str, object]]:
+    engine = _engine(args, max_batch_size=64, encoder_window_s=args.encoder_window_s)
+    requests = _requests(clips, engine)
+    rows: list[dict[str, object]] = []
+    alone = [engine.decode_batch([r], gate=False)[0].text for r in requests]
+    for size in [int(s) for s in args.sizes.split(",")]:
+        batches = [list(range(i, i + size)) for i in range(0, len(requests) - size + 1, size)]
+        t0 = time.perf_counter()
+        same = 0
+        for batch in batches:
+            out = engine.decode_batch([requests[i] for i in batch], gate=False)
+            same += sum(o.text == alone[i] for o, i in zip(out, batch, strict=True))
+        spent = time.perf_counter() - t0
+        n = len(batches) * size
+        row = {"batch_size": size, "decodes_per_s": round(n / spent, 2),
+               "batch_s": round(spent / len(batches), 3), "same_text_as_alone": f"{same}/{n}"}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    engine.stop()
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("study", choices=("window", "batch"))
+    p.add_argument("--clips", type=int, default=100)
+    p.add_argument("--windows", default="0,20,15,10,5",
+                   help="encoder windows to try, seconds (0: the full 30 s)")
+    p.add_argument("--sizes", default="1,2,4,8")
+    p.add_argument("--encoder-window-s", type=float, default=-1.0,
+                   help="for the batch study (-1: the device's default)")
+    p.add_argument("--model", default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--compute-type", default="auto")
+    p.add_argument("--cpu-threads", type=int, default=0)
+    p.add_argument("--json", type=Path, help="also write the rows here")
+    args = p.parse_args()
+    clips = load_clips(args.clips, seed=3)
+    total = sum(len(c.audio) for c in clips) / 16000
+    print(f"{len(clips)} clips, {total:.0f} s of speech", flush=True)
+    rows = window_study(args, clips) if args.study == "window" else batch_study(args, clips)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""Load benchmark: N concurrent real-time streams of real speech on one server, swept over N.
+
+Each session streams its own long recording (Asterisk prompts in its own order, natural pauses
+of 0.8-2.0 s) in real time, starting at a random moment in the first `--stagger-s` seconds.
+Per N it reports final latency p50/p95/max, first-text latency, WER against the same clips
+decoded offline, utterances without a final, partials per utterance, the engine's batch sizes,
+the longest final queue wait, the server's CPU use and event-loop lag p99 (sampled from
+/healthz), and at the end the largest N whose finals hold p95 <= --target-p95-s with no
+utterance lost. Writes a markdown table, JSON and a PNG plot (matplotlib: the `bench` extra).
+
+    python benchmarks/load_bench.py --clients 1,4,8,12,16
+    python benchmarks/load_bench.py --url ws://gpu-box:8000/ws --clients 50,100,200,400
+    python benchmarks/load_bench.py -- --encoder-window-s 10      # extra `rtasr serve` args
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from corpus import RATE, Clip, Span, build_stream, load_clips
+from stream_bench import cpu_seconds, pct, score, start_server, stream_session
+
+from rtasr.wer import corpus_wer
+
+
+def offline_wer(clips: list[Clip], model: str | None, device: str) -> float:
+    """The yardstick: each clip decoded alone by the engine, as a final is."""
+    from rtasr.config import Config
+    from rtasr.engine import Engine, Priority, Request
+
+    engine = Engine(Config(model=model, device=device, workers=1))  # type: ignore[arg-type]
+    engine.start()
+    hyps = [engine.decode_batch([Request(audio=c.audio, priority=Priority.FINAL, session="x",
+                                         language=engine.language,
+                                         beam_size=engine.beam_size)])[0].text
+            for c in clips]
+    engine.stop()
+    return corpus_wer([c.text for c in clips], hyps)
+
+
+def health_url(ws_url: str) -> str:
+    base = ws_url.replace("ws://", "http://").replace("wss://", "https://")
+    return base.rsplit("/", 1)[0] + "/healthz"
+
+
+def get_health(url: str) -> dict[str, object]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return json.loads(resp.read())  # type: ignore[no-any-return]
+    except urllib.error.HTTPError as exc:  # 503 while full still has the JSON body
+        return json.loads(exc.read())  # type: ignore[no-any-return]
+
+
+async def sample_health(url: str, samples: list[dict[str, object]], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        samples.append(await asyncio.to_thread(get_health, url))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+
+
+async def run_level(url: str, streams: list[tuple[np.ndarray, list[Span]]], clients: int,
+                    stagger_s: float) -> dict[str, object]:
+    rng = random.Random(clients)
+    samples: list[dict[str, object]] = []
+    stop = asyncio.Event()
+    hurl = health_url(url)
+    before = get_health(hurl)["engine"]
+    sampler = asyncio.create_task(sample_health(hurl, samples, stop))
+    chosen = [streams[i % len(streams)] for i in range(clients)]
+    runs = await asyncio.gather(*(stream_session(url, audio, rng.uniform(0, stagger_s), 1.0)
+                                  for audio, _ in chosen))
+    stop.set()
+    await sampler
+    after = get_health(hurl)["engine"]
+    scores = [score(run, spans, False) for run, (_, spans) in zip(runs, chosen, strict=True)]
+    lat = [x for s in scores for x in s["latencies"]]  # type: ignore[attr-defined]
+    first = [x for s in scores for x in s["first_text"]]  # type: ignore[attr-defined]
+    utterances = sum(len(spans) for _, spans in chosen)
+    batches = after["batches"] - before["batches"]  # type: ignore[operator]
+    decodes = after["decodes"] - before["decodes"]  # type: ignore[operator]
+    engine = [s["engine"] for s in samples]
+    return {
+        "clients": clients,
+        "errors": sum(run.error is not None for run in runs),
+        "wer": sum(s["errors"] for s in scores) / sum(s["words"] for s in scores),  # type: ignore[misc]
+        "final_p50": pct(lat, 50), "final_p95": pct(lat, 95), "final_max": max(lat, default=0),
+        "first_p50": pct(first, 50), "first_p95": pct(first, 95),
+        "missing": sum(s["missing"] for s in scores),  # type: ignore[misc]
+        "utterances": utterances,
+        "partials_per_utt": sum(s["partials"] for s in scores) / utterances,  # type: ignore[misc]
+        "decodes_per_utt": decodes / utterances,
+        "mean_batch": decodes / max(1, batches),
+        "final_wait_max": max((e["final_wait_s"] for e in engine), default=0.0),  # type: ignore[index]
+        "queue_max": max((e["queue_depth"] for e in engine), default=0),  # type: ignore[index]
+        "loop_lag_p99_ms": max((float(s["loop_lag_p99_ms"]) for s in samples),  # type: ignore[arg-type]
+                               default=0.0),
+    }
+
+
+def build_streams(clips: list[Clip], count: int, per_stream: int) -> list[tuple[np.ndarray,
+                                                                               list[Span]]]:
+    streams = []
+    for i in range(count):
+        order = random.Random(100 + i).sample(clips, min(per_stream, len(clips)))
+        streams.append(build_stream(order, pause_s=(0.8, 2.0), seed=200 + i))
+    return streams
+
+
+def markdown(results: dict[str, object]) -> str:
+    rows = [
+        f"offline WER (each clip decoded alone, same model): {results['offline_wer']:.2%}",
+        "",
+        "| clients | final p50 | final p95 | final max | first text p50 | WER | no final "
+        "| partials/utt | decodes/utt | mean batch | final wait max | loop lag p99 | server CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for lv in results["levels"]:  # type: ignore[attr-defined]
+        rows.append(
+            f"| {lv['clients']} | {lv['final_p50']:.2f} s | {lv['final_p95']:.2f} s "
+            f"| {lv['final_max']:.2f} s | {lv['first_p50']:.2f} s | {lv['wer']:.2%} "
+            f"| {lv['missing']}/{lv['utterances']} | {lv['partials_per_utt']:.1f} "
+            f"| {lv['decodes_per_utt']:.1f} | {lv['mean_batch']:.1f} "
+            f"| {lv['final_wait_max']:.2f} s | {lv['loop_lag_p99_ms']:.1f} ms "
+            f"| {lv.get('server_cpu', float('nan')):.0%} |")
+    rows += ["", f"largest N with final p95 <= {results['target_p95_s']} s and no utterance "
+                 f"lost: {results['max_clients']}"]
+    return "\n".join(rows)
+
+
+def plot(results: dict[str, object], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels = results["levels"]  # type: ignore[assignment]
+    n = [lv["clients"] for lv in levels]  # type: ignore[attr-defined]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, label in (("final_p50", "final p50"), ("final_p95", "final p95"),
+                       ("first_p50", "first text p50")):
+        ax.plot(n, [lv[key] for lv in levels], marker="o", label=label)  # type: ignore[attr-defined]
+    ax.axhline(float(results["target_p95_s"]), color="grey", ls="--", lw=1,  # type: ignore[arg-type]
+               label="p95 target")
+    ax.set_xlabel("concurrent real-time streams")
+    ax.set_ylabel("latency (s)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--url", help="benchmark a running server (e.g. on a GPU box)")
+    ap.add_argument("--clients", default="1,4,8,12,16", help="concurrency levels to sweep")
+    ap.add_argument("--clips", type=int, default=60, help="distinct speech clips in the pool")
+    ap.add_argument("--per-stream", type=int, default=12, help="clips each session speaks")
+    ap.add_argument("--stagger-s", type=float, default=5.0, help="spread of session starts")
+    ap.add_argument("--target-p95-s", type=float, default=1.5)
+    ap.add_argument("--model", default=None, help="model of the server and the yardstick")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--title", default="rtasr load, bundled tiny.en int8, 2-vCPU VM")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/load"),
+                    help="writes OUT.json, OUT.md and OUT.png")
+    ap.add_argument("server_args", nargs="*", help="extra `rtasr serve` arguments (after --)")
+    args = ap.parse_args()
+
+    clips = load_clips(args.clips)
+    streams = build_streams(clips, 8, args.per_stream)
+    print(f"{len(clips)} clips; each session streams {len(streams[0][0]) / RATE:.0f} s "
+          f"({args.per_stream} utterances)", flush=True)
+    t = time.perf_counter()
+    results: dict[str, object] = {"offline_wer": offline_wer(clips, args.model, args.device),
+                                  "target_p95_s": args.target_p95_s, "levels": []}
+    print(f"offline WER {results['offline_wer']:.2%} ({time.perf_counter() - t:.0f} s)",
+          flush=True)
+    proc, url = None, args.url
+    if url is None:
+        extra = ["--device", args.device, *args.server_args]
+        if args.model:
+            extra += ["--model", args.model]
+        proc, url = start_server(extra)
+    try:
+        for n in (int(x) for x in args.clients.split(",")):
+            cpu0, wall0 = (cpu_seconds(proc.pid) if proc else 0.0), time.monotonic()
+            level = asyncio.run(run_level(url, streams, n, args.stagger_s))
+            if proc:
+                level["server_cpu"] = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - wall0)
+            results["levels"].append(level)  # type: ignore[attr-defined]
+            print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
+                              for k, v in level.items()}), flush=True)
+    finally:
+        if proc:
+            proc.terminate()
+            proc.wait(30)
+    ok = [lv["clients"] for lv in results["levels"]  # type: ignore[attr-defined]
+          if lv["final_p95"] <= args.target_p95_s and lv["missing"] == 0 and not lv["errors"]]
+    results["max_clients"] = max(ok, default=0)
+    table = markdown(results)
+    print("\n" + table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    args.out.with_suffix(".md").write_text(table + "\n")
+    try:
+        plot(results, args.out.with_suffix(".png"), args.title)
+    except ImportError:
+        print("matplotlib is not installed (pip install '.[bench]'): no plot", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

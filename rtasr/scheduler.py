@@ -1,0 +1,234 @@
+"""The engine's queue: which decode runs next, and with which others it is batched.
+
+Pure Python and thread-safe: sessions `submit` jobs from the event loop, worker threads `take`
+batches. The policy lives here and nowhere else:
+
+- Finals before partials; among finals, oldest first. Finals are never dropped.
+- A session has at most one queued partial: a newer one replaces it (the old one resolves to
+  None). A partial is dropped at once when a final is already waiting (the engine is behind),
+  and dropped when it has waited longer than `partial_max_wait_s`.
+- A batch is the most urgent job plus, in priority order, the waiting jobs that can share its
+  model call (same `key`), up to `max_batch_size`. When fewer are waiting, a worker may wait up
+  to `batch_window_s` for more to arrive.
+- Load figures for admission and for the partial cadence: the age of the oldest waiting final,
+  the longest final wait of the last few seconds, and the queue length per worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Hashable
+from typing import Any
+
+RECENT_S = 5.0  # how far back `recent_final_wait_s` looks
+
+
+class Job:
+    __slots__ = ("dropped", "future", "key", "loop", "partial", "payload", "session",
+                 "started", "submitted")
+
+    def __init__(self, payload: Any, *, partial: bool, session: str, key: Hashable,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.payload = payload
+        self.partial = partial
+        self.session = session
+        self.key = key
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.submitted = time.monotonic()
+        self.started = 0.0
+        self.dropped = False
+
+    def resolve(self, result: Any) -> None:
+        """Hand a result (or an exception) to the job's event loop, from any thread."""
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            self.loop.call_soon_threadsafe(_deliver, self.future, result)
+
+
+def _deliver(future: asyncio.Future[Any], result: Any) -> None:
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+class Scheduler:
+    def __init__(self, *, workers: int, max_batch_size: int = 1, batch_window_s: float = 0.0,
+                 partial_max_wait_s: float = 1.0) -> None:
+        self.workers = workers
+        self.max_batch_size = max(1, max_batch_size)
+        self.batch_window_s = batch_window_s
+        self.partial_max_wait_s = partial_max_wait_s
+        self._cond = threading.Condition()
+        self._heap: list[tuple[int, float, int, Job]] = []
+        self._queued_partials: dict[str, Job] = {}
+        self._finals_waiting = 0
+        self._seq = itertools.count()
+        self._closed = False
+        self._busy = 0
+        self._recent_waits: collections.deque[tuple[float, float]] = collections.deque()
+        self.dropped_partials = 0
+        self.batches = 0
+        self.batched_jobs = 0
+        self.batch_sizes: collections.Counter[int] = collections.Counter()
+
+    # the event-loop side ---------------------------------------------------------------------
+
+    def submit(self, job: Job) -> bool:
+        """Queue `job`; False when the scheduler is closed. A partial may resolve to None."""
+        with self._cond:
+            if self._closed:
+                return False
+            if job.partial:
+                stale = self._queued_partials.pop(job.session, None)
+                if stale is not None:
+                    stale.dropped = True
+                    _deliver(stale.future, None)
+                if self._finals_waiting and self._busy >= self.workers:
+                    self.dropped_partials += 1
+                    _deliver(job.future, None)
+                    return True
+                self._queued_partials[job.session] = job
+            else:
+                self._finals_waiting += 1
+            heapq.heappush(self._heap, (int(job.partial), job.submitted, next(self._seq), job))
+            self._cond.notify()
+            return True
+
+    def cancel(self, job: Job) -> None:
+        """The submitter no longer wants `job` (its session closed): skip it if still queued."""
+        job.dropped = True
+
+    # the worker side -------------------------------------------------------------------------
+
+    def take(self) -> list[Job] | None:
+        """Block until there is work; return the next batch, or None once closed."""
+        with self._cond:
+            while True:
+                while not self._heap and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return None
+                first = self._pop_live()
+                if first is None:
+                    continue
+                batch = [first]
+                if self.max_batch_size > 1:
+                    self._fill(batch)
+                now = time.monotonic()
+                for job in batch:
+                    job.started = now
+                    if not job.partial:
+                        self._recent_waits.append((now, now - job.submitted))
+                self._busy += 1
+                self.batches += 1
+                self.batched_jobs += len(batch)
+                self.batch_sizes[len(batch)] += 1
+                return batch
+
+    def done(self) -> None:
+        """A worker finished the batch it took."""
+        with self._cond:
+            self._busy -= 1
+
+    def close(self) -> list[Job]:
+        """Stop handing out work; return the jobs still queued (the caller fails them)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            left = [job for *_, job in self._heap if not job.dropped]
+            self._heap.clear()
+            self._queued_partials.clear()
+            self._finals_waiting = 0
+            return left
+
+    def reopen(self) -> None:
+        with self._cond:
+            self._closed = False
+
+    def _pop(self) -> Job:
+        job = heapq.heappop(self._heap)[3]
+        self._forget(job)
+        return job
+
+    def _forget(self, job: Job) -> None:
+        if job.partial:
+            if self._queued_partials.get(job.session) is job:
+                del self._queued_partials[job.session]
+        else:
+            self._finals_waiting -= 1
+
+    def _pop_live(self) -> Job | None:
+        """The most urgent job still wanted, dropping the dead and the stale on the way."""
+        while self._heap:
+            job = self._pop()
+            if self._wanted(job, time.monotonic()):
+                return job
+        return None
+
+    def _wanted(self, job: Job, now: float) -> bool:
+        if job.dropped or job.future.done():
+            return False
+        if job.partial and now - job.submitted > self.partial_max_wait_s:
+            self.dropped_partials += 1
+            job.resolve(None)
+            return False
+        return True
+
+    def _fill(self, batch: list[Job]) -> None:
+        """Add compatible waiting jobs to `batch`, waiting up to the batch window for them."""
+        deadline = time.monotonic() + self.batch_window_s
+        while True:
+            key = batch[0].key
+            keep: list[tuple[int, float, int, Job]] = []
+            now = time.monotonic()
+            for entry in sorted(self._heap):
+                job = entry[3]
+                if job.dropped or job.future.done():
+                    self._forget(job)
+                elif len(batch) < self.max_batch_size and job.key == key:
+                    self._forget(job)
+                    if self._wanted(job, now):
+                        batch.append(job)
+                else:
+                    keep.append(entry)
+            self._heap = keep
+            heapq.heapify(self._heap)
+            left = deadline - time.monotonic()
+            if len(batch) >= self.max_batch_size or left <= 0 or self._closed:
+                return
+            self._cond.wait(left)
+
+    # load figures ----------------------------------------------------------------------------
+
+    def oldest_final_age_s(self) -> float:
+        with self._cond:
+            now = time.monotonic()
+            return max((now - job.submitted for *_, job in self._heap if not job.partial),
+                       default=0.0)
+
+    def recent_final_wait_s(self) -> float:
+        """The longest a final waited for a worker in the last few seconds, or is waiting now."""
+        now = time.monotonic()
+        with self._cond:
+            while self._recent_waits and now - self._recent_waits[0][0] > RECENT_S:
+                self._recent_waits.popleft()
+            recent = max((w for _, w in self._recent_waits), default=0.0)
+        return max(recent, self.oldest_final_age_s())
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._heap)
+
+    @property
+    def load(self) -> float:
+        """Work per worker: 1.0 means every worker is busy and nothing waits."""
+        return (self._busy + len(self._heap)) / max(1, self.workers)

@@ -1,0 +1,146 @@
+"""The engine's queue policy, without a model: order, replacement, shedding, batching."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from rtasr.scheduler import Job, Scheduler
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def settle(loop: asyncio.AbstractEventLoop) -> None:
+    """Run the callbacks that workers scheduled with call_soon_threadsafe."""
+    loop.run_until_complete(asyncio.sleep(0))
+
+
+def make(loop: asyncio.AbstractEventLoop, name: str, *, partial: bool = False,
+         session: str = "s", key: object = "k") -> Job:
+    return Job(name, partial=partial, session=session, key=key, loop=loop)
+
+
+def names(batch: list[Job] | None) -> list[str]:
+    assert batch is not None
+    return [job.payload for job in batch]
+
+
+def test_finals_before_partials_oldest_final_first(loop: asyncio.AbstractEventLoop) -> None:
+    s = Scheduler(workers=2)
+    for job in (make(loop, "p1", partial=True, session="a"), make(loop, "f1", session="b"),
+                make(loop, "p2", partial=True, session="c"), make(loop, "f2", session="d")):
+        s.submit(job)
+    order = []
+    for _ in range(4):
+        order += names(s.take())
+        s.done()
+    assert order == ["f1", "f2", "p1", "p2"]
+
+
+def test_newer_partial_replaces_queued_one(loop: asyncio.AbstractEventLoop) -> None:
+    s = Scheduler(workers=1)
+    old, new = make(loop, "old", partial=True), make(loop, "new", partial=True)
+    s.submit(old)
+    s.submit(new)
+    assert old.future.done() and old.future.result() is None
+    assert names(s.take()) == ["new"]
+    assert s.queue_depth == 0
+
+
+def test_partial_is_shed_while_finals_wait_and_workers_are_busy(
+        loop: asyncio.AbstractEventLoop) -> None:
+    s = Scheduler(workers=1)
+    s.submit(make(loop, "running"))
+    assert names(s.take()) == ["running"]  # the only worker is busy now
+    s.submit(make(loop, "final", session="b"))
+    shed = make(loop, "partial", partial=True, session="c")
+    s.submit(shed)
+    assert shed.future.done() and shed.future.result() is None
+    assert s.dropped_partials == 1
+    s.done()
+    assert names(s.take()) == ["final"]
+
+
+def test_partial_queues_when_a_worker_is_free(loop: asyncio.AbstractEventLoop) -> None:
+    s = Scheduler(workers=2)
+    s.submit(make(loop, "final"))
+    kept = make(loop, "partial", partial=True, session="c")
+    s.submit(kept)
+    assert not kept.future.done()
+
+
+def test_stale_partial_is_dropped(loop: asyncio.AbstractEventLoop) -> None:
+    s = Scheduler(workers=1, partial_max_wait_s=0.01)
+    stale = make(loop, "stale", partial=True)
+    s.submit(stale)
+    time.sleep(0.02)
+    s.submit(make(loop, "final", session="b"))
+    assert names(s.take()) == ["final"]
+    s.done()
+    threading.Timer(0.05, s.close).start()
+    assert s.take() is None  # the stale partial was skipped; nothing else to do
+    settle(loop)
+    assert stale.future.result() is None
+
+
+def test_cancelled_job_is_skipped(loop: asyncio.AbstractEventLoop) -> None:
+    s = Scheduler(workers=1)
+    gone, kept = make(loop, "gone"), make(loop, "kept", session="b")
+    s.submit(gone)
+    s.submit(kept)
+    s.cancel(gone)
+    assert names(s.take()) == ["kept"]
+
+
+def test_batch_takes_compatible_jobs_in_priority_order(loop: asyncio.AbstractEventLoop) -> None:
+    s = Scheduler(workers=1, max_batch_size=3)
+    s.submit(make(loop, "p-a", partial=True, session="a"))
+    s.submit(make(loop, "f-other", session="b", key="other"))
+    s.submit(make(loop, "f-b", session="c"))
+    s.submit(make(loop, "f-c", session="d"))
+    s.submit(make(loop, "p-e", partial=True, session="e"))
+    assert names(s.take()) == ["f-other"]  # the most urgent, alone: nothing shares its key
+    s.done()
+    assert names(s.take()) == ["f-b", "f-c", "p-a"]  # max 3, finals first
+    s.done()
+    assert names(s.take()) == ["p-e"]
+    assert dict(s.batch_sizes) == {1: 2, 3: 1}
+
+
+def test_batch_window_waits_for_more_requests(loop: asyncio.AbstractEventLoop) -> None:
+    s = Scheduler(workers=1, max_batch_size=4, batch_window_s=0.5)
+    s.submit(make(loop, "first"))
+    threading.Timer(0.05, lambda: s.submit(make(loop, "second", session="b"))).start()
+    t0 = time.monotonic()
+    assert names(s.take()) == ["first", "second"]
+    assert time.monotonic() - t0 < 0.5 + 0.2
+
+
+def test_close_returns_waiting_jobs_and_refuses_more(loop: asyncio.AbstractEventLoop) -> None:
+    s = Scheduler(workers=1)
+    s.submit(make(loop, "a"))
+    s.submit(make(loop, "b", session="b"))
+    assert sorted(job.payload for job in s.close()) == ["a", "b"]
+    assert s.take() is None
+    assert not s.submit(make(loop, "late"))
+
+
+def test_final_wait_figures(loop: asyncio.AbstractEventLoop) -> None:
+    s = Scheduler(workers=1)
+    assert s.recent_final_wait_s() == 0.0
+    s.submit(make(loop, "f"))
+    time.sleep(0.05)
+    assert s.oldest_final_age_s() >= 0.05
+    s.take()
+    assert s.oldest_final_age_s() == 0.0
+    assert s.recent_final_wait_s() >= 0.05  # remembered after it started
+    assert s.load == 1.0

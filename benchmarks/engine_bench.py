@@ -89,6 +89,7 @@ def main() -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("study", choices=("window", "batch"))
     p.add_argument("--clips", type=int, default=100)
+    p.add_argument("--seed", type=int, default=3, help="which clips (corpus.load_clips)")
     p.add_argument("--windows", default="0,20,15,10,5",
                    help="encoder windows to try, seconds (0: the full 30 s)")
     p.add_argument("--sizes", default="1,2,4,8")
@@ -100,7 +101,7 @@ def main() -> None:
     p.add_argument("--cpu-threads", type=int, default=0)
     p.add_argument("--json", type=Path, help="also write the rows here")
     args = p.parse_args()
-    clips = load_clips(args.clips, seed=3)
+    clips = load_clips(args.clips, seed=args.seed)
     total = sum(len(c.audio) for c in clips) / 16000
     print(f"{len(clips)} clips, {total:.0f} s of speech", flush=True)
     rows = window_study(args, clips) if args.study == "window" else batch_study(args, clips)

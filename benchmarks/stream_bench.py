@@ -20,9 +20,11 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -127,14 +129,25 @@ def cpu_seconds(pid: int) -> float:
 
 
 def start_server(extra: list[str]) -> tuple[subprocess.Popen[str], str]:
+    """`rtasr serve` on a free port; its log goes on to benchmarks/results/server.log."""
     cmd = [sys.executable, "-m", "rtasr", "serve", "--port", "0", "--host", "127.0.0.1", *extra]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     for line in proc.stderr:
         sys.stderr.write("  server: " + line)
         if m := re.search(r"listening on (ws://\S+)", line):
+            threading.Thread(target=_drain, args=(proc.stderr,), daemon=True).start()
             return proc, m.group(1)
     raise SystemExit("the server did not start")
+
+
+def _drain(pipe: IO[str]) -> None:
+    """Keep reading the server's log: a full pipe would block the server."""
+    log = Path(__file__).parent / "results" / "server.log"
+    log.parent.mkdir(exist_ok=True)
+    with log.open("w") as out:
+        for line in pipe:
+            out.write(line)
 
 
 async def run_level(url: str, audio: np.ndarray, spans: list[Span], sessions: int,

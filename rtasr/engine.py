@@ -225,6 +225,13 @@ class Engine:
     def queue_depth(self) -> int:
         return self.scheduler.queue_depth
 
+    @property
+    def languages(self) -> list[str]:
+        """Language codes the model transcribes."""
+        if not self.multilingual:
+            return ["en"]
+        return sorted(self._model.supported_languages)
+
     def stats(self) -> dict[str, float]:
         sched = self.scheduler
         return {
@@ -270,7 +277,7 @@ class Engine:
             try:
                 self._run(batch)
             finally:
-                self.scheduler.done()
+                self.scheduler.done(batch)
 
     def _run(self, batch: list[Job]) -> None:
         requests = [job.payload for job in batch]
@@ -372,7 +379,10 @@ class Engine:
             segments, _, _ = model._split_segments_by_timestamps(
                 tokenizer=tok, tokens=tokens, time_offset=0.0, segment_size=n,
                 segment_duration=n / 100, seek=0)
-            items.append(segments)
+            # A segment the model itself places after the audio's end was heard in the padding:
+            # with short windows tiny.en sometimes repeats the utterance there.
+            kept = [seg for seg in segments if seg["start"] < n / 100]
+            items.append(kept or [dict(segments[0], tokens=[])])
         if any(r.word_timestamps for r in requests):
             model.add_word_timestamps(items, tok, encoded, frames, _PREPEND, _APPEND,
                                       last_speech_timestamp=0.0)

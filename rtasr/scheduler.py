@@ -7,9 +7,11 @@ batches. The policy lives here and nowhere else:
 - A session has at most one queued partial: a newer one replaces it (the old one resolves to
   None). A partial is dropped at once when a final is already waiting (the engine is behind),
   and dropped when it has waited longer than `partial_max_wait_s`.
+- Partials run on spare capacity only: not while a final decodes, and never on the last free
+  worker, so a final that arrives starts at once and has the CPU to itself.
 - A batch is the most urgent job plus, in priority order, the waiting jobs that can share its
-  model call (same `key`), up to `max_batch_size`. When fewer are waiting, a worker may wait up
-  to `batch_window_s` for more to arrive.
+  model call (same `key`), up to `max_batch_size`; a batch of finals takes no partials (they
+  would slow it). When fewer are waiting, a worker may wait up to `batch_window_s` for more.
 - Load figures for admission and for the partial cadence: the age of the oldest waiting final,
   the longest final wait of the last few seconds, and the queue length per worker.
 """
@@ -74,6 +76,7 @@ class Scheduler:
         self._seq = itertools.count()
         self._closed = False
         self._busy = 0
+        self._partial_busy = 0  # workers busy with a batch of partials
         self._recent_waits: collections.deque[tuple[float, float]] = collections.deque()
         self.dropped_partials = 0
         self.batches = 0
@@ -110,16 +113,24 @@ class Scheduler:
     # the worker side -------------------------------------------------------------------------
 
     def take(self) -> list[Job] | None:
-        """Block until there is work; return the next batch, or None once closed."""
+        """Block until there is work; return the next batch, or None once closed.
+
+        Partials only start on spare capacity (`_partial_may_start`): a final that arrives
+        then starts at once instead of waiting behind a partial, and runs on every core.
+        """
         with self._cond:
             while True:
                 while not self._heap and not self._closed:
                     self._cond.wait()
                 if self._closed:
                     return None
-                first = self._pop_live()
+                first = self._peek_live()
                 if first is None:
                     continue
+                if first.partial and not self._partial_may_start():
+                    self._cond.wait(0.05)  # until a final arrives or a worker is done
+                    continue
+                self._pop()
                 batch = [first]
                 if self.max_batch_size > 1:
                     self._fill(batch)
@@ -129,15 +140,24 @@ class Scheduler:
                     if not job.partial:
                         self._recent_waits.append((now, now - job.submitted))
                 self._busy += 1
+                self._partial_busy += first.partial
                 self.batches += 1
                 self.batched_jobs += len(batch)
                 self.batch_sizes[len(batch)] += 1
                 return batch
 
-    def done(self) -> None:
-        """A worker finished the batch it took."""
+    def _partial_may_start(self) -> bool:
+        """Partials take spare capacity only: no final is decoding, and with more than one
+        worker the last free one stays free for the next final."""
+        finals_running = self._busy > self._partial_busy
+        return not finals_running and not 0 < self.workers - 1 <= self._partial_busy
+
+    def done(self, batch: list[Job]) -> None:
+        """A worker finished `batch`."""
         with self._cond:
             self._busy -= 1
+            self._partial_busy -= batch[0].partial
+            self._cond.notify_all()
 
     def close(self) -> list[Job]:
         """Stop handing out work; return the jobs still queued (the caller fails them)."""
@@ -166,12 +186,14 @@ class Scheduler:
         else:
             self._finals_waiting -= 1
 
-    def _pop_live(self) -> Job | None:
+    def _peek_live(self) -> Job | None:
         """The most urgent job still wanted, dropping the dead and the stale on the way."""
+        now = time.monotonic()
         while self._heap:
-            job = self._pop()
-            if self._wanted(job, time.monotonic()):
+            job = self._heap[0][3]
+            if self._wanted(job, now):
                 return job
+            self._pop()
         return None
 
     def _wanted(self, job: Job, now: float) -> bool:
@@ -194,7 +216,8 @@ class Scheduler:
                 job = entry[3]
                 if job.dropped or job.future.done():
                     self._forget(job)
-                elif len(batch) < self.max_batch_size and job.key == key:
+                elif (len(batch) < self.max_batch_size and job.key == key
+                      and job.partial <= batch[0].partial):
                     self._forget(job)
                     if self._wanted(job, now):
                         batch.append(job)

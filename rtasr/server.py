@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response
 
+from . import static
 from .config import Config
 from .engine import Engine
 from .errors import (
@@ -40,7 +41,7 @@ from .errors import (
 from .monitor import LoopMonitor
 from .protocol import End, EndOfStream, Error, Flush, Ready, ServerMessage, StreamParams
 from .protocol import parse_client_message as parse_message
-from .session import Action, DecodeJob, Session
+from .session import Action, Cancel, DecodeJob, Session
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class Connection:
         self.engine = engine
         self.config = config
         self.log = SessionLog(log, {"session": session.id})
-        self._jobs: set[asyncio.Task[None]] = set()
+        self._jobs: dict[DecodeJob, asyncio.Task[None]] = {}
         self._outbox: asyncio.Queue[ServerMessage | None] = asyncio.Queue()
         self._stopping = asyncio.Event()
 
@@ -97,7 +98,7 @@ class Connection:
             with contextlib.suppress(Exception):
                 await self.ws.close(CLOSE_INTERNAL, "internal error")
         finally:
-            for task in (reader, stop, writer, *self._jobs):
+            for task in (reader, stop, writer, *self._jobs.values()):
                 task.cancel()
             self.log.info("closed after %.1f s of audio", self.session.duration_s)
 
@@ -148,7 +149,7 @@ class Connection:
     async def _await_finals(self) -> None:
         async with asyncio.timeout(FINALS_GRACE_S):
             while self.session.awaiting_finals and self._jobs:
-                await asyncio.wait(set(self._jobs), return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(self._jobs.values(), return_when=asyncio.FIRST_COMPLETED)
 
     def _send(self, message: ServerMessage) -> None:
         self._outbox.put_nowait(message)
@@ -157,8 +158,12 @@ class Connection:
         for action in actions:
             if isinstance(action, DecodeJob):
                 task = asyncio.create_task(self._decode(action))
-                self._jobs.add(task)
-                task.add_done_callback(self._jobs.discard)
+                self._jobs[action] = task
+                task.add_done_callback(lambda _, job=action: self._jobs.pop(job, None))
+            elif isinstance(action, Cancel):
+                cancelled = self._jobs.pop(action.job, None)
+                if cancelled is not None:
+                    cancelled.cancel()
             else:
                 self._send(action)
 
@@ -271,6 +276,8 @@ class Server:
             "ready": full is None,
             "model": self.engine.spec.name,
             "device": self.engine.device,
+            "multilingual": self.engine.multilingual,
+            "languages": self.engine.languages,
             "sessions": len(self._connections),
             "max_sessions": self.max_sessions,
             "engine": self.engine.stats(),
@@ -280,15 +287,22 @@ class Server:
     def _http(self, connection: ServerConnection, request: HttpRequest) -> Response | None:
         path = request.path.partition("?")[0]
         upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        if path in WS_PATHS and upgrade:
+            return None
         if path == "/healthz":
             health = self.health()
             status = HTTPStatus.OK if health["ready"] else HTTPStatus.SERVICE_UNAVAILABLE
             return _json_response(status, health)
-        if path in WS_PATHS:
-            if upgrade:
-                return None
+        if path == "/ws":
             return _text_response(HTTPStatus.UPGRADE_REQUIRED,
                                   "rtasr: open a websocket on /ws (see docs/protocol.md)")
+        found = static.serve_file(path)
+        if found is not None:
+            return found
+        if path == "/":
+            return _text_response(HTTPStatus.UPGRADE_REQUIRED,
+                                  "rtasr: the web client is not installed; open a websocket "
+                                  "on /ws (see docs/protocol.md)")
         return _text_response(HTTPStatus.NOT_FOUND, "not found")
 
     async def _handle(self, ws: ServerConnection) -> None:

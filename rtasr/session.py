@@ -64,7 +64,14 @@ class DecodeJob:
     request: Request
 
 
-Action = ServerMessage | DecodeJob
+@dataclass(eq=False)
+class Cancel:
+    """The transport should drop `job`: its result is no longer wanted."""
+
+    job: DecodeJob
+
+
+Action = ServerMessage | DecodeJob | Cancel
 
 
 @dataclass
@@ -190,11 +197,23 @@ class Session:
             return False
         return job.kind == "candidate" or self._final_grade_partials
 
+    def _supersede(self, utt: _Utterance, actions: list[Action]) -> None:
+        """Drop the utterance's partial in flight: a final-grade decode must not wait for it
+        (under load a partial may sit in the engine's queue for a second)."""
+        job = utt.inflight
+        if job is not None and job.kind == "partial":
+            utt.inflight = None
+            actions.append(Cancel(job))
+
     def _on_paused(self, event: SpeechPaused, actions: list[Action]) -> None:
         utt = self._utts[event.utterance]
         utt.paused, utt.tail_end = True, event.end
-        if utt.inflight is not None:
-            utt.want_candidate = not self._serves_as_final(utt.inflight, utt.start, event.end)
+        if utt.inflight is not None and self._serves_as_final(utt.inflight, utt.start,
+                                                              event.end):
+            return
+        self._supersede(utt, actions)
+        if utt.inflight is not None:  # a candidate for an earlier pause: the next follows it
+            utt.want_candidate = True
             return
         utt.inflight = self._job("candidate", utt, event.start, event.end, event.audio)
         actions.append(utt.inflight)
@@ -212,9 +231,10 @@ class Session:
             utt.final_job = utt.last_done[0]
             self._complete(utt, *utt.last_done, actions)
             return
+        self._supersede(utt, actions)
         if utt.inflight is not None:
-            # Decoding the final beside this session's own partial would slow both down: the
-            # partial returns within one decode time, then the final runs on a free CPU.
+            # A candidate (final priority) for an earlier pause is decoding: the final follows
+            # it rather than running beside it.
             utt.final_span = (event.start, event.end, event.audio)
             return
         utt.final_job = self._job("final", utt, event.start, event.end, event.audio)

@@ -41,8 +41,9 @@ def test_finals_before_partials_oldest_final_first(loop: asyncio.AbstractEventLo
         s.submit(job)
     order = []
     for _ in range(4):
-        order += names(s.take())
-        s.done()
+        batch = s.take()
+        order += names(batch)
+        s.done(batch)
     assert order == ["f1", "f2", "p1", "p2"]
 
 
@@ -60,13 +61,14 @@ def test_partial_is_shed_while_finals_wait_and_workers_are_busy(
         loop: asyncio.AbstractEventLoop) -> None:
     s = Scheduler(workers=1)
     s.submit(make(loop, "running"))
-    assert names(s.take()) == ["running"]  # the only worker is busy now
+    running = s.take()
+    assert names(running) == ["running"]  # the only worker is busy now
     s.submit(make(loop, "final", session="b"))
     shed = make(loop, "partial", partial=True, session="c")
     s.submit(shed)
     assert shed.future.done() and shed.future.result() is None
     assert s.dropped_partials == 1
-    s.done()
+    s.done(running)
     assert names(s.take()) == ["final"]
 
 
@@ -84,8 +86,9 @@ def test_stale_partial_is_dropped(loop: asyncio.AbstractEventLoop) -> None:
     s.submit(stale)
     time.sleep(0.02)
     s.submit(make(loop, "final", session="b"))
-    assert names(s.take()) == ["final"]
-    s.done()
+    final = s.take()
+    assert names(final) == ["final"]
+    s.done(final)
     threading.Timer(0.05, s.close).start()
     assert s.take() is None  # the stale partial was skipped; nothing else to do
     settle(loop)
@@ -108,12 +111,30 @@ def test_batch_takes_compatible_jobs_in_priority_order(loop: asyncio.AbstractEve
     s.submit(make(loop, "f-b", session="c"))
     s.submit(make(loop, "f-c", session="d"))
     s.submit(make(loop, "p-e", partial=True, session="e"))
-    assert names(s.take()) == ["f-other"]  # the most urgent, alone: nothing shares its key
-    s.done()
-    assert names(s.take()) == ["f-b", "f-c", "p-a"]  # max 3, finals first
-    s.done()
-    assert names(s.take()) == ["p-e"]
-    assert dict(s.batch_sizes) == {1: 2, 3: 1}
+    s.submit(make(loop, "f-d", session="f"))
+    s.submit(make(loop, "f-e", session="g"))
+    first = s.take()
+    assert names(first) == ["f-other"]  # the most urgent, alone: nothing shares its key
+    s.done(first)
+    second = s.take()
+    assert names(second) == ["f-b", "f-c", "f-d"]  # at most 3
+    s.done(second)
+    third = s.take()
+    assert names(third) == ["f-e"]  # a batch of finals takes no partials
+    s.done(third)
+    assert names(s.take()) == ["p-a", "p-e"]
+    assert dict(s.batch_sizes) == {1: 2, 3: 1, 2: 1}
+
+
+def test_partials_leave_a_worker_free_for_finals(loop: asyncio.AbstractEventLoop) -> None:
+    s = Scheduler(workers=2)
+    s.submit(make(loop, "p1", partial=True, session="a"))
+    s.submit(make(loop, "p2", partial=True, session="b"))
+    assert names(s.take()) == ["p1"]  # one worker on a partial; the other is kept free
+    threading.Timer(0.2, lambda: s.submit(make(loop, "final", session="c"))).start()
+    t0 = time.monotonic()
+    assert names(s.take()) == ["final"]  # not p2, which waits for the first worker
+    assert time.monotonic() - t0 >= 0.15
 
 
 def test_batch_window_waits_for_more_requests(loop: asyncio.AbstractEventLoop) -> None:

@@ -157,8 +157,38 @@ async def test_http_endpoints(server: Server) -> None:
             return e.code, e.read().decode()
 
     status, body = await asyncio.to_thread(get, "/healthz")
-    assert status == 200 and json.loads(body)["model"] == "tiny.en"
+    health = json.loads(body)
+    assert status == 200 and health["model"] == "tiny.en" and health["device"] == "cpu"
+    assert health["ready"] is True and health["sessions"] == 0
     assert (await asyncio.to_thread(get, "/nope"))[0] == 404
     assert (await asyncio.to_thread(get, "/ws"))[0] == 426
     async with connect(f"ws://127.0.0.1:{server.port}/") as ws:  # `/` upgrades like `/ws`
         assert json.loads(await ws.recv())["type"] == "ready"
+
+
+async def raw_get(port: int, target: str) -> tuple[int, dict[str, str], bytes]:
+    """GET `target` byte for byte (no client-side path normalization)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    data = await reader.read()
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, body
+
+
+async def test_web_client_files_are_served_and_nothing_else(server: Server) -> None:
+    status, headers, body = await raw_get(server.port, "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert b'<script type="module" src="app.js">' in body
+    for path, kind in (("/app.js", "text/javascript"), ("/worklet.js", "text/javascript"),
+                       ("/style.css", "text/css"), ("/index.html", "text/html")):
+        status, headers, _ = await raw_get(server.port, path)
+        assert status == 200 and headers["Content-Type"].startswith(kind), path
+        assert headers["X-Content-Type-Options"] == "nosniff"
+    for attack in ("/../pyproject.toml", "/..%2fpyproject.toml", "/%2e%2e/pyproject.toml",
+                   "/../../../../etc/passwd", "//etc/passwd", "/..\\pyproject.toml",
+                   "/web/../../pyproject.toml", "/app.js%00.html", "/.", "/%2e%2e%2f"):
+        status, _, body = await raw_get(server.port, attack)
+        assert status == 404 and b"tool.setuptools" not in body and b"root:" not in body, attack

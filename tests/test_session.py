@@ -8,7 +8,7 @@ from rtasr.config import Config
 from rtasr.engine import Transcript, Word
 from rtasr.errors import EngineError
 from rtasr.protocol import Error, Final, Partial, SpeechStart, StreamParams
-from rtasr.session import Action, DecodeJob, Session
+from rtasr.session import Action, Cancel, DecodeJob, Session
 
 from .helpers import clip_at, encode, silence
 
@@ -19,10 +19,16 @@ class Driver:
                                "test", "en")
         self.jobs: list[DecodeJob] = []
         self.messages: list[object] = []
+        self.cancelled: list[DecodeJob] = []
 
     def take(self, actions: list[Action]) -> None:
         for a in actions:
-            (self.jobs if isinstance(a, DecodeJob) else self.messages).append(a)
+            if isinstance(a, Cancel):
+                if a.job in self.jobs:
+                    self.jobs.remove(a.job)
+                self.cancelled.append(a.job)
+            else:
+                (self.jobs if isinstance(a, DecodeJob) else self.messages).append(a)
 
     def feed(self, audio: np.ndarray, chunk: int = 1600) -> None:
         data = encode(audio)
@@ -126,3 +132,17 @@ def test_run_on_speech_is_cut_after_committed_words() -> None:
     kept = [w for w in words if w.end <= audio_s - 1.0][:4]  # committed: four words
     assert final.text == "".join(w.word for w in kept).strip()
     assert starts[1].start == final.end  # the next utterance begins where the final ends
+
+
+def test_a_pause_supersedes_the_partial_in_flight() -> None:
+    """Under load a partial can sit in the engine's queue: the final must not wait for it."""
+    d = Driver()
+    d.feed(np.concatenate([silence(0.5, 16000), SPEECH[:24000]]))
+    partial = d.pop("partial")  # in flight, not answered yet
+    d.feed(silence(0.3, 16000))  # the pause: the speculative final starts now
+    assert d.cancelled == [partial]
+    candidate = d.pop("candidate")
+    d.feed(silence(0.5, 16000))  # the endpoint
+    d.answer(candidate, "That agent is already")
+    assert [f.text for f in d.of(Final)] == ["That agent is already"]
+    assert d.jobs == []

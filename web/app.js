@@ -1,0 +1,347 @@
+// rtasr's web client: microphone or file -> AudioWorklet -> 100 ms PCM frames -> /ws.
+// No build step and no dependencies; every message it handles is in docs/protocol.md.
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  start: $("start"), stop: $("stop"), file: $("file"), language: $("language"),
+  languageLabel: $("language-label"), state: $("state"), speech: $("speech"), level: $("level"),
+  latency: $("latency"), message: $("message"), finals: $("finals"), partial: $("partial"),
+  placeholder: $("placeholder"), drop: $("drop"), info: $("server-info"),
+  clear: $("clear"), copy: $("copy"), txt: $("download-txt"), srt: $("download-srt"),
+};
+
+const TARGET_RATE = 16000;
+const finals = []; // {utterance, start, end, text, latency}
+let run = null; // the live stream: {ws, context, source, node, media, sent, rate, ...}
+
+// ---------------------------------------------------------------------------- server info
+
+async function loadServerInfo() {
+  try {
+    const response = await fetch("healthz", { cache: "no-store" });
+    const health = await response.json();
+    ui.info.textContent = `${health.model} on ${health.device} · ${health.sessions} open ` +
+      `session${health.sessions === 1 ? "" : "s"}` + (health.ready ? "" : " · server full");
+    if (health.multilingual) {
+      ui.language.replaceChildren(new Option("auto-detect", ""),
+        ...health.languages.map((code) => new Option(code, code)));
+      ui.languageLabel.hidden = false;
+    }
+  } catch {
+    ui.info.textContent = "The server is not answering.";
+  }
+}
+
+// ------------------------------------------------------------------------------ the socket
+
+function socketUrl(rate) {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const params = new URLSearchParams({ sample_rate: String(rate), encoding: "pcm_s16le" });
+  if (ui.language.value) params.set("language", ui.language.value);
+  return `${scheme}//${location.host}/ws?${params}`;
+}
+
+function openSocket(rate) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(socketUrl(rate));
+    ws.binaryType = "arraybuffer";
+    let opened = false;
+    ws.onopen = () => { opened = true; };
+    ws.onmessage = (event) => {
+      const msg = JSON.parse(event.data);
+      if (msg.type === "ready") {
+        ws.onmessage = (e) => onMessage(JSON.parse(e.data));
+        resolve(ws);
+      } else if (msg.type === "error") {
+        reject(new Error(describeError(msg)));
+      }
+    };
+    ws.onerror = () => {
+      if (!opened) reject(new Error("Cannot reach the server: is `rtasr serve` running?"));
+    };
+    ws.onclose = (event) => {
+      if (!opened) reject(new Error("Cannot reach the server: is `rtasr serve` running?"));
+      else onClose(event);
+    };
+  });
+}
+
+function describeError(msg) {
+  if (msg.code === "overloaded") return `The server is busy: ${msg.message}`;
+  return `${msg.message} (${msg.code})`;
+}
+
+function onMessage(msg) {
+  switch (msg.type) {
+    case "speech_start":
+      setSpeech(true);
+      break;
+    case "partial":
+      showPartial(msg.committed, msg.text);
+      break;
+    case "final":
+      addFinal(msg);
+      setSpeech(false);
+      break;
+    case "error":
+      showMessage(describeError(msg));
+      break;
+    case "end":
+      if (run) run.ended = true;
+      break;
+  }
+}
+
+function onClose(event) {
+  const current = run;
+  if (!current) return;
+  const expected = current.stopping && (event.code === 1000 || current.ended);
+  if (!expected) {
+    const why = event.reason ? `: ${event.reason}` : "";
+    showMessage(`The connection closed (code ${event.code}${why}).`);
+  }
+  teardown(expected ? "idle" : "error");
+}
+
+// ----------------------------------------------------------------------------- audio input
+
+async function startMicrophone() {
+  let media;
+  try {
+    media = await navigator.mediaDevices.getUserMedia({
+      audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true },
+    });
+  } catch (error) {
+    const denied = error.name === "NotAllowedError" || error.name === "SecurityError";
+    showMessage(denied
+      ? "Microphone access was denied. Allow it in the browser's site settings and try again."
+      : `No microphone available (${error.name}).`);
+    return;
+  }
+  await startStream((context) => context.createMediaStreamSource(media), media, "Listening");
+}
+
+async function startFile(file) {
+  if (!file) return;
+  const context = newContext();
+  let buffer;
+  try {
+    buffer = await context.decodeAudioData(await file.arrayBuffer());
+  } catch {
+    await context.close();
+    showMessage(`Cannot decode ${file.name}: not an audio format this browser reads.`);
+    return;
+  }
+  await startStream(() => {
+    const source = context.createBufferSource();
+    source.buffer = buffer;
+    source.onended = () => stop();
+    return source;
+  }, null, `Streaming ${file.name}`, context);
+}
+
+function newContext() {
+  try {
+    return new AudioContext({ sampleRate: TARGET_RATE, latencyHint: "interactive" });
+  } catch {
+    return new AudioContext({ latencyHint: "interactive" }); // the server resamples
+  }
+}
+
+async function startStream(makeSource, media, label, context = newContext()) {
+  hideMessage();
+  setState("connecting", "Connecting…");
+  setBusy(true);
+  const state = { ws: null, context, media, node: null, source: null, sent: 0, marks: [],
+                  rate: context.sampleRate, stopping: false, ended: false };
+  run = state;
+  try {
+    await context.audioWorklet.addModule("worklet.js");
+    state.ws = await openSocket(state.rate);
+  } catch (error) {
+    showMessage(error.message);
+    teardown("error");
+    return;
+  }
+  const node = new AudioWorkletNode(context, "pcm-capture", { channelCount: 1,
+                                                              channelCountMode: "explicit" });
+  node.port.onmessage = (event) => sendFrame(state, event.data);
+  const source = makeSource(context);
+  source.connect(node);
+  const mute = context.createGain();
+  mute.gain.value = 0;
+  node.connect(mute).connect(context.destination); // keeps the graph pulling, silently
+  state.node = node;
+  state.source = source;
+  if (source.start) source.start();
+  await context.resume();
+  setState("live", label);
+}
+
+function sendFrame(state, { pcm, level }) {
+  ui.level.style.width = `${Math.min(100, Math.round(level * 400))}%`;
+  if (state.stopping || state.ws.readyState !== WebSocket.OPEN) return;
+  state.ws.send(pcm);
+  state.sent += pcm.byteLength / 2;
+  state.marks.push([state.sent / state.rate, performance.now()]);
+  if (state.marks.length > 6000) state.marks.splice(0, 3000);
+}
+
+async function stop() {
+  const state = run;
+  if (!state || state.stopping) return;
+  state.stopping = true;
+  setState("stopping", "Finishing…");
+  state.node?.port.postMessage("flush");
+  await new Promise((resolve) => setTimeout(resolve, 50)); // let the last frame arrive
+  if (state.ws?.readyState === WebSocket.OPEN) {
+    state.ws.send(JSON.stringify({ type: "end" })); // the server sends the last finals, then end
+  } else {
+    teardown("idle");
+  }
+  state.media?.getTracks().forEach((track) => track.stop());
+}
+
+function teardown(next) {
+  const state = run;
+  run = null;
+  if (state) {
+    state.media?.getTracks().forEach((track) => track.stop());
+    state.context?.close().catch(() => {});
+    if (state.ws && state.ws.readyState <= WebSocket.OPEN) state.ws.close();
+  }
+  ui.level.style.width = "0";
+  setSpeech(false);
+  setBusy(false);
+  setState(next, next === "error" ? "Stopped" : "Idle");
+  loadServerInfo();
+}
+
+// ---------------------------------------------------------------------------- transcript
+
+function fmt(seconds, sep = ".") {
+  const ms = Math.round(seconds * 1000);
+  const h = Math.floor(ms / 3600000);
+  const m = Math.floor((ms % 3600000) / 60000);
+  const s = Math.floor((ms % 60000) / 1000);
+  const pad = (n, w = 2) => String(n).padStart(w, "0");
+  return `${h ? pad(h) + ":" : ""}${pad(m)}:${pad(s)}${sep}${pad(ms % 1000, 3)}`;
+}
+
+function latencyOf(end) {
+  if (!run) return null;
+  const mark = run.marks.find(([t]) => t >= end);
+  return mark ? (performance.now() - mark[1]) / 1000 : null;
+}
+
+function addFinal(msg) {
+  const latency = latencyOf(msg.end);
+  finals.push({ utterance: msg.utterance, start: msg.start, end: msg.end, text: msg.text,
+                latency });
+  const li = document.createElement("li");
+  const time = document.createElement("span");
+  time.className = "time";
+  time.textContent = `${fmt(msg.start)} → ${fmt(msg.end)}`;
+  li.append(time, document.createTextNode(msg.text));
+  if (latency !== null) {
+    const lat = document.createElement("span");
+    lat.className = "lat";
+    lat.textContent = `${latency.toFixed(2)} s`;
+    lat.title = "final latency: arrival minus the moment its last sample was sent";
+    li.append(lat);
+    ui.latency.textContent = `last final ${latency.toFixed(2)} s after its audio`;
+  }
+  ui.finals.append(li);
+  showPartial("", "");
+  ui.placeholder.hidden = true;
+}
+
+function showPartial(committed, text) {
+  const rest = text.startsWith(committed) ? text.slice(committed.length) : text;
+  ui.partial.querySelector(".committed").textContent = committed;
+  ui.partial.querySelector(".tentative").textContent = rest;
+  if (text) ui.placeholder.hidden = true;
+}
+
+function transcriptText() {
+  return finals.map((f) => f.text).join("\n");
+}
+
+function transcriptSrt() {
+  return finals.map((f, i) =>
+    `${i + 1}\n${fmt(f.start, ",")} --> ${fmt(f.end, ",")}\n${f.text}\n`).join("\n");
+}
+
+function download(name, text) {
+  const url = URL.createObjectURL(new Blob([text], { type: "text/plain;charset=utf-8" }));
+  const a = Object.assign(document.createElement("a"), { href: url, download: name });
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+// ------------------------------------------------------------------------------------- UI
+
+function setState(state, text) {
+  ui.state.dataset.state = state;
+  ui.state.textContent = text;
+}
+
+function setSpeech(on) {
+  ui.speech.dataset.speech = on ? "yes" : "no";
+  ui.speech.textContent = on ? "Speech" : "No speech";
+}
+
+function setBusy(busy) {
+  ui.start.disabled = busy;
+  ui.file.disabled = busy;
+  ui.language.disabled = busy;
+  ui.stop.disabled = !busy;
+}
+
+function showMessage(text) {
+  ui.message.textContent = text;
+  ui.message.hidden = false;
+}
+
+function hideMessage() {
+  ui.message.hidden = true;
+}
+
+ui.start.addEventListener("click", startMicrophone);
+ui.stop.addEventListener("click", stop);
+ui.file.addEventListener("change", () => {
+  const [file] = ui.file.files;
+  ui.file.value = "";
+  startFile(file);
+});
+ui.drop.addEventListener("dragover", (event) => {
+  event.preventDefault();
+  ui.drop.classList.add("dragging");
+});
+ui.drop.addEventListener("dragleave", () => ui.drop.classList.remove("dragging"));
+ui.drop.addEventListener("drop", (event) => {
+  event.preventDefault();
+  ui.drop.classList.remove("dragging");
+  if (!run) startFile(event.dataTransfer.files[0]);
+});
+ui.clear.addEventListener("click", () => {
+  finals.length = 0;
+  ui.finals.replaceChildren();
+  showPartial("", "");
+  ui.latency.textContent = "";
+  ui.placeholder.hidden = false;
+});
+ui.copy.addEventListener("click", async () => {
+  try {
+    await navigator.clipboard.writeText(transcriptText());
+  } catch {
+    showMessage("The browser did not allow copying; select the text instead.");
+  }
+});
+ui.txt.addEventListener("click", () => download("transcript.txt", transcriptText() + "\n"));
+ui.srt.addEventListener("click", () => download("transcript.srt", transcriptSrt()));
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && run) stop();
+});
+
+loadServerInfo();

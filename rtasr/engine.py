@@ -393,7 +393,7 @@ class Engine:
     def _transcript(segments: list[dict[str, Any]], tok: Any, language: str,
                     with_words: bool) -> Transcript:
         text = _strip_loops("".join(tok.decode(s["tokens"]) for s in segments).strip())
-        words = ()
+        words: tuple[Word, ...] = ()
         if text and with_words:
             words = tuple(
                 Word(word=w["word"], start=round(w["start"], 3), end=round(w["end"], 3),
@@ -408,7 +408,7 @@ class Engine:
         spans = get_speech_timestamps(
             audio, VadOptions(min_silence_duration_ms=100, speech_pad_ms=0)
         )
-        voiced = sum(s["end"] - s["start"] for s in spans)
+        voiced: int = sum(s["end"] - s["start"] for s in spans)
         return voiced * 1000 >= self.config.min_voiced_ms * SAMPLE_RATE_HZ
 
 

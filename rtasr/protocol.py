@@ -64,7 +64,7 @@ class StreamParams:
             raise ParameterError(f"interim_results must be true or false, not {interim_text!r}")
         return cls(
             sample_rate=rate,
-            encoding=encoding,  # type: ignore[arg-type]
+            encoding=encoding,
             language=language.lower() if language else None,
             interim_results=interim_text in _TRUE,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import uuid
@@ -159,13 +160,16 @@ class Connection:
             if isinstance(action, DecodeJob):
                 task = asyncio.create_task(self._decode(action))
                 self._jobs[action] = task
-                task.add_done_callback(lambda _, job=action: self._jobs.pop(job, None))
+                task.add_done_callback(functools.partial(self._forget, action))
             elif isinstance(action, Cancel):
                 cancelled = self._jobs.pop(action.job, None)
                 if cancelled is not None:
                     cancelled.cancel()
             else:
                 self._send(action)
+
+    def _forget(self, job: DecodeJob, _: object) -> None:
+        self._jobs.pop(job, None)
 
     async def _decode(self, job: DecodeJob) -> None:
         try:

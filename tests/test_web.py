@@ -45,7 +45,7 @@ class Page:
     def __init__(self, page: Any) -> None:
         self.page = page
         self.received: list[dict[str, Any]] = []
-        self.sent: list[str] = []
+        self.sent: list[dict[str, Any]] = []  # the text frames the page sent
         self.problems: list[str] = []
         page.on("websocket", self._on_socket)
         page.on("console", lambda m: m.type == "error" and self.problems.append(m.text))
@@ -54,7 +54,7 @@ class Page:
     def _on_socket(self, ws: Any) -> None:
         ws.on("framereceived", lambda payload: self.received.append(json.loads(payload))
               if isinstance(payload, str) else None)
-        ws.on("framesent", lambda payload: self.sent.append(payload)
+        ws.on("framesent", lambda payload: self.sent.append(json.loads(payload))
               if isinstance(payload, str) else None)
 
     def types(self) -> list[str]:
@@ -68,8 +68,8 @@ class Page:
     async def stop_and_check(self) -> None:
         await self.page.click("#stop")
         await self.page.wait_for_function(
-            "document.getElementById('state').dataset.state === 'idle'", timeout=30_000)
-        assert json.dumps({"type": "end"}) in self.sent
+            "() => document.getElementById('state').dataset.state === 'idle'", timeout=30_000)
+        assert {"type": "end"} in self.sent
         assert self.types()[-1] == "end"
         assert await self.page.locator("#message").is_hidden()
         assert self.problems == []
@@ -103,14 +103,15 @@ async def open_client(browser: Any, server: Server, **options: Any) -> Page:
     page = Page(await context.new_page())
     await page.page.goto(f"http://127.0.0.1:{server.port}/")
     await page.page.wait_for_function(
-        "document.getElementById('server-info').textContent.includes('tiny.en')")
+        "() => document.getElementById('server-info').textContent.includes('tiny.en')")
     return page
 
 
 async def test_microphone_to_final_text(browser: Any, server: Server) -> None:
     client = await open_client(browser, server)
     page = client.page
-    await page.click("#start")
+    await page.focus("#start")  # keyboard-usable: Enter on the focused button starts it
+    await page.keyboard.press("Enter")
     await page.wait_for_selector("#finals li", timeout=30_000)
     text = await client.final_text()
     assert wer(TRANSCRIPTS["agent-alreadyon"], text) <= 0.2, text
@@ -132,11 +133,13 @@ async def test_file_picker_streams_a_file(browser: Any, server: Server,
     await page.set_input_files("#file", str(write_wav(tmp_path / "weasels.wav", audio, 8000)))
     # the file plays through in real time, then the page sends `end` by itself
     await page.wait_for_function(
-        "document.getElementById('state').dataset.state === 'idle' && "
+        "() => document.getElementById('state').dataset.state === 'idle' && "
         "document.querySelectorAll('#finals li').length > 0", timeout=30_000)
     text = await client.final_text()
     assert wer(TRANSCRIPTS["tt-weasels"], text) <= 0.2, text
-    assert json.dumps({"type": "end"}) in client.sent and client.types()[-1] == "end"
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "web-client-phone.png"), full_page=True)
+    assert {"type": "end"} in client.sent and client.types()[-1] == "end"
     async with page.expect_download() as download:
         await page.click("#download-srt")
     srt = Path(await (await download.value).path()).read_text()
@@ -149,8 +152,9 @@ async def test_file_picker_streams_a_file(browser: Any, server: Server,
 async def test_unreachable_server_is_reported(browser: Any, server: Server) -> None:
     client = await open_client(browser, server)
     page = client.page
-    await page.evaluate("window.WebSocket = class extends WebSocket {"
-                        " constructor(url) { super(url.replace(/:\\d+\\//, ':1/')); } }")
+    # point the page's sockets at a port where nothing listens
+    await page.evaluate("() => { window.WebSocket = class extends WebSocket {"
+                        " constructor(url) { super(url.replace(/:\\d+\\//, ':1/')); } }; }")
     await page.click("#start")
     message = page.locator("#message")
     await message.wait_for(state="visible", timeout=10_000)

@@ -219,13 +219,14 @@ function teardown(next) {
 
 // ---------------------------------------------------------------------------- transcript
 
-function fmt(seconds, sep = ".") {
+// mm:ss.mmm on the page (hh: added past an hour); SRT wants hh:mm:ss,mmm always.
+function fmt(seconds, { sep = ".", hours = false } = {}) {
   const ms = Math.round(seconds * 1000);
   const h = Math.floor(ms / 3600000);
   const m = Math.floor((ms % 3600000) / 60000);
   const s = Math.floor((ms % 60000) / 1000);
   const pad = (n, w = 2) => String(n).padStart(w, "0");
-  return `${h ? pad(h) + ":" : ""}${pad(m)}:${pad(s)}${sep}${pad(ms % 1000, 3)}`;
+  return `${h || hours ? pad(h) + ":" : ""}${pad(m)}:${pad(s)}${sep}${pad(ms % 1000, 3)}`;
 }
 
 function latencyOf(end) {
@@ -267,9 +268,11 @@ function transcriptText() {
   return finals.map((f) => f.text).join("\n");
 }
 
+const srt = { sep: ",", hours: true };
+
 function transcriptSrt() {
   return finals.map((f, i) =>
-    `${i + 1}\n${fmt(f.start, ",")} --> ${fmt(f.end, ",")}\n${f.text}\n`).join("\n");
+    `${i + 1}\n${fmt(f.start, srt)} --> ${fmt(f.end, srt)}\n${f.text}\n`).join("\n");
 }
 
 function download(name, text) {

@@ -146,3 +146,21 @@ def test_a_pause_supersedes_the_partial_in_flight() -> None:
     d.answer(candidate, "That agent is already")
     assert [f.text for f in d.of(Final)] == ["That agent is already"]
     assert d.jobs == []
+
+
+def test_partials_come_less_often_under_load() -> None:
+    def partial_ends(backoff: float) -> list[float]:
+        d = Driver()
+        d.session.partial_backoff = backoff
+        d.feed(silence(0.5, 16000))
+        ends = []
+        for i in range(0, 64000, 1600):  # 4 s of speech, 100 ms at a time
+            d.feed(SPEECH[i % len(SPEECH) : i % len(SPEECH) + 1600])
+            for job in [j for j in d.jobs if j.kind == "partial"]:
+                ends.append(job.end / 16000)
+                d.answer(d.pop("partial"), "That agent")
+        return ends
+
+    normal, loaded = partial_ends(1.0), partial_ends(2.0)
+    assert len(normal) >= 6 and len(loaded) <= len(normal) // 2 + 1
+    assert min(b - a for a, b in zip(loaded, loaded[1:], strict=False)) >= 0.95

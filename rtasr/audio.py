@@ -1,4 +1,4 @@
-"""Client audio in, model audio out: decode little-endian PCM and resample to 16 kHz float32."""
+"""Client audio in, model audio out: decode PCM (or G.711 telephony) and resample to 16 kHz."""
 
 from __future__ import annotations
 
@@ -15,7 +15,26 @@ Audio = npt.NDArray[np.float32]
 _DTYPES: dict[str, np.dtype[np.generic]] = {
     "pcm_s16le": np.dtype("<i2"),
     "pcm_f32le": np.dtype("<f4"),
+    "mulaw": np.dtype("u1"),
+    "alaw": np.dtype("u1"),
 }
+
+
+def _g711_tables() -> dict[str, Audio]:
+    """ITU-T G.711 expansion: every byte value to its linear sample in [-1, 1]."""
+    code = np.arange(256, dtype=np.int32)
+    u = ~code & 0xFF  # mu-law: bits inverted; sign, 3-bit exponent, 4-bit mantissa
+    mu = ((((u & 0x0F) << 3) + 0x84) << ((u >> 4) & 0x07)) - 0x84
+    mu = np.where(u & 0x80, -mu, mu)
+    a = code ^ 0x55  # A-law: even bits inverted
+    exponent, mantissa = (a >> 4) & 0x07, a & 0x0F
+    linear = np.where(exponent == 0, (mantissa << 4) + 8,
+                      ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0))
+    alaw = np.where(a & 0x80, linear, -linear)
+    return {"mulaw": (mu / 32768).astype(np.float32), "alaw": (alaw / 32768).astype(np.float32)}
+
+
+_G711 = _g711_tables()
 
 
 def decode_pcm(data: bytes, encoding: Encoding) -> Audio:
@@ -30,6 +49,8 @@ def decode_pcm(data: bytes, encoding: Encoding) -> Audio:
             f"({dtype.itemsize} bytes each)"
         )
     samples = np.frombuffer(data, dtype=dtype)
+    if encoding in _G711:
+        return _G711[encoding][samples]
     if encoding == "pcm_s16le":
         return samples.astype(np.float32) / np.float32(32768.0)
     if not np.isfinite(samples).all():

@@ -189,7 +189,7 @@ class Segmenter:
         if utt is None:
             return None
         end = self._tail_end(utt) if utt.paused else self.buffer.end
-        return self._close(end)
+        return self._close(end, forced=True)
 
     def cut(self, at: int) -> SpeechStarted:
         """Close the open utterance at sample `at` and open the next one there."""

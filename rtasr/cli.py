@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import errno
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -68,7 +69,11 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     model.add_argument("--no-speech-gate", action=argparse.BooleanOptionalAction,
                        default=d.no_speech_gate,
                        help="check audio with Silero VAD before decoding (stops words on music)")
-    adm = p.add_argument_group("admission")
+    adm = p.add_argument_group("access and admission")
+    adm.add_argument("--api-key", action="append", default=None, metavar="KEY",
+                     help="accept only clients that present this key (repeatable), as "
+                          "'Authorization: Bearer KEY' (or 'Token KEY') or ?token=KEY; also "
+                          "read from RTASR_API_KEYS (comma-separated) (default: open)")
     adm.add_argument("--max-sessions", type=int, default=d.max_sessions,
                      help="open sessions at most; the next is refused with `overloaded` "
                           "(0: auto, 256 on CUDA, 8 per CPU core)")
@@ -105,8 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def api_keys(args: argparse.Namespace) -> tuple[str, ...]:
+    keys = list(args.api_key or [])
+    keys += [k.strip() for k in os.environ.get("RTASR_API_KEYS", "").split(",")]
+    return tuple(dict.fromkeys(k for k in keys if k))
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     return Config(
+        api_keys=api_keys(args),
         host=args.host, port=args.port, max_frame_bytes=args.max_frame_bytes,
         model=args.model, device=args.device, compute_type=args.compute_type,
         language=args.language, beam_size=args.beam_size, workers=args.workers,

@@ -40,6 +40,7 @@ class Config:
     encoder_window_s: float = -1.0
 
     # Admission
+    api_keys: tuple[str, ...] = ()
     max_sessions: int = 0
     max_final_wait_ms: int = 1000
 

@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs
 
-from .errors import ParameterError, ProtocolError
+from .errors import ParameterError, ProtocolError, RtasrError
 
-Encoding = Literal["pcm_s16le", "pcm_f32le"]
-ENCODINGS: tuple[Encoding, ...] = ("pcm_s16le", "pcm_f32le")
+Encoding = Literal["pcm_s16le", "pcm_f32le", "mulaw", "alaw"]
+ENCODINGS: tuple[Encoding, ...] = ("pcm_s16le", "pcm_f32le", "mulaw", "alaw")
 MIN_SAMPLE_RATE_HZ = 8_000
 MAX_SAMPLE_RATE_HZ = 48_000
 
@@ -159,6 +159,7 @@ class Final(_Message):
     text: str
     words: list[WireWord] = field(default_factory=list)
     language: str | None = None
+    endpoint: bool = False  # the speaker paused here (not a flush, a cut or the stream's end)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -175,3 +176,54 @@ class EndOfStream(_Message):
 
 
 ServerMessage = Ready | SpeechStart | Partial | Final | Error | EndOfStream
+
+
+# Dialects --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hello:
+    """What a dialect may say when a session opens."""
+
+    session_id: str
+    model: str
+    params: StreamParams
+
+
+class Dialect:
+    """One wire protocol over the shared session core: parse what clients send, render what
+    the session says. The transport (server.py) is the same for every dialect; this one is
+    rtasr's native protocol, deepgram.py is Deepgram's live-streaming API."""
+
+    name = "native"
+
+    def __init__(self, query: str, *, default_language: str | None) -> None:
+        self.params = StreamParams.from_query(query, default_language=default_language)
+
+    def config_changes(self, pause_ms: int) -> dict[str, int]:
+        """Per-session settings the client asked for (none in the native protocol)."""
+        return {}
+
+    def greeting(self, hello: Hello) -> list[str]:
+        p = hello.params
+        return [Ready(session_id=hello.session_id, model=hello.model,
+                      sample_rate=p.sample_rate, encoding=p.encoding,
+                      language=p.language).to_json()]
+
+    def control(self, text: str) -> ClientMessage | None:
+        """A client text frame as Flush or End; None for a keep-alive. Raises ProtocolError."""
+        return parse_client_message(text)
+
+    def on_audio(self, data: bytes, position_s: float) -> list[str]:
+        """Called for every audio frame, after the session took it."""
+        return []
+
+    def render(self, message: ServerMessage) -> list[str]:
+        return [message.to_json()]
+
+    def farewell(self, code: int, error: RtasrError | None,
+                 duration_s: float) -> tuple[list[str], int, str]:
+        """The last messages, the close code and the close reason."""
+        if error is not None:
+            return [Error(code=error.code, message=str(error)).to_json()], code, error.code
+        return [EndOfStream(duration=duration_s).to_json()], code, ""

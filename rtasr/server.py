@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hmac
 import json
 import logging
 import uuid
@@ -18,6 +19,7 @@ from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qs
 
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
@@ -28,6 +30,7 @@ from websockets.http11 import Response
 
 from . import static
 from .config import Config
+from .deepgram import DEEPGRAM_PATH, DeepgramDialect
 from .engine import Engine
 from .errors import (
     CLOSE_GOING_AWAY,
@@ -40,8 +43,7 @@ from .errors import (
     RtasrError,
 )
 from .monitor import LoopMonitor
-from .protocol import End, EndOfStream, Error, Flush, Ready, ServerMessage, StreamParams
-from .protocol import parse_client_message as parse_message
+from .protocol import Dialect, End, Error, Flush, Hello, ServerMessage
 from .session import Action, Cancel, DecodeJob, Session
 
 log = logging.getLogger(__name__)
@@ -67,14 +69,15 @@ class Connection:
     """One client: the reader loop, the writer task and the engine jobs in flight."""
 
     def __init__(self, ws: ServerConnection, session: Session, engine: Engine,
-                 config: Config) -> None:
+                 config: Config, dialect: Dialect) -> None:
         self.ws = ws
         self.session = session
+        self.dialect = dialect
         self.engine = engine
         self.config = config
         self.log = SessionLog(log, {"session": session.id})
         self._jobs: dict[DecodeJob, asyncio.Task[None]] = {}
-        self._outbox: asyncio.Queue[ServerMessage | None] = asyncio.Queue()
+        self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self._stopping = asyncio.Event()
 
     def shutdown(self) -> None:
@@ -117,9 +120,11 @@ class Connection:
                         self._dispatch(self.session.feed(message))
                     except RtasrError as exc:
                         return _Outcome(exc.close_code or CLOSE_INTERNAL, exc)
+                    for text in self.dialect.on_audio(message, self.session.duration_s):
+                        self._outbox.put_nowait(text)
                     continue
                 try:
-                    control = parse_message(message)
+                    control = self.dialect.control(message)
                 except ProtocolError as exc:
                     self._send(Error(code=exc.code, message=str(exc)))
                     continue
@@ -136,16 +141,15 @@ class Connection:
         self._dispatch(self.session.end())
         await self._await_finals()
         if outcome.error is not None:
-            err = outcome.error
-            self.log.info("closing with %s: %s", err.code, err)
-            self._send(Error(code=err.code, message=str(err)))
-        else:
-            self._send(EndOfStream(duration=self.session.duration_s))
+            self.log.info("closing with %s: %s", outcome.error.code, outcome.error)
+        texts, code, reason = self.dialect.farewell(outcome.code, outcome.error,
+                                                    self.session.duration_s)
+        for text in texts:
+            self._outbox.put_nowait(text)
         self._outbox.put_nowait(None)
         with contextlib.suppress(ConnectionClosed):
             await writer
-        reason = outcome.error.code if outcome.error else ""
-        await self.ws.close(outcome.code, reason)
+        await self.ws.close(code, reason)
 
     async def _await_finals(self) -> None:
         async with asyncio.timeout(FINALS_GRACE_S):
@@ -153,7 +157,8 @@ class Connection:
                 await asyncio.wait(self._jobs.values(), return_when=asyncio.FIRST_COMPLETED)
 
     def _send(self, message: ServerMessage) -> None:
-        self._outbox.put_nowait(message)
+        for text in self.dialect.render(message):
+            self._outbox.put_nowait(text)
 
     def _dispatch(self, actions: Iterable[Action]) -> None:
         for action in actions:
@@ -180,8 +185,8 @@ class Connection:
         self._dispatch(self.session.on_result(job, result))
 
     async def _write(self) -> None:
-        while (message := await self._outbox.get()) is not None:
-            await self.ws.send(message.to_json())
+        while (text := await self._outbox.get()) is not None:
+            await self.ws.send(text)
 
 
 def _json_response(status: HTTPStatus, body: dict[str, Any]) -> Response:
@@ -289,10 +294,10 @@ class Server:
         }
 
     def _http(self, connection: ServerConnection, request: HttpRequest) -> Response | None:
-        path = request.path.partition("?")[0]
+        path, _, query = request.path.partition("?")
         upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
-        if path in WS_PATHS and upgrade:
-            return None
+        if upgrade and (path in WS_PATHS or path == DEEPGRAM_PATH):
+            return self._check_upgrade(request, path, query)
         if path == "/healthz":
             health = self.health()
             status = HTTPStatus.OK if health["ready"] else HTTPStatus.SERVICE_UNAVAILABLE
@@ -309,35 +314,76 @@ class Server:
                                   "on /ws (see docs/protocol.md)")
         return _text_response(HTTPStatus.NOT_FOUND, "not found")
 
+    def _dialect(self, path: str) -> Dialect:
+        """The wire protocol the client asked for. Raises ParameterError for bad parameters."""
+        route, _, query = path.partition("?")
+        cls = DeepgramDialect if route == DEEPGRAM_PATH else Dialect
+        dialect = cls(query, default_language=self.engine.language)
+        language = dialect.params.language
+        if not self.engine.multilingual and language not in (None, "en"):
+            raise ParameterError(f"model {self.engine.spec.name} is English-only: "
+                                 f"language {language!r} is not available")
+        return dialect
+
+    def _check_upgrade(self, request: HttpRequest, path: str, query: str) -> Response | None:
+        """Refuse a websocket before the handshake: a missing or wrong API key (401), or,
+        on the Deepgram endpoint, bad parameters (400, as Deepgram answers them)."""
+        if self.config.api_keys and not self._authorized(request, query):
+            log.info("refused %s: missing or wrong API key", path)
+            return _json_response(HTTPStatus.UNAUTHORIZED, {
+                "error": "unauthorized",
+                "message": "a valid API key is required: send 'Authorization: Bearer KEY' "
+                           "(or 'Token KEY'), or ?token=KEY"})
+        if path == DEEPGRAM_PATH:
+            try:
+                self._dialect(request.path)
+            except ParameterError as exc:
+                response = _json_response(HTTPStatus.BAD_REQUEST, {
+                    "err_code": "Bad Request", "err_msg": str(exc)})
+                response.headers["dg-error"] = str(exc)
+                return response
+        return None
+
+    def _authorized(self, request: HttpRequest, query: str) -> bool:
+        scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+        offered = parse_qs(query).get("token", [])
+        if scheme.lower() in ("bearer", "token") and credential.strip():
+            offered.append(credential.strip())
+        return any(hmac.compare_digest(o.encode(), k.encode())
+                   for o in offered for k in self.config.api_keys)
+
     async def _handle(self, ws: ServerConnection) -> None:
         assert ws.request is not None
         session_id = uuid.uuid4().hex[:12]
         slog = SessionLog(log, {"session": session_id})
-        query = ws.request.path.partition("?")[2]
         try:
-            params = StreamParams.from_query(query, default_language=self.engine.language)
+            dialect = self._dialect(ws.request.path)
             refusal = self.admission_error()
             if refusal is not None:
-                raise refusal
-            if not self.engine.multilingual and params.language not in (None, "en"):
-                raise ParameterError(f"model {self.engine.spec.name} is English-only: "
-                                     f"language {params.language!r} is not available")
+                texts, code, reason = dialect.farewell(refusal.close_code or CLOSE_INTERNAL,
+                                                       refusal, 0.0)
+                slog.info("refused: %s", refusal)
+                for text in texts:
+                    await ws.send(text)
+                await ws.close(code, reason)
+                return
         except RtasrError as exc:
             slog.info("refused: %s", exc)
             await ws.send(Error(code=exc.code, message=str(exc)).to_json())
             await ws.close(exc.close_code or CLOSE_INTERNAL, exc.code)
             return
+        params = dialect.params
         config = self.config.replace(beam_size=self.engine.beam_size,
-                                     context_chars=self.engine.context_chars)
+                                     context_chars=self.engine.context_chars,
+                                     **dialect.config_changes(self.config.pause_ms))
         session = Session(config, params, session_id, params.language)
-        conn = Connection(ws, session, self.engine, self.config)
+        conn = Connection(ws, session, self.engine, self.config, dialect)
         self._connections.add(conn)
-        slog.info("open: %d Hz %s, language %s", params.sample_rate, params.encoding,
-                  params.language or "auto")
+        slog.info("open (%s): %d Hz %s, language %s", dialect.name, params.sample_rate,
+                  params.encoding, params.language or "auto")
         try:
-            await ws.send(Ready(session_id=session_id, model=self.engine.spec.name,
-                                sample_rate=params.sample_rate, encoding=params.encoding,
-                                language=params.language).to_json())
+            for text in dialect.greeting(Hello(session_id, self.engine.spec.name, params)):
+                await ws.send(text)
             await conn.run()
         except ConnectionClosed:
             pass

@@ -91,6 +91,7 @@ class _Utterance:
     cut_job: DecodeJob | None = None
     next_cut_at: int = 0
     closed: bool = False
+    endpoint: bool = False  # ended because the speaker paused (not flushed, cut or too long)
 
 
 def _s(samples: int) -> float:
@@ -221,6 +222,7 @@ class Session:
     def _on_ended(self, event: SpeechEnded, actions: list[Action]) -> None:
         utt = self._utts[event.utterance]
         utt.closed = True
+        utt.endpoint = not event.forced
         utt.cut_job = None
         if utt.inflight is not None and self._serves_as_final(utt.inflight, event.start,
                                                                event.end):
@@ -394,6 +396,7 @@ class Session:
                                 end=round(w.end + offset, 3), probability=w.probability)
                        for w in result.words],
                 language=result.language or self.language,
+                endpoint=utt.endpoint,
             )
         self._finals[utt.index] = final
         del self._utts[utt.index]

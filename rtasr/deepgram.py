@@ -1,0 +1,220 @@
+"""Deepgram's live-streaming protocol (`/v1/listen`) as a dialect over the session core.
+
+Clients written for Deepgram (its SDKs, voice-agent frameworks, telephony bridges) switch to
+rtasr by changing their base URL. This module only translates: query parameters to
+`StreamParams`, `KeepAlive`/`Finalize`/`CloseStream` to the session's keep-alive/flush/end,
+and the session's messages to Deepgram's `Results`, `SpeechStarted`, `UtteranceEnd`,
+`Metadata` and `Error`. What is honoured and what is only accepted is in docs/deepgram.md.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import uuid
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from . import __version__
+from .errors import AudioFormatError, ParameterError, ProtocolError, RtasrError
+from .protocol import (
+    ClientMessage,
+    Dialect,
+    End,
+    Error,
+    Final,
+    Flush,
+    Hello,
+    Partial,
+    ServerMessage,
+    SpeechStart,
+    StreamParams,
+)
+
+DEEPGRAM_PATH = "/v1/listen"
+_ENCODINGS = {"linear16": "pcm_s16le", "mulaw": "mulaw", "alaw": "alaw"}
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+_CHANNEL = [0, 1]  # channel_index / channel: [this channel, channel count]
+
+
+def _flag(values: dict[str, str], name: str, default: bool) -> bool:
+    text = values.get(name)
+    if text is None:
+        return default
+    if text.lower() in _TRUE:
+        return True
+    if text.lower() in _FALSE:
+        return False
+    raise ParameterError(f"{name} must be true or false, not {text!r}")
+
+
+def _int(values: dict[str, str], name: str, default: int | None, low: int,
+         high: int) -> int | None:
+    text = values.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ParameterError(f"{name} must be an integer, not {text!r}") from None
+    if not low <= value <= high:
+        raise ParameterError(f"{name} must be {low}..{high}, not {value}")
+    return value
+
+
+def _json(data: dict[str, Any]) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+class DeepgramDialect(Dialect):
+    name = "deepgram"
+
+    def __init__(self, query: str, *, default_language: str | None) -> None:
+        values = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        encoding = values.get("encoding", "linear16").lower()
+        if encoding not in _ENCODINGS:
+            raise ParameterError(f"encoding {encoding!r} is not supported: use "
+                                 f"{', '.join(_ENCODINGS)} (raw audio, no container)")
+        channels = _int(values, "channels", 1, 1, 8)
+        if channels != 1:
+            raise ParameterError(f"channels={channels}: rtasr transcribes one channel; send mono "
+                                 "audio")
+        language = values.get("language", "").split("-")[0].lower() or default_language
+        if language == "multi":
+            language = None
+        self.model = values.get("model", "")  # accepted; the server's model answers
+        self.punctuate = _flag(values, "punctuate", False) or _flag(values, "smart_format",
+                                                                    False)
+        self.vad_events = _flag(values, "vad_events", False)
+        self.utterance_end_s = (_int(values, "utterance_end_ms", None, 1000, 5000) or 0) / 1000
+        endpointing = values.get("endpointing", "")
+        self.endpointing = endpointing.lower() not in _FALSE
+        self.endpoint_ms = None
+        if endpointing and self.endpointing:
+            self.endpoint_ms = _int(values, "endpointing", None, 0, 10_000)
+        rate = _int(values, "sample_rate", 16000, 8000, 48000)
+        native = {"sample_rate": str(rate), "encoding": _ENCODINGS[encoding],
+                  "interim_results": str(_flag(values, "interim_results", False)).lower()}
+        if language:
+            native["language"] = language
+        self.params = StreamParams.from_query(urlencode(native), default_language=None)
+        self._request_id = str(uuid.uuid4())
+        self._model_name = "whisper"
+        self._model_uuid = ""
+        self._sha256 = hashlib.sha256()
+        self._finalizing = False
+        self._last_word_end: float | None = None
+        self._speaking = False
+
+    def config_changes(self, pause_ms: int) -> dict[str, int]:
+        """Per-session settings this client asked for (`endpointing` in ms)."""
+        if self.endpoint_ms is None:
+            return {}
+        endpoint = max(self.endpoint_ms, 300)  # shorter silences split words on a CPU VAD
+        return {"endpoint_silence_ms": endpoint, "pause_ms": min(pause_ms, endpoint)}
+
+    def greeting(self, hello: Hello) -> list[str]:
+        self._model_name = hello.model
+        self._model_uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"rtasr:{hello.model}"))
+        return []  # Deepgram says nothing until there are results
+
+    def control(self, text: str) -> ClientMessage | None:
+        try:
+            kind = json.loads(text).get("type")
+        except (json.JSONDecodeError, AttributeError, RecursionError):
+            raise ProtocolError("text frames must be JSON objects") from None
+        if kind == "KeepAlive":
+            return None
+        if kind == "Finalize":
+            self._finalizing = True
+            return Flush()
+        if kind == "CloseStream":
+            return End()
+        shown = kind if isinstance(kind, str) and len(kind) <= 40 else "?"
+        raise ProtocolError(f"unknown message type {shown!r}; expected KeepAlive, Finalize "
+                            "or CloseStream")
+
+    def on_audio(self, data: bytes, position_s: float) -> list[str]:
+        self._sha256.update(data)
+        end = self._last_word_end
+        if (self.utterance_end_s and end is not None and not self._speaking
+                and position_s - end >= self.utterance_end_s):
+            self._last_word_end = None
+            return [_json({"type": "UtteranceEnd", "channel": _CHANNEL, "last_word_end": end})]
+        return []
+
+    def render(self, message: ServerMessage) -> list[str]:
+        if isinstance(message, SpeechStart):
+            self._speaking = True
+            if self.vad_events:
+                return [_json({"type": "SpeechStarted", "channel": _CHANNEL,
+                               "timestamp": message.start})]
+        elif isinstance(message, Partial):
+            if self.params.interim_results:
+                return [self._results(message.start, message.end, message.text, [], False,
+                                      False)]
+        elif isinstance(message, Final):
+            self._speaking = False
+            self._last_word_end = message.words[-1].end if message.words else message.end
+            words = [{"word": self._plain(w.word), "start": w.start, "end": w.end,
+                      "confidence": w.probability, "punctuated_word": w.word}
+                     for w in message.words]
+            return [self._results(message.start, message.end, message.text, words, True,
+                                  message.endpoint and self.endpointing)]
+        elif isinstance(message, Error):
+            variant = "SchemaError" if message.code == "bad_message" else message.code
+            return [_json({"type": "Error", "variant": variant,
+                           "description": message.message})]
+        return []
+
+    def farewell(self, code: int, error: RtasrError | None,
+                 duration_s: float) -> tuple[list[str], int, str]:
+        if error is not None:
+            reason = "DATA-0000" if isinstance(error, AudioFormatError) else error.code
+            return [_json({"type": "Error", "variant": error.code,
+                           "description": str(error)})], code, reason
+        return [self._metadata(duration_s)], code, ""
+
+    # ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _plain(word: str) -> str:
+        return "".join(c for c in word.lower() if c.isalnum() or c in "'-")
+
+    def _results(self, start: float, end: float, text: str, words: list[dict[str, Any]],
+                 is_final: bool, speech_final: bool) -> str:
+        transcript = text if self.punctuate else " ".join(
+            filter(None, (self._plain(w) for w in text.split())))
+        confidence = (sum(w["confidence"] for w in words) / len(words)) if words else 0.0
+        result: dict[str, Any] = {
+            "type": "Results",
+            "channel_index": _CHANNEL,
+            "duration": round(end - start, 3),
+            "start": start,
+            "is_final": is_final,
+            "speech_final": speech_final,
+            "channel": {"alternatives": [{"transcript": transcript,
+                                          "confidence": round(confidence, 3),
+                                          "words": words}]},
+            "metadata": {"request_id": self._request_id,
+                         "model_info": {"name": self._model_name,
+                                        "version": f"rtasr-{__version__}", "arch": "whisper"},
+                         "model_uuid": self._model_uuid},
+        }
+        if is_final and self._finalizing:
+            result["from_finalize"] = True
+            self._finalizing = False
+        return _json(result)
+
+    def _metadata(self, duration_s: float) -> str:
+        created = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+        return _json({
+            "type": "Metadata", "transaction_key": "deprecated",
+            "request_id": self._request_id, "sha256": self._sha256.hexdigest(),
+            "created": created.replace("+00:00", "Z"), "duration": duration_s, "channels": 1,
+            "models": [self._model_uuid],
+            "model_info": {self._model_uuid: {"name": self._model_name,
+                                              "version": f"rtasr-{__version__}",
+                                              "arch": "whisper"}},
+        })

@@ -1,0 +1,156 @@
+"""Deepgram's official Python SDK, unchanged, pointed at rtasr's `/v1/listen`.
+
+Nothing here speaks the protocol by hand: the SDK's own live client connects, streams, sends
+Finalize and CloseStream and parses every reply into its own types, as it would against
+Deepgram. The model is the real bundled one, the audio real recorded speech.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from rtasr.config import Config
+from rtasr.engine import Engine
+from rtasr.server import Server
+from rtasr.wer import wer
+
+from .helpers import TRANSCRIPTS, clip_at, encode, silence
+
+pytest.importorskip("deepgram")
+from deepgram import DeepgramClient  # noqa: E402
+from deepgram.core.api_error import ApiError  # noqa: E402
+from deepgram.core.events import EventType  # noqa: E402
+from deepgram.environment import DeepgramClientEnvironment  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+async def keyed(engine: Engine) -> AsyncIterator[Server]:
+    async with Server(Config(host="127.0.0.1", port=0, api_keys=("s3cret",)), engine) as srv:
+        yield srv
+
+
+def client(port: int, key: str = "any-key") -> DeepgramClient:
+    env = DeepgramClientEnvironment(base=f"http://127.0.0.1:{port}",
+                                    production=f"ws://127.0.0.1:{port}",
+                                    agent=f"ws://127.0.0.1:{port}",
+                                    agent_rest=f"http://127.0.0.1:{port}")
+    return DeepgramClient(api_key=key, environment=env)
+
+
+def mulaw(audio: np.ndarray) -> bytes:
+    """G.711 mu-law encoding (what a phone bridge sends)."""
+    x = np.clip(audio, -1, 1) * 32124
+    sign = np.where(x < 0, 0x80, 0)
+    mag = np.minimum(np.abs(x).astype(np.int32) + 0x84, 0x7FFF)
+    exponent = np.floor(np.log2(mag)).astype(np.int32) - 7
+    mantissa = (mag >> (exponent + 3)) & 0x0F
+    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
+
+
+def stream(port: int, data: bytes, *, rate: int = 16000, width: int = 2, speed: float = 2.0,
+           finalize: bool = False, key: str = "any-key", **options: str) -> list[Any]:
+    """Stream `data` through the SDK's live client; every message it parsed, in order."""
+    messages: list[Any] = []
+    step = rate // 10 * width
+    params = {"model": "nova-3", "sample_rate": str(rate), **options}
+    with client(port, key).listen.v1.connect(**params) as socket:
+        socket.on(EventType.MESSAGE, messages.append)
+        listener = threading.Thread(target=socket.start_listening, daemon=True)
+        listener.start()
+        t0 = time.monotonic()
+        for i, off in enumerate(range(0, len(data), step)):
+            socket.send_media(data[off : off + step])
+            time.sleep(max(0.0, t0 + (i + 1) * 0.1 / speed - time.monotonic()))
+        if finalize:
+            socket.send_finalize()
+            time.sleep(1.5)
+        socket.send_close_stream()
+        listener.join(60)
+    return messages
+
+
+def status_of(error: Exception) -> int:
+    """The HTTP status of a refused handshake. The SDK wraps some in ApiError; with current
+    websockets its sync client lets InvalidStatus through."""
+    if isinstance(error, InvalidStatus):
+        return error.response.status_code
+    return int(error.status_code)  # type: ignore[attr-defined]
+
+
+def of(messages: list[Any], kind: str) -> list[Any]:
+    return [m for m in messages if getattr(m, "type", None) == kind]
+
+
+def transcript(results: list[Any]) -> str:
+    return " ".join(r.channel.alternatives[0].transcript for r in results if r.is_final)
+
+
+async def test_sdk_live_client_gets_interim_and_final_results(server: Server) -> None:
+    names = ["agent-alreadyon", "tt-weasels"]
+    audio = np.concatenate([silence(0.5, 16000), clip_at(names[0], 16000), silence(1.6, 16000),
+                            clip_at(names[1], 16000), silence(1.6, 16000)])
+    data = encode(audio)
+    messages = await _in_thread(stream, server.port, data, encoding="linear16",
+                                interim_results="true", vad_events="true",
+                                utterance_end_ms="1000", punctuate="true")
+    results = of(messages, "Results")
+    finals = [r for r in results if r.is_final]
+    assert wer(" ".join(TRANSCRIPTS[n] for n in names), transcript(results)) <= 0.15
+    assert len(finals) == 2 and all(r.speech_final for r in finals)
+    assert results.index(finals[0]) > 0 and not results[0].is_final  # interim first
+    words = finals[0].channel.alternatives[0].words
+    assert words[0].punctuated_word[0].isupper() and words[0].word.islower()
+    assert all(0 <= w.start <= w.end <= finals[0].start + finals[0].duration + 0.01
+               for w in words)
+    assert 0 < finals[0].channel.alternatives[0].confidence <= 1
+    assert len(of(messages, "SpeechStarted")) == 2
+    ends = of(messages, "UtteranceEnd")
+    assert ends and abs(ends[0].last_word_end - words[-1].end) < 0.01
+    metadata = of(messages, "Metadata")
+    assert messages[-1] is metadata[0]
+    assert metadata[0].sha256 == hashlib.sha256(data).hexdigest()
+    assert abs(metadata[0].duration - len(audio) / 16000) < 0.01
+
+
+async def test_finalize_flushes_and_close_stream_ends(server: Server) -> None:
+    audio = np.concatenate([silence(0.5, 8000), clip_at("tt-weasels", 8000)])  # no pause
+    messages = await _in_thread(stream, server.port, mulaw(audio), rate=8000, width=1,
+                                finalize=True, encoding="mulaw")
+    results = of(messages, "Results")
+    assert [r.is_final for r in results] == [True]  # interim_results defaults to false
+    final = results[0]
+    assert final.from_finalize is True and final.speech_final is False
+    text = final.channel.alternatives[0].transcript
+    assert wer(TRANSCRIPTS["tt-weasels"], text) <= 0.2
+    assert text == text.lower() and "." not in text  # punctuate defaults to false
+    assert of(messages, "Metadata")  # CloseStream: Metadata, then the close
+
+
+async def test_wrong_or_missing_key_is_refused(keyed: Server) -> None:
+    data = encode(np.concatenate([silence(0.3, 16000), clip_at("tt-weasels", 16000),
+                                  silence(1.0, 16000)]))
+    with pytest.raises((ApiError, InvalidStatus)) as refused:
+        await _in_thread(stream, keyed.port, data, key="wrong", encoding="linear16")
+    assert status_of(refused.value) == 401
+    messages = await _in_thread(stream, keyed.port, data, key="s3cret", encoding="linear16")
+    assert wer(TRANSCRIPTS["tt-weasels"], transcript(of(messages, "Results"))) <= 0.2
+
+
+async def test_bad_parameters_are_refused_at_the_handshake(server: Server) -> None:
+    for options in ({"channels": "2"}, {"encoding": "opus"}, {"sample_rate": "4000"}):
+        with pytest.raises((ApiError, InvalidStatus)) as refused:
+            await _in_thread(stream, server.port, b"", **options)
+        assert status_of(refused.value) == 400, options
+
+
+async def _in_thread(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    return await asyncio.to_thread(fn, *args, **kwargs)

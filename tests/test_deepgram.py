@@ -26,10 +26,10 @@ from rtasr.wer import wer
 from .helpers import TRANSCRIPTS, clip_at, encode, silence
 
 pytest.importorskip("deepgram")
-from deepgram import DeepgramClient  # noqa: E402
-from deepgram.core.api_error import ApiError  # noqa: E402
-from deepgram.core.events import EventType  # noqa: E402
-from deepgram.environment import DeepgramClientEnvironment  # noqa: E402
+from deepgram import DeepgramClient
+from deepgram.core.api_error import ApiError
+from deepgram.core.events import EventType
+from deepgram.environment import DeepgramClientEnvironment
 
 
 @pytest.fixture(scope="module")

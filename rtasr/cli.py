@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .config import Config
@@ -102,11 +103,37 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                    choices=("debug", "info", "warning", "error"), help="log level")
 
 
+def _transcribe_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "transcribe",
+        help="stream audio files (or the microphone) to a running server",
+        description="Stream audio files to a running rtasr server and print the finals as "
+                    "they arrive. Any format PyAV (FFmpeg) reads: wav, flac, mp3, ogg, m4a, "
+                    "video files, ...",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("files", nargs="*", type=Path, metavar="FILE", help="audio files")
+    p.add_argument("--url", default="ws://localhost:8000/ws", help="the server's websocket")
+    p.add_argument("--format", choices=("text", "json", "srt", "vtt"), default="text",
+                   help="text: a line per final; json: a JSON object per final; srt/vtt: "
+                        "subtitles")
+    p.add_argument("--realtime", action="store_true",
+                   help="send audio at the pace of speech (default: as fast as the server "
+                        "takes it)")
+    p.add_argument("--output-dir", type=Path, default=None,
+                   help="write FILE.txt/.json/.srt/.vtt per input here instead of stdout")
+    p.add_argument("--mic", action="store_true",
+                   help="stream the default microphone until Ctrl-C (pip install 'rtasr[mic]')")
+    p.add_argument("--api-key", default=None,
+                   help="the server's API key (default: $RTASR_API_KEY)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rtasr", description="Realtime speech recognition.")
     parser.add_argument("--version", action="version", version=f"rtasr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    _transcribe_parser(sub)
     return parser
 
 
@@ -149,8 +176,24 @@ async def serve(config: Config) -> None:
         await server.stop()
 
 
+def transcribe(args: argparse.Namespace) -> int:
+    from .client import ClientError, run
+
+    try:
+        run(args.files, url=args.url, fmt=args.format, realtime=args.realtime, mic=args.mic,
+            output_dir=args.output_dir, api_key=args.api_key)
+    except ClientError as exc:
+        print(f"rtasr: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "transcribe":
+        return transcribe(args)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

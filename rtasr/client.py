@@ -1,0 +1,244 @@
+"""`rtasr transcribe`: stream audio files (or a microphone) to a running server.
+
+Files are decoded with PyAV (already installed with faster-whisper) to 16 kHz mono PCM and
+sent in 100 ms frames on the native protocol, as fast as the server takes them or, with
+`--realtime`, at the pace of speech. Finals are printed as they arrive, as text, JSON lines,
+SRT or WebVTT. On a terminal, stderr shows a progress bar and the live partial.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from .errors import RtasrError
+
+RATE = 16_000
+FRAME_BYTES = RATE // 10 * 2  # 100 ms of s16le
+
+
+class ClientError(RtasrError):
+    """A user-facing failure of `rtasr transcribe` (missing file, no server, ...)."""
+
+    code = "client_error"
+
+
+def read_audio(path: Path) -> bytes:
+    """The file's audio as 16 kHz mono s16le; ClientError if missing or not decodable."""
+    import av
+
+    if not path.is_file():
+        raise ClientError(f"no such file: {path}")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise ClientError(f"{path} has no audio stream")
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+            chunks = []
+            for frame in container.decode(audio=0):
+                chunks += [f.to_ndarray().tobytes() for f in resampler.resample(frame)]
+            chunks += [f.to_ndarray().tobytes() for f in resampler.resample(None)]
+    except av.FFmpegError as exc:
+        raise ClientError(f"cannot read {path}: not an audio format PyAV can decode "
+                          f"({exc.strerror or exc})") from None
+    return b"".join(chunks)
+
+
+def _stamp(seconds: float, sep: str) -> str:
+    ms = round(seconds * 1000)
+    hours, minutes, secs = ms // 3_600_000, ms // 60_000 % 60, ms // 1000 % 60
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{sep}{ms % 1000:03d}"
+
+
+@dataclass
+class Writer:
+    """Prints finals in one output format as they arrive."""
+
+    fmt: str
+    out: TextIO
+    source: str = ""
+    count: int = 0
+
+    def begin(self) -> None:
+        if self.fmt == "vtt":
+            self.out.write("WEBVTT\n\n")
+
+    def final(self, msg: dict[str, Any]) -> None:
+        self.count += 1
+        if self.fmt == "text":
+            self.out.write(f"{msg['text']}\n")
+        elif self.fmt == "json":
+            self.out.write(json.dumps({"file": self.source, **msg}, ensure_ascii=False) + "\n")
+        else:
+            sep = "," if self.fmt == "srt" else "."
+            span = f"{_stamp(msg['start'], sep)} --> {_stamp(msg['end'], sep)}"
+            number = f"{self.count}\n" if self.fmt == "srt" else ""
+            self.out.write(f"{number}{span}\n{msg['text']}\n\n")
+        self.out.flush()
+
+
+@dataclass
+class Status:
+    """One self-overwriting line on a terminal's stderr: progress and the live partial."""
+
+    enabled: bool = field(default_factory=lambda: sys.stderr.isatty())
+    label: str = ""
+    total_s: float = 0.0
+    sent_s: float = 0.0
+    partial: str = ""
+
+    def show(self) -> None:
+        if not self.enabled:
+            return
+        width = shutil.get_terminal_size((80, 20)).columns
+        bar = ""
+        if self.total_s:
+            done = int(20 * min(1.0, self.sent_s / self.total_s))
+            bar = f"[{'#' * done}{'.' * (20 - done)}] {self.sent_s:5.1f}/{self.total_s:.1f} s "
+        line = f"{self.label} {bar}{self.partial}"
+        sys.stderr.write("\r\x1b[2K" + line[: width - 1])
+        sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\x1b[2K")
+            sys.stderr.flush()
+
+
+async def transcribe(url: str, frames: AsyncIterator[bytes], writer: Writer, status: Status,
+                     api_key: str | None = None) -> None:
+    """Send `frames`, then `end`; print every final until the server's `end`."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    sep = "&" if "?" in url else "?"
+    try:
+        ws = await connect(f"{url}{sep}sample_rate={RATE}&encoding=pcm_s16le",
+                           additional_headers=headers, max_size=None, open_timeout=10)
+    except InvalidStatus as exc:
+        code = exc.response.status_code
+        why = "a valid --api-key is needed" if code == 401 else f"HTTP {code}"
+        raise ClientError(f"the server at {url} refused the connection: {why}") from None
+    except (OSError, TimeoutError) as exc:
+        refused = isinstance(exc, ConnectionRefusedError) or "Connect call failed" in str(exc)
+        why = "connection refused" if refused else (getattr(exc, "strerror", None) or exc)
+        raise ClientError(f"cannot connect to {url}: {why} (is `rtasr serve` running there?)"
+                          ) from None
+    async with ws:
+        ready = json.loads(await ws.recv())
+        if ready["type"] == "error":
+            raise ClientError(f"the server refused the session: {ready['message']}")
+
+        async def send() -> None:
+            async for frame in frames:
+                await ws.send(frame)
+                status.sent_s += len(frame) / 2 / RATE
+                status.show()
+            await ws.send(json.dumps({"type": "end"}))
+
+        sender = asyncio.create_task(send())
+        try:
+            async for text in ws:
+                msg = json.loads(text)
+                if msg["type"] == "partial":
+                    status.partial = msg["text"]
+                    status.show()
+                elif msg["type"] == "final":
+                    status.clear()
+                    writer.final(msg)
+                    status.partial = ""
+                    status.show()
+                elif msg["type"] == "error":
+                    status.clear()
+                    print(f"rtasr: server: {msg['message']} ({msg['code']})", file=sys.stderr)
+                elif msg["type"] == "end":
+                    break
+        finally:
+            sender.cancel()
+            status.clear()
+
+
+async def file_frames(pcm: bytes, realtime: bool) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    for i, off in enumerate(range(0, len(pcm), FRAME_BYTES)):
+        yield pcm[off : off + FRAME_BYTES]
+        if realtime:
+            await asyncio.sleep(max(0.0, t0 + (i + 1) * 0.1 - loop.time()))
+
+
+async def mic_frames(stop: asyncio.Event) -> AsyncIterator[bytes]:
+    """The default microphone, 100 ms at a time, until `stop` (Ctrl-C)."""
+    try:
+        import sounddevice as sd
+    except ImportError:
+        raise ClientError("--mic needs sounddevice: pip install 'rtasr[mic]'") from None
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def on_audio(data: Any, frames: int, time: Any, flags: Any) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, bytes(data))
+
+    try:
+        stream = sd.RawInputStream(samplerate=RATE, channels=1, dtype="int16",
+                                   blocksize=RATE // 10, callback=on_audio)
+    except Exception as exc:  # PortAudio reports a missing device in many ways
+        raise ClientError(f"cannot open the microphone: {exc}") from None
+    with stream:
+        print("listening; Ctrl-C to stop", file=sys.stderr)
+        while not stop.is_set():
+            getter = asyncio.ensure_future(queue.get())
+            await asyncio.wait({getter, asyncio.ensure_future(stop.wait())},
+                               return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                yield getter.result()
+            else:
+                getter.cancel()
+
+
+async def _from_mic(url: str, fmt: str, api_key: str | None) -> None:
+    """Stream the microphone until Ctrl-C, then send `end` and print the last finals."""
+    import signal
+
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+    await transcribe(url, mic_frames(stop), Writer(fmt, sys.stdout, "mic"), Status(label="mic"),
+                     api_key)
+
+
+def run(files: list[Path], *, url: str, fmt: str, realtime: bool, mic: bool,
+        output_dir: Path | None, api_key: str | None) -> None:
+    """The `transcribe` command. Raises ClientError for anything the user can fix."""
+    api_key = api_key or os.environ.get("RTASR_API_KEY") or None
+    if mic:
+        asyncio.run(_from_mic(url, fmt, api_key))
+        return
+    if not files:
+        raise ClientError("give one or more audio files, or --mic")
+    if len(files) > 1 and fmt in ("srt", "vtt") and output_dir is None:
+        raise ClientError(f"{fmt} of several files needs --output-dir (one file each)")
+    audio = {path: read_audio(path) for path in files}  # every file readable before starting
+    for path, pcm in audio.items():
+        out: TextIO = sys.stdout
+        if output_dir is not None:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            out = (output_dir / f"{path.stem}.{'txt' if fmt == 'text' else fmt}").open("w")
+        elif len(files) > 1 and fmt == "text":
+            print(f"==> {path} <==", flush=True)
+        writer = Writer(fmt, out, str(path))
+        writer.begin()
+        status = Status(label=path.name, total_s=len(pcm) / 2 / RATE)
+        try:
+            asyncio.run(transcribe(url, file_frames(pcm, realtime), writer, status, api_key))
+        finally:
+            if out is not sys.stdout:
+                out.close()
+

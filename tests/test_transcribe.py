@@ -1,0 +1,137 @@
+"""`rtasr transcribe` as a user runs it: a subprocess streaming real files to the real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import wave
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from rtasr.server import Server
+from rtasr.wer import wer
+
+from .helpers import TRANSCRIPTS, clip_at, silence
+
+NAMES = ["agent-alreadyon", "tt-weasels"]
+REFERENCE = " ".join(TRANSCRIPTS[n] for n in NAMES)
+
+
+def two_utterances(rate: int) -> np.ndarray:
+    return np.concatenate([silence(0.4, rate), clip_at(NAMES[0], rate), silence(1.0, rate),
+                           clip_at(NAMES[1], rate), silence(0.5, rate)])
+
+
+@pytest.fixture(scope="module")
+def wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("transcribe") / "two.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes((two_utterances(8000) * 32767).astype("<i2").tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def flac(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same speech as a 44.1 kHz stereo FLAC, written with PyAV."""
+    path = tmp_path_factory.mktemp("transcribe") / "two.flac"
+    audio = (two_utterances(44100) * 32767).astype(np.int16)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("flac", rate=44100, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(np.stack([audio, audio], axis=1).reshape(1, -1),
+                                           format="s16", layout="stereo")
+        frame.rate = 44100
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    return path
+
+
+async def run(*args: str | Path) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rtasr", "transcribe", *map(str, args),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def cue_times(text: str, sep: str) -> list[float]:
+    stamp = rf"(\d\d):(\d\d):(\d\d){re.escape(sep)}(\d{{3}})"
+    times = []
+    for line in text.splitlines():
+        m = re.fullmatch(rf"{stamp} --> {stamp}", line)
+        if m:
+            g = [int(x) for x in m.groups()]
+            times += [g[0] * 3600 + g[1] * 60 + g[2] + g[3] / 1000,
+                      g[4] * 3600 + g[5] * 60 + g[6] + g[7] / 1000]
+    return times
+
+
+async def test_text_and_json(server: Server, wav: Path, flac: Path) -> None:
+    code, out, err = await run(wav, "--url", server.url)
+    assert code == 0, err
+    assert len(out.splitlines()) == 2 and wer(REFERENCE, out) <= 0.15
+    code, out, err = await run(flac, "--url", server.url, "--format", "json")
+    assert code == 0, err
+    finals = [json.loads(line) for line in out.splitlines()]
+    assert [f["type"] for f in finals] == ["final", "final"]
+    assert finals[0]["file"] == str(flac) and finals[0]["words"]
+    assert wer(REFERENCE, " ".join(f["text"] for f in finals)) <= 0.15
+
+
+@pytest.mark.parametrize(("fmt", "sep"), [("srt", ","), ("vtt", ".")])
+async def test_subtitles_parse_with_increasing_times(server: Server, wav: Path, fmt: str,
+                                                     sep: str) -> None:
+    code, out, err = await run(wav, "--url", server.url, "--format", fmt)
+    assert code == 0, err
+    times = cue_times(out, sep)
+    assert len(times) == 4 and times == sorted(times) and times[0] < times[1] < times[2]
+    blocks = [b.splitlines() for b in out.strip().split("\n\n")]
+    if fmt == "srt":
+        assert [b[0] for b in blocks] == ["1", "2"]
+        text = " ".join(b[2] for b in blocks)
+    else:
+        assert blocks[0] == ["WEBVTT"]
+        text = " ".join(b[1] for b in blocks[1:])
+    assert wer(REFERENCE, text) <= 0.15
+
+
+async def test_several_files_to_an_output_dir(server: Server, wav: Path, flac: Path,
+                                              tmp_path: Path) -> None:
+    code, out, err = await run(wav, flac, "--url", server.url, "--format", "vtt",
+                               "--output-dir", tmp_path)
+    assert code == 0, err
+    for name in ("two.vtt",):
+        assert (tmp_path / name).read_text().startswith("WEBVTT")
+
+
+async def test_realtime_paces_the_stream(server: Server, wav: Path) -> None:
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    code, out, err = await run(wav, "--url", server.url, "--realtime")
+    seconds = len(two_utterances(8000)) / 8000
+    assert code == 0 and loop.time() - t0 >= seconds - 0.5, err
+    assert wer(REFERENCE, out) <= 0.15
+
+
+async def test_user_mistakes_are_one_line_errors(server: Server, tmp_path: Path,
+                                                 wav: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not audio\n" * 100)
+    url = ["--url", server.url]
+    for args, expected in (
+        ([tmp_path / "missing.wav", *url], "no such file"),
+        ([text, *url], "notes.txt"),
+        ([wav, "--url", "ws://127.0.0.1:9/ws"], "cannot connect"),
+        (url, "give one or more audio files"),
+    ):
+        code, out, err = await run(*args)
+        assert code == 2 and out == "", (args, err)
+        assert err.startswith("rtasr: error:") and expected in err and err.count("\n") == 1

@@ -214,6 +214,13 @@ async def _from_mic(url: str, fmt: str, api_key: str | None) -> None:
                      api_key)
 
 
+def _output_name(path: Path, files: list[Path], fmt: str) -> str:
+    """NAME.txt/.json/.srt/.vtt; NAME.wav.srt where another input has the same stem."""
+    ext = "txt" if fmt == "text" else fmt
+    same_stem = sum(f.stem == path.stem for f in files) > 1
+    return f"{path.name if same_stem else path.stem}.{ext}"
+
+
 def run(files: list[Path], *, url: str, fmt: str, realtime: bool, mic: bool,
         output_dir: Path | None, api_key: str | None) -> None:
     """The `transcribe` command. Raises ClientError for anything the user can fix."""
@@ -230,7 +237,7 @@ def run(files: list[Path], *, url: str, fmt: str, realtime: bool, mic: bool,
         out: TextIO = sys.stdout
         if output_dir is not None:
             output_dir.mkdir(parents=True, exist_ok=True)
-            out = (output_dir / f"{path.stem}.{'txt' if fmt == 'text' else fmt}").open("w")
+            out = (output_dir / _output_name(path, files, fmt)).open("w")
         elif len(files) > 1 and fmt == "text":
             print(f"==> {path} <==", flush=True)
         writer = Writer(fmt, out, str(path))

@@ -107,9 +107,10 @@ async def test_several_files_to_an_output_dir(server: Server, wav: Path, flac: P
                                               tmp_path: Path) -> None:
     code, out, err = await run(wav, flac, "--url", server.url, "--format", "vtt",
                                "--output-dir", tmp_path)
-    assert code == 0, err
-    for name in ("two.vtt",):
-        assert (tmp_path / name).read_text().startswith("WEBVTT")
+    assert code == 0 and out == "", err
+    for name in ("two.wav.vtt", "two.flac.vtt"):  # same stem: the full names keep them apart
+        vtt = (tmp_path / name).read_text()
+        assert vtt.startswith("WEBVTT") and len(cue_times(vtt, ".")) == 4
 
 
 async def test_realtime_paces_the_stream(server: Server, wav: Path) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from . import __version__
 from .config import Config
 from .errors import ConfigError
+from .logs import setup_logging
 from .server import Server
 
 log = logging.getLogger("rtasr")
@@ -75,12 +76,35 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                      help="accept only clients that present this key (repeatable), as "
                           "'Authorization: Bearer KEY' (or 'Token KEY') or ?token=KEY; also "
                           "read from RTASR_API_KEYS (comma-separated) (default: open)")
+    adm.add_argument("--allowed-origins", default="",
+                     help="comma-separated browser Origins allowed to open a websocket, such "
+                          "as https://app.example.com (default: any; clients that send no "
+                          "Origin, i.e. not browsers, are not affected)")
+    adm.add_argument("--certfile", default=None,
+                     help="TLS certificate (PEM): serve wss:// and https://")
+    adm.add_argument("--keyfile", default=None, help="TLS private key (PEM)")
     adm.add_argument("--max-sessions", type=int, default=d.max_sessions,
                      help="open sessions at most; the next is refused with `overloaded` "
                           "(0: auto, 256 on CUDA, 8 per CPU core)")
     adm.add_argument("--max-final-wait-ms", type=int, default=d.max_final_wait_ms,
                      help="refuse new sessions while finals have waited this long for the "
                           "model in the last 5 s")
+    lim = p.add_argument_group("per-session limits")
+    lim.add_argument("--max-speed", type=float, default=d.max_speed,
+                     help="how much faster than real time a client may send audio (after a "
+                          "5 s burst); beyond it the server stops reading (TCP back-pressure)")
+    lim.add_argument("--idle-timeout-s", type=float, default=d.idle_timeout_s,
+                     help="close a session that sends no audio and no keep-alive this long")
+    lim.add_argument("--max-session-s", type=float, default=d.max_session_s,
+                     help="close a session this long after it opened (its finals first)")
+    lim.add_argument("--ping-interval-s", type=float, default=d.ping_interval_s,
+                     help="websocket ping interval; a client that misses a pong this long "
+                          "is dropped")
+    lim.add_argument("--max-unsent-messages", type=int, default=d.max_unsent_messages,
+                     help="close a session whose client has not read this many messages")
+    lim.add_argument("--shutdown-grace-s", type=float, default=d.shutdown_grace_s,
+                     help="on SIGTERM/SIGINT, how long open sessions get to receive their "
+                          "last finals")
     vad = p.add_argument_group("voice activity and endpointing")
     vad.add_argument("--vad-aggressiveness", type=int, default=d.vad_aggressiveness,
                      choices=(0, 1, 2, 3), help="WebRTC VAD mode: 3 rejects the most non-speech")
@@ -101,6 +125,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                      help="an utterance is cut into finals at this length at the latest")
     p.add_argument("--log-level", default="info",
                    choices=("debug", "info", "warning", "error"), help="log level")
+    p.add_argument("--log-format", default="text", choices=("text", "json"),
+                   help="text lines, or one JSON object per line (for log collectors)")
 
 
 def _transcribe_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -146,6 +172,12 @@ def api_keys(args: argparse.Namespace) -> tuple[str, ...]:
 def config_from_args(args: argparse.Namespace) -> Config:
     return Config(
         api_keys=api_keys(args),
+        allowed_origins=tuple(o.strip().rstrip("/") for o in args.allowed_origins.split(",")
+                              if o.strip()),
+        certfile=args.certfile, keyfile=args.keyfile, max_speed=args.max_speed,
+        idle_timeout_s=args.idle_timeout_s, max_session_s=args.max_session_s,
+        ping_interval_s=args.ping_interval_s, max_unsent_messages=args.max_unsent_messages,
+        shutdown_grace_s=args.shutdown_grace_s,
         host=args.host, port=args.port, max_frame_bytes=args.max_frame_bytes,
         model=args.model, device=args.device, compute_type=args.compute_type,
         language=args.language, beam_size=args.beam_size, workers=args.workers,
@@ -194,8 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "transcribe":
         return transcribe(args)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level, args.log_format)
     try:
         config = config_from_args(args)
         asyncio.run(serve(config))

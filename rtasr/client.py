@@ -129,7 +129,7 @@ async def transcribe(url: str, frames: AsyncIterator[bytes], writer: Writer, sta
         raise ClientError(f"the server at {url} refused the connection: {why}") from None
     except (OSError, TimeoutError) as exc:
         refused = isinstance(exc, ConnectionRefusedError) or "Connect call failed" in str(exc)
-        why = "connection refused" if refused else (getattr(exc, "strerror", None) or exc)
+        why = "connection refused" if refused else str(getattr(exc, "strerror", None) or exc)
         raise ClientError(f"cannot connect to {url}: {why} (is `rtasr serve` running there?)"
                           ) from None
     async with ws:

@@ -39,8 +39,19 @@ class Config:
     batch_window_ms: int = -1
     encoder_window_s: float = -1.0
 
-    # Admission
+    # Access and admission
     api_keys: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    certfile: str | None = None
+    keyfile: str | None = None
+
+    # Per-session limits
+    max_speed: float = 10.0
+    idle_timeout_s: float = 30.0
+    max_session_s: float = 4 * 3600.0
+    ping_interval_s: float = 20.0
+    max_unsent_messages: int = 256
+    shutdown_grace_s: float = 10.0
     max_sessions: int = 0
     max_final_wait_ms: int = 1000
 
@@ -76,6 +87,15 @@ class Config:
                               "a step of up to 30 s")
         if self.max_final_wait_ms <= 0:
             raise ConfigError("--max-final-wait-ms must be above 0")
+        if self.max_speed < 1.0:
+            raise ConfigError("--max-speed must be at least 1 (real time)")
+        for name in ("idle_timeout_s", "max_session_s", "ping_interval_s", "shutdown_grace_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be above 0")
+        if self.max_unsent_messages < 16:
+            raise ConfigError("--max-unsent-messages must be at least 16")
+        if bool(self.certfile) != bool(self.keyfile):
+            raise ConfigError("--certfile and --keyfile go together")
         if self.max_frame_bytes < 4:
             raise ConfigError("--max-frame-bytes must be at least 4")
         if not 0 < self.pause_ms <= self.endpoint_silence_ms:

@@ -18,6 +18,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,9 @@ class Engine:
                                    partial_max_wait_s=config.partial_max_wait_ms / 1000)
         self._threads: list[threading.Thread] = []
         self.decodes = 0
+        # Called from a worker after every model call: (priority of its first request,
+        # seconds, batch size). Must be thread-safe (prometheus-client's metrics are).
+        self.observers: list[Callable[[Priority, float, int], None]] = []
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -295,6 +299,8 @@ class Engine:
             for job in batch:
                 self._run([job])
             return
+        for observe in list(self.observers):
+            observe(requests[0].priority, results[0].decode_s, len(batch))
         for job, result in zip(batch, results, strict=True):
             log.debug("%s %s: %.2f s of audio, batch of %d, waited %.3f s, decoded in %.3f s: "
                       "%r", job.session, job.payload.priority.name,

@@ -69,3 +69,22 @@ class OverloadedError(RtasrError):
 
     code = "overloaded"
     close_code = CLOSE_TRY_AGAIN
+
+
+class LimitError(RtasrError):
+    """A session went past one of the server's limits (idle, duration, unread messages)."""
+
+    code = "limit_exceeded"
+    close_code = CLOSE_POLICY
+
+
+class IdleTimeoutError(LimitError):
+    code = "idle_timeout"
+
+
+class SessionTooLongError(LimitError):
+    code = "session_too_long"
+
+
+class SlowConsumerError(LimitError):
+    code = "slow_consumer"

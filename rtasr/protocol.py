@@ -86,7 +86,8 @@ class End:
 ClientMessage = Flush | End
 
 
-def parse_client_message(text: str) -> ClientMessage:
+def parse_client_message(text: str) -> ClientMessage | None:
+    """A text frame as Flush or End; None for a keep-alive. Raises ProtocolError."""
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, RecursionError):
@@ -98,8 +99,11 @@ def parse_client_message(text: str) -> ClientMessage:
         return Flush()
     if kind == "end":
         return End()
+    if kind == "keepalive":
+        return None
     shown = kind if isinstance(kind, str) and len(kind) <= 40 else "?"
-    raise ProtocolError(f"unknown message type {shown!r}; expected 'flush' or 'end'")
+    raise ProtocolError(f"unknown message type {shown!r}; expected 'flush', 'end' or "
+                        "'keepalive'")
 
 
 # Server → client -------------------------------------------------------------------------

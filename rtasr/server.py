@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hmac
 import json
 import logging
+import ssl
 import uuid
-from collections.abc import Iterable, MutableMapping
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
@@ -30,163 +28,18 @@ from websockets.http11 import Response
 
 from . import static
 from .config import Config
+from .connection import Connection, SessionLog
 from .deepgram import DEEPGRAM_PATH, DeepgramDialect
 from .engine import Engine
-from .errors import (
-    CLOSE_GOING_AWAY,
-    CLOSE_INTERNAL,
-    CLOSE_NORMAL,
-    FrameTooLargeError,
-    OverloadedError,
-    ParameterError,
-    ProtocolError,
-    RtasrError,
-)
+from .errors import CLOSE_INTERNAL, ConfigError, OverloadedError, ParameterError, RtasrError
+from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .monitor import LoopMonitor
-from .protocol import Dialect, End, Error, Flush, Hello, ServerMessage
-from .session import Action, Cancel, DecodeJob, Session
+from .protocol import Dialect, Error, Hello
+from .session import Session
 
 log = logging.getLogger(__name__)
 
 WS_PATHS = ("/", "/ws")
-FINALS_GRACE_S = 30.0  # how long a closing session waits for its last finals
-
-
-class SessionLog(logging.LoggerAdapter[logging.Logger]):
-    def process(self, msg: str, kwargs: MutableMapping[str, Any]) -> tuple[str, Any]:
-        return f"[{self.extra['session']}] {msg}", kwargs  # type: ignore[index]
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    """How a reader loop ended: the close code to send and the error to report first."""
-
-    code: int
-    error: RtasrError | None = None
-
-
-class Connection:
-    """One client: the reader loop, the writer task and the engine jobs in flight."""
-
-    def __init__(self, ws: ServerConnection, session: Session, engine: Engine,
-                 config: Config, dialect: Dialect) -> None:
-        self.ws = ws
-        self.session = session
-        self.dialect = dialect
-        self.engine = engine
-        self.config = config
-        self.log = SessionLog(log, {"session": session.id})
-        self._jobs: dict[DecodeJob, asyncio.Task[None]] = {}
-        self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
-        self._stopping = asyncio.Event()
-
-    def shutdown(self) -> None:
-        """Ask the connection to finalize and close with 1001 (server going away)."""
-        self._stopping.set()
-
-    async def run(self) -> None:
-        writer = asyncio.create_task(self._write())
-        reader = asyncio.create_task(self._read())
-        stop = asyncio.create_task(self._stopping.wait())
-        try:
-            await asyncio.wait({reader, stop}, return_when=asyncio.FIRST_COMPLETED)
-            if reader.done():
-                outcome = reader.result()
-            else:
-                reader.cancel()
-                outcome = _Outcome(CLOSE_GOING_AWAY)
-            if outcome is not None:
-                await self._finish(outcome, writer)
-        except Exception:
-            self.log.exception("session failed")
-            with contextlib.suppress(Exception):
-                await self.ws.close(CLOSE_INTERNAL, "internal error")
-        finally:
-            for task in (reader, stop, writer, *self._jobs.values()):
-                task.cancel()
-            self.log.info("closed after %.1f s of audio", self.session.duration_s)
-
-    async def _read(self) -> _Outcome | None:
-        limit = self.config.max_frame_bytes
-        try:
-            async for message in self.ws:
-                if len(message) > limit:
-                    return _Outcome(FrameTooLargeError.close_code or CLOSE_INTERNAL,
-                                    FrameTooLargeError(f"frame of {len(message)} bytes is over "
-                                                       f"the {limit}-byte limit"))
-                if isinstance(message, bytes):
-                    self.session.partial_backoff = self.engine.partial_backoff
-                    try:
-                        self._dispatch(self.session.feed(message))
-                    except RtasrError as exc:
-                        return _Outcome(exc.close_code or CLOSE_INTERNAL, exc)
-                    for text in self.dialect.on_audio(message, self.session.duration_s):
-                        self._outbox.put_nowait(text)
-                    continue
-                try:
-                    control = self.dialect.control(message)
-                except ProtocolError as exc:
-                    self._send(Error(code=exc.code, message=str(exc)))
-                    continue
-                if isinstance(control, Flush):
-                    self._dispatch(self.session.flush())
-                elif isinstance(control, End):
-                    return _Outcome(CLOSE_NORMAL)
-        except ConnectionClosed:
-            pass
-        return None  # the client went away: nothing to deliver
-
-    async def _finish(self, outcome: _Outcome, writer: asyncio.Task[None]) -> None:
-        """Finalize what was spoken, deliver it, report the error if any, then close."""
-        self._dispatch(self.session.end())
-        await self._await_finals()
-        if outcome.error is not None:
-            self.log.info("closing with %s: %s", outcome.error.code, outcome.error)
-        texts, code, reason = self.dialect.farewell(outcome.code, outcome.error,
-                                                    self.session.duration_s)
-        for text in texts:
-            self._outbox.put_nowait(text)
-        self._outbox.put_nowait(None)
-        with contextlib.suppress(ConnectionClosed):
-            await writer
-        await self.ws.close(code, reason)
-
-    async def _await_finals(self) -> None:
-        async with asyncio.timeout(FINALS_GRACE_S):
-            while self.session.awaiting_finals and self._jobs:
-                await asyncio.wait(self._jobs.values(), return_when=asyncio.FIRST_COMPLETED)
-
-    def _send(self, message: ServerMessage) -> None:
-        for text in self.dialect.render(message):
-            self._outbox.put_nowait(text)
-
-    def _dispatch(self, actions: Iterable[Action]) -> None:
-        for action in actions:
-            if isinstance(action, DecodeJob):
-                task = asyncio.create_task(self._decode(action))
-                self._jobs[action] = task
-                task.add_done_callback(functools.partial(self._forget, action))
-            elif isinstance(action, Cancel):
-                cancelled = self._jobs.pop(action.job, None)
-                if cancelled is not None:
-                    cancelled.cancel()
-            else:
-                self._send(action)
-
-    def _forget(self, job: DecodeJob, _: object) -> None:
-        self._jobs.pop(job, None)
-
-    async def _decode(self, job: DecodeJob) -> None:
-        try:
-            result = await self.engine.transcribe(job.request)
-        except RtasrError as exc:
-            self._dispatch(self.session.on_failure(job, exc))
-            return
-        self._dispatch(self.session.on_result(job, result))
-
-    async def _write(self) -> None:
-        while (text := await self._outbox.get()) is not None:
-            await self.ws.send(text)
 
 
 def _json_response(status: HTTPStatus, body: dict[str, Any]) -> Response:
@@ -213,6 +66,9 @@ class Server:
         self._connections: set[Connection] = set()
         self.loop_monitor = LoopMonitor()
         self.max_sessions = config.max_sessions or self.engine.max_sessions
+        self.metrics = Metrics()
+        self._idle = asyncio.Event()  # set while no session is open
+        self._idle.set()
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -229,9 +85,20 @@ class Server:
     @property
     def url(self) -> str:
         host = "localhost" if self.config.host in ("0.0.0.0", "::", "") else self.config.host
-        return f"ws://{host}:{self.port}/ws"
+        return f"{'wss' if self.config.certfile else 'ws'}://{host}:{self.port}/ws"
+
+    def _tls(self) -> ssl.SSLContext | None:
+        if not self.config.certfile:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(self.config.certfile, self.config.keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load --certfile/--keyfile: {exc}") from None
+        return context
 
     async def start(self) -> None:
+        tls = self._tls()  # a bad certificate fails before the model loads
         if self._owns_engine:
             await asyncio.to_thread(self.engine.start)
         self._ws = await serve(
@@ -239,27 +106,35 @@ class Server:
             self.config.host,
             self.config.port,
             process_request=self._http,
+            ssl=tls,
             max_size=self.config.max_frame_bytes * 4,
+            max_queue=16,
+            ping_interval=self.config.ping_interval_s,
+            ping_timeout=self.config.ping_interval_s,
             compression=None,
             server_header="rtasr",
         )
+        self.metrics.watch(self.engine, lambda: len(self._connections))
         self.loop_monitor.start()
-        log.info("listening on ws://%s:%d/ws", self.config.host, self.port)
+        scheme = "wss" if tls else "ws"
+        log.info("listening on %s://%s:%d/ws%s", scheme, self.config.host, self.port,
+                 f" ({len(self.config.api_keys)} API keys)" if self.config.api_keys else "")
 
-    async def stop(self, grace_s: float = 10.0) -> None:
-        """Stop accepting, finalize and deliver every open session, then close them."""
+    async def stop(self) -> None:
+        """Stop accepting, finalize and deliver every open session (within
+        --shutdown-grace-s), then close them."""
         if self._ws is None:
             return
         self._ws.close(close_connections=False)
         for conn in list(self._connections):
             conn.shutdown()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(grace_s):
-                while self._connections:
-                    await asyncio.sleep(0.05)
+            async with asyncio.timeout(self.config.shutdown_grace_s):
+                await self._idle.wait()
         self._ws.close()
         await self._ws.wait_closed()
         self._ws = None
+        self.metrics.unwatch(self.engine)
         await self.loop_monitor.stop()
         if self._owns_engine:
             await asyncio.to_thread(self.engine.stop)
@@ -298,6 +173,11 @@ class Server:
         upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
         if upgrade and (path in WS_PATHS or path == DEEPGRAM_PATH):
             return self._check_upgrade(request, path, query)
+        if path == "/metrics":
+            body = self.metrics.render()
+            headers = Headers([("Content-Type", CONTENT_TYPE_LATEST),
+                               ("Content-Length", str(len(body)))])
+            return Response(HTTPStatus.OK.value, "OK", headers, body)
         if path == "/healthz":
             health = self.health()
             status = HTTPStatus.OK if health["ready"] else HTTPStatus.SERVICE_UNAVAILABLE
@@ -328,8 +208,17 @@ class Server:
     def _check_upgrade(self, request: HttpRequest, path: str, query: str) -> Response | None:
         """Refuse a websocket before the handshake: a missing or wrong API key (401), or,
         on the Deepgram endpoint, bad parameters (400, as Deepgram answers them)."""
+        origin = request.headers.get("Origin")
+        allowed = self.config.allowed_origins
+        if origin is not None and allowed and origin not in allowed and "*" not in allowed:
+            log.info("refused %s: origin %s is not allowed", path, origin)
+            self.metrics.rejected.labels("origin").inc()
+            return _json_response(HTTPStatus.FORBIDDEN, {
+                "error": "forbidden_origin",
+                "message": f"origin {origin} is not in the server's --allowed-origins"})
         if self.config.api_keys and not self._authorized(request, query):
             log.info("refused %s: missing or wrong API key", path)
+            self.metrics.rejected.labels("unauthorized").inc()
             return _json_response(HTTPStatus.UNAUTHORIZED, {
                 "error": "unauthorized",
                 "message": "a valid API key is required: send 'Authorization: Bearer KEY' "
@@ -338,6 +227,7 @@ class Server:
             try:
                 self._dialect(request.path)
             except ParameterError as exc:
+                self.metrics.rejected.labels("bad_parameter").inc()
                 response = _json_response(HTTPStatus.BAD_REQUEST, {
                     "err_code": "Bad Request", "err_msg": str(exc)})
                 response.headers["dg-error"] = str(exc)
@@ -360,6 +250,7 @@ class Server:
             dialect = self._dialect(ws.request.path)
             refusal = self.admission_error()
             if refusal is not None:
+                self.metrics.rejected.labels("overloaded").inc()
                 texts, code, reason = dialect.farewell(refusal.close_code or CLOSE_INTERNAL,
                                                        refusal, 0.0)
                 slog.info("refused: %s", refusal)
@@ -369,6 +260,7 @@ class Server:
                 return
         except RtasrError as exc:
             slog.info("refused: %s", exc)
+            self.metrics.rejected.labels(exc.code).inc()
             await ws.send(Error(code=exc.code, message=str(exc)).to_json())
             await ws.close(exc.close_code or CLOSE_INTERNAL, exc.code)
             return
@@ -377,8 +269,9 @@ class Server:
                                      context_chars=self.engine.context_chars,
                                      **dialect.config_changes(self.config.pause_ms))
         session = Session(config, params, session_id, params.language)
-        conn = Connection(ws, session, self.engine, self.config, dialect)
+        conn = Connection(ws, session, self.engine, self.config, dialect, self.metrics)
         self._connections.add(conn)
+        self._idle.clear()
         slog.info("open (%s): %d Hz %s, language %s", dialect.name, params.sample_rate,
                   params.encoding, params.language or "auto")
         try:
@@ -389,3 +282,5 @@ class Server:
             pass
         finally:
             self._connections.discard(conn)
+            if not self._connections:
+                self._idle.set()

@@ -335,7 +335,8 @@ class Session:
             utt.cut_job = None
             utt.next_cut_at = self.segmenter.position + SAMPLE_RATE_HZ
         if utt.final_job is job:
-            log.warning("[%s] final of utterance %d failed: %s", self.id, utt.index, error)
+            log.warning("final of utterance %d failed: %s", utt.index, error,
+                        extra={"session": self.id})
             actions.append(Error(code="engine_error",
                                  message=f"utterance {utt.index} could not be transcribed"))
             self._complete(utt, job, None, actions)

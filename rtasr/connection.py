@@ -1,0 +1,248 @@
+"""One client connection: the reader loop, the writer task and the engine jobs in flight.
+
+The connection moves bytes between the socket and the sans-I/O `Session`, through the
+client's `Dialect`, and enforces the per-session limits: frame size, audio rate (faster than
+real time only up to `--max-speed`; beyond it the reader stops reading, so TCP pushes back),
+idle time, session length and unsent messages (a client that stops reading is closed, not
+buffered for). Whatever ends it, finals already earned are delivered first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from .config import Config
+from .engine import Engine
+from .errors import (
+    CLOSE_GOING_AWAY,
+    CLOSE_INTERNAL,
+    CLOSE_NORMAL,
+    FrameTooLargeError,
+    IdleTimeoutError,
+    ProtocolError,
+    RtasrError,
+    SessionTooLongError,
+    SlowConsumerError,
+)
+from .metrics import Metrics
+from .protocol import Dialect, End, Error, Final, Flush, ServerMessage
+from .session import Action, Cancel, DecodeJob, Session
+
+log = logging.getLogger(__name__)
+
+FINALS_GRACE_S = 30.0  # how long a closing session waits for its last finals
+SEND_GRACE_S = 10.0  # how long the last messages may take to go out
+BURST_S = 5.0  # audio a client may send ahead of the --max-speed budget
+
+
+class SessionLog(logging.LoggerAdapter[logging.Logger]):
+    """Adds the session id to every record (`%(session)s`, and the JSON log's field)."""
+
+    def process(self, msg: str, kwargs: MutableMapping[str, Any]) -> tuple[str, Any]:
+        kwargs["extra"] = {**kwargs.get("extra", {}), "session": self.extra["session"]}  # type: ignore[index]
+        return msg, kwargs
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a session ends: the close code to send and the error to report first."""
+
+    code: int
+    error: RtasrError | None = None
+
+
+class Connection:
+    def __init__(self, ws: ServerConnection, session: Session, engine: Engine,
+                 config: Config, dialect: Dialect, metrics: Metrics) -> None:
+        self.ws = ws
+        self.session = session
+        self.dialect = dialect
+        self.engine = engine
+        self.config = config
+        self.metrics = metrics
+        self.log = SessionLog(log, {"session": session.id})
+        self._jobs: dict[DecodeJob, asyncio.Task[None]] = {}
+        self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self._stop = asyncio.get_running_loop().create_future()
+        self._opened = time.monotonic()
+        self._marks: collections.deque[tuple[float, float]] = collections.deque()
+
+    def shutdown(self, outcome: Outcome | None = None) -> None:
+        """Finalize and close: 1001 (server going away) unless told otherwise."""
+        if not self._stop.done():
+            self._stop.set_result(outcome or Outcome(CLOSE_GOING_AWAY))
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._write())
+        reader = asyncio.create_task(self._read())
+        try:
+            await asyncio.wait({reader, self._stop}, return_when=asyncio.FIRST_COMPLETED)
+            if self._stop.done():
+                reader.cancel()
+                outcome: Outcome | None = self._stop.result()
+            else:
+                outcome = reader.result()
+            if outcome is not None:
+                await self._finish(outcome, writer)
+        except Exception:
+            self.log.exception("session failed")
+            with contextlib.suppress(Exception):
+                await self.ws.close(CLOSE_INTERNAL, "internal error")
+        finally:
+            for task in (reader, writer, *self._jobs.values()):
+                task.cancel()
+            self._jobs.clear()
+            self.log.info("closed after %.1f s of audio", self.session.duration_s)
+
+    # reading -------------------------------------------------------------------------------
+
+    async def _read(self) -> Outcome | None:
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self.config.idle_timeout_s):
+                        message = await self.ws.recv()
+                except TimeoutError:
+                    return Outcome(IdleTimeoutError.close_code or CLOSE_INTERNAL,
+                                   IdleTimeoutError(f"no audio or keep-alive for "
+                                                    f"{self.config.idle_timeout_s:g} s"))
+                outcome = self._limits(message)
+                if outcome is None:
+                    outcome = self._take(message)
+                if outcome is not None:
+                    return outcome
+                await self._pace()
+        except ConnectionClosed:
+            return None  # the client went away: nothing to deliver
+
+    def _limits(self, message: str | bytes) -> Outcome | None:
+        limit = self.config.max_frame_bytes
+        if len(message) > limit:
+            return Outcome(FrameTooLargeError.close_code or CLOSE_INTERNAL,
+                           FrameTooLargeError(f"frame of {len(message)} bytes is over the "
+                                              f"{limit}-byte limit"))
+        if time.monotonic() - self._opened > self.config.max_session_s:
+            return Outcome(SessionTooLongError.close_code or CLOSE_INTERNAL,
+                           SessionTooLongError(f"sessions last at most "
+                                               f"{self.config.max_session_s:g} s"))
+        return None
+
+    def _take(self, message: str | bytes) -> Outcome | None:
+        """Hand one frame to the session; an Outcome when it ends the session."""
+        if isinstance(message, bytes):
+            self.session.partial_backoff = self.engine.partial_backoff
+            before = self.session.duration_s
+            try:
+                self._dispatch(self.session.feed(message))
+            except RtasrError as exc:
+                return Outcome(exc.close_code or CLOSE_INTERNAL, exc)
+            self.metrics.audio_seconds.inc(self.session.duration_s - before)
+            self._marks.append((self.session.duration_s, time.monotonic()))
+            for text in self.dialect.on_audio(message, self.session.duration_s):
+                self._put(text)
+            return None
+        try:
+            control = self.dialect.control(message)
+        except ProtocolError as exc:
+            self._send(Error(code=exc.code, message=str(exc)))
+            self.metrics.errors.labels(exc.code).inc()
+            return None
+        if isinstance(control, Flush):
+            self._dispatch(self.session.flush())
+        elif isinstance(control, End):
+            return Outcome(CLOSE_NORMAL)
+        return None
+
+    async def _pace(self) -> None:
+        """Stop reading while the client is more than BURST_S ahead of --max-speed."""
+        allowed = (time.monotonic() - self._opened) * self.config.max_speed + BURST_S
+        ahead = self.session.duration_s - allowed
+        if ahead > 0:
+            await asyncio.sleep(ahead / self.config.max_speed)
+
+    # finishing -----------------------------------------------------------------------------
+
+    async def _finish(self, outcome: Outcome, writer: asyncio.Task[None]) -> None:
+        """Finalize what was spoken, deliver it, report the error if any, then close."""
+        self._dispatch(self.session.end())
+        with contextlib.suppress(TimeoutError):
+            await self._await_finals()
+        if outcome.error is not None:
+            self.log.info("closing with %s: %s", outcome.error.code, outcome.error)
+            self.metrics.errors.labels(outcome.error.code).inc()
+        texts, code, reason = self.dialect.farewell(outcome.code, outcome.error,
+                                                    self.session.duration_s)
+        for text in texts:
+            self._outbox.put_nowait(text)
+        self._outbox.put_nowait(None)
+        with contextlib.suppress(ConnectionClosed, TimeoutError):
+            async with asyncio.timeout(SEND_GRACE_S):  # a client that stopped reading
+                await writer
+        await self.ws.close(code, reason)
+
+    async def _await_finals(self) -> None:
+        async with asyncio.timeout(FINALS_GRACE_S):
+            while self.session.awaiting_finals and self._jobs:
+                await asyncio.wait(self._jobs.values(), return_when=asyncio.FIRST_COMPLETED)
+
+    # sending -------------------------------------------------------------------------------
+
+    def _send(self, message: ServerMessage) -> None:
+        if isinstance(message, Final):
+            self.metrics.utterances.inc()
+            heard = next((t for pos, t in self._marks if pos >= message.end), None)
+            if heard is not None:
+                self.metrics.final_latency.observe(time.monotonic() - heard)
+            while self._marks and self._marks[0][0] < message.end:
+                self._marks.popleft()
+        for text in self.dialect.render(message):
+            self._put(text)
+
+    def _put(self, text: str) -> None:
+        if self._outbox.qsize() >= self.config.max_unsent_messages:
+            self.shutdown(Outcome(SlowConsumerError.close_code or CLOSE_INTERNAL,
+                                  SlowConsumerError(f"{self._outbox.qsize()} messages unread; "
+                                                    "the client is not reading")))
+            return
+        self._outbox.put_nowait(text)
+
+    async def _write(self) -> None:
+        while (text := await self._outbox.get()) is not None:
+            await self.ws.send(text)
+
+    # decoding ------------------------------------------------------------------------------
+
+    def _dispatch(self, actions: Iterable[Action]) -> None:
+        for action in actions:
+            if isinstance(action, DecodeJob):
+                task = asyncio.create_task(self._decode(action))
+                self._jobs[action] = task
+                task.add_done_callback(functools.partial(self._forget, action))
+            elif isinstance(action, Cancel):
+                cancelled = self._jobs.pop(action.job, None)
+                if cancelled is not None:
+                    cancelled.cancel()
+            else:
+                self._send(action)
+
+    def _forget(self, job: DecodeJob, _: object) -> None:
+        self._jobs.pop(job, None)
+
+    async def _decode(self, job: DecodeJob) -> None:
+        try:
+            result = await self.engine.transcribe(job.request)
+        except RtasrError as exc:
+            self._dispatch(self.session.on_failure(job, exc))
+            return
+        self._dispatch(self.session.on_result(job, result))

@@ -38,6 +38,8 @@ from .protocol import Dialect, Error, Hello
 from .session import Session
 
 log = logging.getLogger(__name__)
+# websockets logs request lines at DEBUG, and a request line may carry ?token=KEY.
+logging.getLogger("websockets").setLevel(logging.INFO)
 
 WS_PATHS = ("/", "/ws")
 

@@ -61,7 +61,8 @@ async def stream(url: str, audio: np.ndarray, *, rate: int = 16000,
     width = 4 if encoding == "pcm_f32le" else 2
     step = max(width, int(chunk_s * rate) * width)
     sep = "&" if query else ""
-    full = f"{url}?sample_rate={rate}&encoding={encoding}{sep}{query}"
+    join = "&" if "?" in url else "?"
+    full = f"{url}{join}sample_rate={rate}&encoding={encoding}{sep}{query}"
     messages: list[dict[str, Any]] = []
     async with asyncio.timeout(timeout_s), connect(full, max_size=None) as ws:
         ready = json.loads(await ws.recv())

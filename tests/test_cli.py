@@ -80,3 +80,34 @@ def test_serve_transcribes_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert proc.wait(30) == 0
     finally:
         proc.kill()
+
+
+def test_sigterm_during_speech_still_delivers_the_final() -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([*RTASR, "serve", "--host", "127.0.0.1", "--port", "0",
+                             "--log-format", "json"], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            record = json.loads(line)  # --log-format json: one object per line
+            if m := re.search(r"listening on ws://127\.0\.0\.1:(\d+)/ws", record["message"]):
+                port = int(m.group(1))
+                break
+        else:
+            pytest.fail("no 'listening on' line")
+        with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            assert json.loads(ws.recv())["type"] == "ready"
+            # speech with no pause after it: the utterance is still open at the signal
+            ws.send(encode(silence(0.3, 16000)) + encode(clip_at("tt-weasels", 16000)))
+            assert json.loads(ws.recv())["type"] == "speech_start"
+            proc.send_signal(signal.SIGTERM)
+            messages = [json.loads(m) for m in ws]
+            code = ws.close_code
+        finals = [m for m in messages if m["type"] == "final"]
+        assert len(finals) == 1 and wer(TRANSCRIPTS["tt-weasels"], finals[0]["text"]) <= 0.2
+        assert messages[-1]["type"] == "end" and code == 1001
+        assert proc.wait(30) == 0
+        rest = [json.loads(line) for line in proc.stderr.read().splitlines()]
+        assert any(r.get("session") and "closed after" in r["message"] for r in rest)
+    finally:
+        proc.kill()

@@ -38,6 +38,8 @@ function socketUrl(rate) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const params = new URLSearchParams({ sample_rate: String(rate), encoding: "pcm_s16le" });
   if (ui.language.value) params.set("language", ui.language.value);
+  const token = new URLSearchParams(location.search).get("token"); // servers with --api-key
+  if (token) params.set("token", token);
   return `${scheme}//${location.host}/ws?${params}`;
 }
 
@@ -57,7 +59,8 @@ function openSocket(rate) {
       }
     };
     ws.onerror = () => {
-      if (!opened) reject(new Error("Cannot reach the server: is `rtasr serve` running?"));
+      if (!opened) reject(new Error("Cannot reach the server: is `rtasr serve` running? " +
+        "(If it has API keys, open this page as /?token=KEY.)"));
     };
     ws.onclose = (event) => {
       if (!opened) reject(new Error("Cannot reach the server: is `rtasr serve` running?"));

@@ -111,3 +111,14 @@ def test_sigterm_during_speech_still_delivers_the_final() -> None:
         assert any(r.get("session") and "closed after" in r["message"] for r in rest)
     finally:
         proc.kill()
+
+
+def test_api_keys_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rtasr.cli import build_parser, config_from_args
+
+    monkeypatch.setenv("RTASR_API_KEYS", "env-1, env-2,,")
+    args = build_parser().parse_args(["serve", "--api-key", "flag-1", "--api-key", "env-1",
+                                      "--allowed-origins", "https://a.example/, https://b"])
+    config = config_from_args(args)
+    assert config.api_keys == ("flag-1", "env-1", "env-2")
+    assert config.allowed_origins == ("https://a.example", "https://b")

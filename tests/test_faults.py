@@ -253,3 +253,25 @@ async def test_metrics_and_logs(guarded: Server, caplog: pytest.LogCaptureFixtur
     finals = next(float(line.split()[1]) for line in text.splitlines()
                   if line.startswith("rtasr_utterances_finalized_total"))
     assert finals >= 1
+
+
+async def test_sessions_end_at_max_session_s(engine: Engine) -> None:
+    async with Server(Config(host="127.0.0.1", port=0, max_session_s=1.0), engine) as server:
+        t0 = time.monotonic()
+        received: list[dict[str, Any]] = []
+        async with connect(server.url) as ws:
+            received.append(json.loads(await ws.recv()))
+            reader = asyncio.create_task(_collect(ws, received))
+            with contextlib.suppress(ConnectionClosed):
+                while not reader.done():  # keep-alives do not extend a session's life
+                    await ws.send(json.dumps({"type": "keepalive"}))
+                    await asyncio.sleep(0.2)
+            await reader
+        assert received[-1]["code"] == "session_too_long" and ws.close_code == 1008
+        assert 1.0 <= time.monotonic() - t0 < 3
+
+
+async def _collect(ws: Any, into: list[dict[str, Any]]) -> None:
+    with contextlib.suppress(ConnectionClosed):
+        async for text in ws:
+            into.append(json.loads(text))

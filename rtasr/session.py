@@ -292,15 +292,7 @@ class Session:
         if utt is None:
             return actions
         if utt.inflight is job:
-            utt.inflight = None
-            if utt.final_span is not None:
-                start, end, audio = utt.final_span
-                utt.final_span = None
-                if result is not None and self._serves_as_final(job, start, end):
-                    utt.final_job = job
-                else:
-                    utt.final_job = self._job("final", utt, start, end, audio)
-                    actions.append(utt.final_job)
+            self._land(utt, job, result is not None, actions)
         if utt.final_job is job:
             if result is None:  # a partial chosen as the final, then dropped by the engine
                 utt.final_job = self._job("final", utt, job.start, job.end, job.request.audio)
@@ -318,6 +310,20 @@ class Session:
         self._next_decodes(actions)
         return actions
 
+    def _land(self, utt: _Utterance, job: DecodeJob, usable: bool,
+              actions: list[Action]) -> None:
+        """The decode in flight came back: a final waiting for it may use it or start now."""
+        utt.inflight = None
+        if utt.final_span is None:
+            return
+        start, end, audio = utt.final_span
+        utt.final_span = None
+        if usable and self._serves_as_final(job, start, end):
+            utt.final_job = job
+        else:
+            utt.final_job = self._job("final", utt, start, end, audio)
+            actions.append(utt.final_job)
+
     def on_failure(self, job: DecodeJob, error: Exception) -> list[Action]:
         """A job failed in the engine: a final becomes an error, anything else is forgotten."""
         actions: list[Action] = []
@@ -325,12 +331,7 @@ class Session:
         if utt is None:
             return actions
         if utt.inflight is job:
-            utt.inflight = None
-            if utt.final_span is not None:
-                start, end, audio = utt.final_span
-                utt.final_span = None
-                utt.final_job = self._job("final", utt, start, end, audio)
-                actions.append(utt.final_job)
+            self._land(utt, job, False, actions)
         if utt.cut_job is job:
             utt.cut_job = None
             utt.next_cut_at = self.segmenter.position + SAMPLE_RATE_HZ

@@ -83,3 +83,30 @@ async def stream(url: str, audio: np.ndarray, *, rate: int = 16000,
             await ws.send(json.dumps({"type": "end"}))
         await receiver
         return StreamResult(messages, ws.close_code)
+
+
+async def exchange(target: str, *frames: bytes | str, **kwargs: Any
+                   ) -> tuple[list[dict[str, Any]], int | None]:
+    """Send `frames`, then read until the server closes: its messages and its close code."""
+    from websockets.exceptions import ConnectionClosed
+
+    messages: list[dict[str, Any]] = []
+    async with asyncio.timeout(60), connect(target, max_size=None, **kwargs) as ws:
+        try:
+            for frame in frames:
+                await ws.send(frame)
+            while True:
+                messages.append(json.loads(await ws.recv()))
+        except ConnectionClosed:
+            pass
+    return messages, ws.close_code
+
+
+def wait_listening(proc: Any, scheme: str = "ws") -> int:
+    """Read a `rtasr serve` subprocess's stderr (text or JSON log) until it listens; its port."""
+    import re
+
+    for line in proc.stderr:
+        if m := re.search(rf"listening on {scheme}://127\.0\.0\.1:(\d+)/ws", line):
+            return int(m.group(1))
+    raise AssertionError("the server exited without listening")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -16,7 +15,7 @@ from websockets.sync.client import connect
 
 from rtasr.wer import wer
 
-from .helpers import TRANSCRIPTS, clip_at, encode, silence
+from .helpers import TRANSCRIPTS, clip_at, encode, silence, wait_listening
 
 RTASR = [sys.executable, "-m", "rtasr"]
 
@@ -63,12 +62,7 @@ def test_serve_transcribes_and_stops_on_sigterm(tmp_path: Path) -> None:
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stderr is not None
-        for line in proc.stderr:
-            if m := re.search(r"listening on ws://127\.0\.0\.1:(\d+)/ws", line):
-                port = int(m.group(1))
-                break
-        else:
-            pytest.fail("no 'listening on' line")
+        port = wait_listening(proc)
         audio = encode(clip_at("tt-weasels", 16000))
         with connect(f"ws://127.0.0.1:{port}/ws") as ws:
             assert json.loads(ws.recv())["type"] == "ready"
@@ -88,13 +82,7 @@ def test_sigterm_during_speech_still_delivers_the_final() -> None:
                              "--log-format", "json"], stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stderr is not None
-        for line in proc.stderr:
-            record = json.loads(line)  # --log-format json: one object per line
-            if m := re.search(r"listening on ws://127\.0\.0\.1:(\d+)/ws", record["message"]):
-                port = int(m.group(1))
-                break
-        else:
-            pytest.fail("no 'listening on' line")
+        port = wait_listening(proc)
         with connect(f"ws://127.0.0.1:{port}/ws") as ws:
             assert json.loads(ws.recv())["type"] == "ready"
             # speech with no pause after it: the utterance is still open at the signal

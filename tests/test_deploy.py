@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -21,7 +20,7 @@ from websockets.sync.client import connect
 
 from rtasr.wer import wer
 
-from .helpers import TRANSCRIPTS, clip_at, encode, silence
+from .helpers import TRANSCRIPTS, clip_at, encode, silence, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,12 +133,7 @@ def test_image_install_steps_give_a_working_server(tmp_path: Path) -> None:
                             env=env, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
-        for line in proc.stderr:
-            if m := re.search(r"listening on ws://127\.0\.0\.1:(\d+)/ws", line):
-                port = int(m.group(1))
-                break
-        else:
-            pytest.fail("the installed server did not start: " + shlex.join(entry))
+        port = wait_listening(proc)
         with connect(f"ws://127.0.0.1:{port}/ws") as ws:
             assert json.loads(ws.recv())["type"] == "ready"
             ws.send(encode(silence(0.3, 16000)) + encode(clip_at("tt-weasels", 16000)))

@@ -27,7 +27,7 @@ from rtasr.engine import Engine, Request
 from rtasr.server import Server
 from rtasr.wer import wer
 
-from .helpers import TRANSCRIPTS, clip_at, encode, silence, stream
+from .helpers import TRANSCRIPTS, clip_at, encode, exchange, silence, stream
 
 KEY = "k3y-do-not-log"
 ORIGIN = "https://app.example"
@@ -44,19 +44,6 @@ async def guarded(engine: Engine) -> AsyncIterator[Server]:
 
 def url(server: Server, query: str = "") -> str:
     return f"{server.url}?token={KEY}{'&' + query if query else ''}"
-
-
-async def exchange(target: str, *frames: bytes | str, **kwargs: Any
-                   ) -> tuple[list[dict[str, Any]], int | None]:
-    """Send `frames`, then read until the server closes; its messages and close code."""
-    messages: list[dict[str, Any]] = []
-    async with asyncio.timeout(60), connect(target, max_size=None, **kwargs) as ws:
-        with contextlib.suppress(ConnectionClosed):
-            for frame in frames:
-                await ws.send(frame)
-            while True:
-                messages.append(json.loads(await ws.recv()))
-    return messages, ws.close_code
 
 
 def rss_mb() -> float:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import urllib.request
@@ -11,11 +10,11 @@ import urllib.request
 import numpy as np
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
 from rtasr.server import Server
 from rtasr.wer import wer
 
+from . import helpers
 from .helpers import TRANSCRIPTS, clip_at, read_clip, silence, stream
 
 pytestmark = pytest.mark.e2e
@@ -110,14 +109,7 @@ async def test_bad_inputs_get_documented_errors_and_others_carry_on(server: Serv
                                       rate=8000, speed=2.0))
 
     async def exchange(query: str, *frames: bytes | str) -> tuple[list[dict], int | None]:
-        msgs: list[dict] = []
-        async with connect(f"{server.url}?{query}", max_size=None) as ws:
-            with contextlib.suppress(ConnectionClosed):
-                for frame in frames:
-                    await ws.send(frame)
-                while True:
-                    msgs.append(json.loads(await ws.recv()))
-            return msgs, ws.close_code
+        return await helpers.exchange(f"{server.url}?{query}", *frames)
 
     msgs, code = await exchange("sample_rate=7000")
     assert (msgs[0]["code"], code) == ("bad_parameter", 1008)

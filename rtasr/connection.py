@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 FINALS_GRACE_S = 30.0  # how long a closing session waits for its last finals
 SEND_GRACE_S = 10.0  # how long the last messages may take to go out
 BURST_S = 5.0  # audio a client may send ahead of the --max-speed budget
+MARKS_S = 60.0  # how far back arrival times are kept for the final-latency metric
 
 
 class SessionLog(logging.LoggerAdapter[logging.Logger]):
@@ -148,7 +149,10 @@ class Connection:
             except RtasrError as exc:
                 return Outcome(exc.close_code or CLOSE_INTERNAL, exc)
             self.metrics.audio_seconds.inc(self.session.duration_s - before)
-            self._marks.append((self.session.duration_s, time.monotonic()))
+            position = self.session.duration_s
+            self._marks.append((position, time.monotonic()))
+            while self._marks[0][0] < position - MARKS_S:  # bounded on endless silence too
+                self._marks.popleft()
             for text in self.dialect.on_audio(message, self.session.duration_s):
                 self._put(text)
             return None

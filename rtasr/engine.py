@@ -180,7 +180,6 @@ class Engine:
     def start(self) -> None:
         """Load and warm the model, then start the workers (blocking; call before serving)."""
         from faster_whisper import WhisperModel
-        from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
 
         t0 = time.perf_counter()
@@ -198,9 +197,7 @@ class Engine:
         self.multilingual = bool(self._model.model.is_multilingual)
         if not self.multilingual:
             self.language = "en"
-        tokenizer = Tokenizer(self._model.hf_tokenizer, self.multilingual, task="transcribe",
-                              language=self.language or "en")
-        self._suppress = list(get_suppressed_tokens(tokenizer, [-1]))
+        self._suppress = list(get_suppressed_tokens(self._tokenizer(self.language), [-1]))
         log.info(
             "loaded %s on %s (%s, %d workers x %d threads, batches of up to %d) in %.1f s",
             self.spec.name, self.device, self.compute_type, self.workers, self.cpu_threads,
@@ -259,7 +256,7 @@ class Engine:
     async def transcribe(self, request: Request) -> Transcript | None:
         """Decode `request`; None when a partial was replaced by a newer one or dropped."""
         job = Job(request, partial=request.priority is Priority.PARTIAL,
-                  session=request.session, key=self._batch_key(request),
+                  session=request.session, key=self.batch_key(request),
                   loop=asyncio.get_running_loop())
         if not self.scheduler.submit(job):
             raise EngineError("server stopping")
@@ -270,7 +267,7 @@ class Engine:
             raise
         return result
 
-    def _batch_key(self, request: Request) -> tuple[object, ...]:
+    def batch_key(self, request: Request) -> tuple[object, ...]:
         """Requests with equal keys can share one model call."""
         language = request.language or self.language
         if language is None:  # auto-detect: decoded alone

@@ -63,7 +63,7 @@ class Asr:
         order = sorted(range(len(requests)), key=lambda i: requests[i].priority)
         groups: dict[object, list[int]] = {}
         for i in order:
-            groups.setdefault(self.engine._batch_key(requests[i]), []).append(i)
+            groups.setdefault(self.engine.batch_key(requests[i]), []).append(i)
         for members in groups.values():
             for i, result in zip(members, self.engine.decode_batch([requests[i] for i in members]),
                                  strict=True):

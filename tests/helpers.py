@@ -110,3 +110,14 @@ def wait_listening(proc: Any, scheme: str = "ws") -> int:
         if m := re.search(rf"listening on {scheme}://127\.0\.0\.1:(\d+)/ws", line):
             return int(m.group(1))
     raise AssertionError("the server exited without listening")
+
+
+def finals_sync(port: int, name: str) -> list[dict[str, Any]]:
+    """Stream fixture clip `name` to ws://127.0.0.1:PORT/ws at once, `end`; the finals."""
+    from websockets.sync.client import connect as connect_sync
+
+    with connect_sync(f"ws://127.0.0.1:{port}/ws") as ws:
+        assert json.loads(ws.recv())["type"] == "ready"
+        ws.send(encode(silence(0.3, 16000)) + encode(clip_at(name, 16000)))
+        ws.send(json.dumps({"type": "end"}))
+        return [m for m in map(json.loads, ws) if m["type"] == "final"]

@@ -15,7 +15,7 @@ from websockets.sync.client import connect
 
 from rtasr.wer import wer
 
-from .helpers import TRANSCRIPTS, clip_at, encode, silence, wait_listening
+from .helpers import TRANSCRIPTS, clip_at, encode, finals_sync, silence, wait_listening
 
 RTASR = [sys.executable, "-m", "rtasr"]
 
@@ -63,12 +63,7 @@ def test_serve_transcribes_and_stops_on_sigterm(tmp_path: Path) -> None:
     try:
         assert proc.stderr is not None
         port = wait_listening(proc)
-        audio = encode(clip_at("tt-weasels", 16000))
-        with connect(f"ws://127.0.0.1:{port}/ws") as ws:
-            assert json.loads(ws.recv())["type"] == "ready"
-            ws.send(encode(silence(0.3, 16000)) + audio)
-            ws.send(json.dumps({"type": "end"}))
-            finals = [m for m in map(json.loads, ws) if m["type"] == "final"]
+        finals = finals_sync(port, "tt-weasels")
         assert wer(TRANSCRIPTS["tt-weasels"], finals[0]["text"]) <= 0.2
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0

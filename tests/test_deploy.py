@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from websockets.sync.client import connect
 
 from rtasr.wer import wer
 
-from .helpers import TRANSCRIPTS, clip_at, encode, silence, wait_listening
+from .helpers import TRANSCRIPTS, finals_sync, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,11 +133,7 @@ def test_image_install_steps_give_a_working_server(tmp_path: Path) -> None:
     try:
         assert proc.stderr is not None
         port = wait_listening(proc)
-        with connect(f"ws://127.0.0.1:{port}/ws") as ws:
-            assert json.loads(ws.recv())["type"] == "ready"
-            ws.send(encode(silence(0.3, 16000)) + encode(clip_at("tt-weasels", 16000)))
-            ws.send(json.dumps({"type": "end"}))
-            finals = [m for m in map(json.loads, ws) if m["type"] == "final"]
+        finals = finals_sync(port, "tt-weasels")
         assert wer(TRANSCRIPTS["tt-weasels"], finals[0]["text"]) <= 0.2
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0

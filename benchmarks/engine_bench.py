@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from corpus import Clip, load_clips
 
 from rtasr.config import Config
-from rtasr.engine import Engine, Priority, Request
+from rtasr.decoding import Priority, Request
+from rtasr.engine import Engine
 from rtasr.wer import corpus_wer
 
 

@@ -38,7 +38,8 @@ def offline_texts(clips: list[Clip], model: str | None, device: str,
                   encoder_window_s: float = -1.0) -> dict[str, str]:
     """The yardstick: each clip decoded alone by the engine, as a final is."""
     from rtasr.config import Config
-    from rtasr.engine import Engine, Priority, Request
+    from rtasr.decoding import Priority, Request
+    from rtasr.engine import Engine
 
     engine = Engine(Config(model=model, device=device, workers=1,  # type: ignore[arg-type]
                            encoder_window_s=encoder_window_s))

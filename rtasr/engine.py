@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 import logging
 import os
 import re
@@ -27,6 +26,7 @@ import numpy as np
 
 from .audio import Audio
 from .config import SAMPLE_RATE_HZ, Config
+from .decoding import EMPTY, Priority, Request, Transcript, Word
 from .errors import ConfigError, EngineError
 from .scheduler import Job, Scheduler
 
@@ -40,41 +40,6 @@ HOP = 160  # samples per mel frame
 _PREPEND = "\"'“¿([{-"
 _APPEND = "\"'.。,，!！?？:：”)]}、"  # noqa: RUF001
 N_FRAMES = 3000  # mel frames in Whisper's 30 s window
-
-
-@dataclass(frozen=True, kw_only=True)
-class Word:
-    word: str
-    start: float  # seconds from the start of the request's audio
-    end: float
-    probability: float
-
-
-@dataclass(frozen=True, kw_only=True)
-class Transcript:
-    text: str
-    words: tuple[Word, ...]
-    language: str | None
-    decode_s: float = 0.0
-
-
-EMPTY = Transcript(text="", words=(), language=None)
-
-
-class Priority(enum.IntEnum):
-    FINAL = 0
-    PARTIAL = 1
-
-
-@dataclass(frozen=True, kw_only=True)
-class Request:
-    audio: Audio
-    priority: Priority
-    session: str
-    language: str | None = None
-    prompt: str | None = None
-    beam_size: int = 1
-    word_timestamps: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

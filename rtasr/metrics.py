@@ -7,7 +7,8 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from .engine import Engine, Priority
+from .decoding import Priority
+from .engine import Engine
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 

@@ -28,8 +28,9 @@ from websockets.exceptions import ConnectionClosed
 
 from .config import Config
 from .connection import Connection, SessionLog
+from .decoding import Request, Transcript
 from .deepgram import DEEPGRAM_PATH, DeepgramDialect
-from .engine import Engine, Request, Transcript
+from .engine import Engine
 from .errors import CLOSE_INTERNAL, ParameterError, RtasrError
 from .metrics import Metrics
 from .protocol import Dialect, Error, Hello

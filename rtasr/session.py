@@ -34,7 +34,7 @@ from typing import Literal
 from .audio import Audio, PcmDecoder
 from .buffer import Segmenter, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted
 from .config import SAMPLE_RATE_HZ, Config
-from .engine import Priority, Request, Transcript
+from .decoding import Priority, Request, Transcript
 from .protocol import (
     Error,
     Final,

@@ -8,7 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from rtasr.engine import Engine, Priority, Request, Transcript
+from rtasr.decoding import Priority, Request, Transcript
+from rtasr.engine import Engine
 from rtasr.errors import EngineError
 from rtasr.wer import wer
 

@@ -23,7 +23,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from rtasr.config import Config
-from rtasr.engine import Engine, Request
+from rtasr.decoding import Request
+from rtasr.engine import Engine
 from rtasr.server import Server
 from rtasr.wer import wer
 

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 
 from rtasr.config import Config
-from rtasr.engine import Transcript, Word
+from rtasr.decoding import Transcript, Word
 from rtasr.errors import EngineError
 from rtasr.protocol import Error, Final, Partial, SpeechStart, StreamParams
 from rtasr.session import Action, Cancel, DecodeJob, Session

@@ -1,0 +1,47 @@
+"""What the core asks of the engine and what it gets back: `Request`, `Transcript`, `Word`.
+
+Plain frozen dataclasses, so the sans-I/O core (session.py) and the engine's clients build and
+read them without importing the engine (and with it faster-whisper).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .audio import Audio
+
+
+@dataclass(frozen=True, kw_only=True)
+class Word:
+    word: str
+    start: float  # seconds from the start of the request's audio
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Transcript:
+    text: str
+    words: tuple[Word, ...]
+    language: str | None
+    decode_s: float = 0.0
+
+
+EMPTY = Transcript(text="", words=(), language=None)
+
+
+class Priority(enum.IntEnum):
+    FINAL = 0
+    PARTIAL = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class Request:
+    audio: Audio
+    priority: Priority
+    session: str
+    language: str | None = None
+    prompt: str | None = None
+    beam_size: int = 1
+    word_timestamps: bool = False

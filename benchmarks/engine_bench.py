@@ -13,6 +13,7 @@ Run it where the model will serve: `--device cuda --model large-v3-turbo` on a G
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -38,23 +39,26 @@ def _engine(args: argparse.Namespace, **changes: object) -> Engine:
     return engine
 
 
-def _requests(clips: list[Clip], engine: Engine) -> list[Request]:
+def _requests(clips: list[Clip], engine: Engine, beam_size: int = 0) -> list[Request]:
     return [Request(audio=c.audio, priority=Priority.FINAL, session=c.name,
-                    language=engine.language, beam_size=engine.beam_size, word_timestamps=True)
+                    language=engine.language, beam_size=beam_size or engine.beam_size,
+                    word_timestamps=True)
             for c in clips]
 
 
 def window_study(args: argparse.Namespace, clips: list[Clip]) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
-    for window in [float(w) for w in args.windows.split(",")]:
+    grid = itertools.product([float(w) for w in args.windows.split(",")],
+                             [int(b) for b in args.beams.split(",")])
+    for window, beam in grid:
         engine = _engine(args, encoder_window_s=window)
         times, hyps = [], []
-        for req in _requests(clips, engine):
+        for req in _requests(clips, engine, beam):
             t0 = time.perf_counter()
             hyps.append(engine.decode_batch([req], gate=False)[0].text)
             times.append(time.perf_counter() - t0)
         engine.stop()
-        row = {"encoder_window_s": window or 30.0,
+        row = {"encoder_window_s": window or 30.0, "beam_size": beam,
                "wer_pct": round(100 * corpus_wer([c.text for c in clips], hyps), 2),
                "decode_mean_s": round(statistics.mean(times), 3),
                "decode_p95_s": round(sorted(times)[int(0.95 * (len(times) - 1))], 3)}
@@ -93,6 +97,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=3, help="which clips (corpus.load_clips)")
     p.add_argument("--windows", default="0,20,15,10,5",
                    help="encoder windows to try, seconds (0: the full 30 s)")
+    p.add_argument("--beams", default="1", help="beam sizes to try with each window")
     p.add_argument("--sizes", default="1,2,4,8")
     p.add_argument("--encoder-window-s", type=float, default=-1.0,
                    help="for the batch study (-1: the device's default)")

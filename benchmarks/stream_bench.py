@@ -1,14 +1,23 @@
-"""Streaming benchmark: real speech with natural pauses (and run-on speech), sent in real time.
+"""Streaming benchmark: is every spoken word in exactly one final, and how soon?
 
-Starts `rtasr serve` in a subprocess (or uses --url), streams a long recording built from
-Debian's Asterisk prompts to 1 and N concurrent sessions, and reports WER (against offline
-faster-whisper on the same clips with the same model), final latency (arrival of the final minus
-the moment the utterance's last sample was sent), first-text latency, utterances without a final,
-and the server's CPU use.
+Builds three kinds of stream from Debian's Asterisk prompts (real recorded speech) and sends
+each in real time, in 100 ms frames, to `rtasr serve` (started here, or --url):
 
-    python benchmarks/stream_bench.py                      # defaults: 40 clips, 1 and 4 sessions
-    python benchmarks/stream_bench.py --sessions 1 --runon
-    python benchmarks/stream_bench.py --url ws://gpu-box:8000/ws --sessions 1,16
+- paused: prompts with pauses of 0.7-2.0 s between them;
+- run-on: prompts run together with gaps of 0.1-0.25 s, as people talk without pausing;
+- long: single prompts longer than 8 s (short breaths inside), with pauses between.
+
+For each it reports WER of the joined finals against the reference; the yardstick: the same
+prompts each decoded alone from their exact span by rtasr's own Engine with the server's final
+settings (streaming may cost at most the difference); words lost, doubled and garbled within 1 s
+of a cut (a final that ended without a pause: the finals are aligned to the reference word by
+word); final latency per prompt (arrival of the final holding its last word minus the moment
+that word was sent); first-text latency; and retractions of `committed` words (a partial's
+committed words missing from a later partial's or from the final of the same utterance).
+
+    python benchmarks/stream_bench.py                          # 1 session, all three kinds
+    python benchmarks/stream_bench.py --kinds run-on --clips 30
+    python benchmarks/stream_bench.py --sessions 1,4 -- --beam-size 1   # extra serve args
 """
 
 from __future__ import annotations
@@ -24,103 +33,110 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from corpus import RATE, Span, build_stream, load_clips
-from websockets.asyncio.client import connect
+from corpus import RATE, Clip, Span, build_stream, load_clips
 
-from rtasr.wer import edit_distance, normalize
+from rtasr import client
+from rtasr.wer import corpus_wer, normalize, score_stream
 
-CHUNK_S = 0.1
-
-
-@dataclass
-class Received:
-    at: float  # seconds since the stream's first sample was sent
-    msg: dict[str, object]
+KINDS = {  # clip lengths, gaps between clips
+    "paused": ((1.5, 9.0), (0.7, 2.0)),
+    "run-on": ((1.5, 9.0), (0.1, 0.25)),
+    "long": ((8.0, 25.0), (0.7, 2.0)),
+}
 
 
 @dataclass
 class SessionRun:
-    messages: list[Received] = field(default_factory=list)
+    messages: list[client.Received] = field(default_factory=list)
     error: str | None = None
 
 
 async def stream_session(url: str, audio: np.ndarray, delay_s: float, speed: float) -> SessionRun:
+    """One session of `audio` at `speed` x real time, after `delay_s`."""
     await asyncio.sleep(delay_s)
-    run = SessionRun()
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
-    step = int(CHUNK_S * RATE) * 2
-    async with connect(url + "?sample_rate=16000", max_size=None) as ws:
-        first = json.loads(await ws.recv())
-        if first["type"] == "error":  # refused, e.g. overloaded
-            run.error = str(first["code"])
-            return run
-        t0 = time.monotonic()
-
-        async def receive() -> None:
-            async for text in ws:
-                run.messages.append(Received(time.monotonic() - t0, json.loads(text)))
-
-        receiver = asyncio.create_task(receive())
-        for i, off in enumerate(range(0, len(pcm), step)):
-            await ws.send(pcm[off : off + step])
-            wait = t0 + (i + 1) * CHUNK_S / speed - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-        await ws.send(json.dumps({"type": "end"}))
-        await asyncio.wait_for(receiver, 120)
-    return run
+    rec = await asyncio.wait_for(client.stream(url, pcm, speed=speed), len(audio) / RATE + 180)
+    if rec.ready["type"] == "error":  # refused, e.g. overloaded
+        return SessionRun(error=str(rec.ready["code"]))
+    return SessionRun(messages=rec.messages)
 
 
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def score(run: SessionRun, spans: list[Span], runon: bool) -> dict[str, object]:
-    finals = [r for r in run.messages if r.msg["type"] == "final"]
-    texts = [r for r in run.messages if r.msg["type"] in ("partial", "final") and r.msg["text"]]
-    hyp = normalize(" ".join(str(r.msg["text"]) for r in finals))
-    ref = normalize(" ".join(s.text for s in spans))
-    errors = edit_distance(ref, hyp)
-    latencies, first_text, missing = [], [], 0
-    for span in spans:
-        covering = [r for r in finals if float(r.msg["start"]) <= span.end
-                    and float(r.msg["end"]) >= span.start]
-        if not covering:
-            missing += 1
+# scoring ----------------------------------------------------------------------------------
+
+
+def retractions(messages: list[client.Received]) -> int:
+    """Committed words taken back: by a later partial or by the final of the same utterance."""
+    committed: dict[int, list[str]] = {}
+    count = 0
+    for r in messages:
+        kind = r.msg["type"]
+        if kind not in ("partial", "final"):
             continue
-        if not runon:
-            latencies.append(covering[-1].at - span.end)
+        utt = int(r.msg["utterance"])
+        before = committed.get(utt, [])
+        now = normalize(r.msg["text"] if kind == "final" else r.msg["committed"])
+        if now[: len(before)] != before:
+            count += 1
+        committed[utt] = now if kind == "partial" else []
+    return count
+
+
+def score(run: SessionRun, spans: list[Span], runon: bool = False,
+          alone: list[str] | None = None) -> dict[str, Any]:
+    finals = [r.msg for r in run.messages if r.msg["type"] == "final"]
+    arrivals = [r.at for r in run.messages if r.msg["type"] == "final"]
+    sc = score_stream([(s.text, s.start, s.end) for s in spans], finals, alone)
+    latencies = [arrivals[sc.last_final[k]] - span.end for k, span in enumerate(spans)
+                 if k in sc.last_final]
+    texts = [r for r in run.messages if r.msg["type"] in ("partial", "final") and r.msg["text"]]
+    first_text = []
+    for span in spans:
         early = [r for r in texts if float(r.msg["start"]) <= span.start + 0.5
                  and float(r.msg["end"]) >= span.start]
         if early:
             first_text.append(early[0].at - span.start)
-    if runon:  # no pauses: a final is late by how long after its last sample it came
-        latencies = [r.at - float(r.msg["end"]) for r in finals]
-    return {"errors": errors, "words": len(ref), "latencies": latencies,
-            "first_text": first_text, "missing": missing, "finals": len(finals),
+    return {"errors": sc.errors, "words": sc.words, "latencies": latencies,
+            "first_text": first_text, "missing": len(spans) - len(sc.last_final),
+            "finals": len(finals), "cuts": sc.cuts, "lost": sc.lost, "doubled": sc.doubled,
+            "garbled": sc.garbled, "retractions": retractions(run.messages),
             "partials": sum(r.msg["type"] == "partial" for r in run.messages)}
 
 
-def offline_wer(clips: list, model: str | None, beam_size: int) -> float:
-    from faster_whisper import WhisperModel
+# the yardstick -----------------------------------------------------------------------------
 
-    import rtasr.engine as engine
 
-    spec = engine.resolve_model(model)
-    fw = WhisperModel(spec.source, device="cpu", compute_type="int8")
-    errors = words = 0
-    for clip in clips:
-        segments, _ = fw.transcribe(clip.audio, language="en", beam_size=beam_size,
-                                    condition_on_previous_text=False)
-        ref = normalize(clip.text)
-        errors += edit_distance(ref, normalize(" ".join(s.text for s in segments)))
-        words += len(ref)
-    return errors / words
+def decoded_alone(audio: np.ndarray, spans: list[Span], server_args: list[str]) -> list[str]:
+    """Each prompt decoded alone from its exact span, with the server's final settings."""
+    from rtasr.cli import build_parser, config_from_args
+    from rtasr.decoding import Priority, Request
+    from rtasr.engine import Engine
+
+    config = config_from_args(build_parser().parse_args(["serve", *server_args]))
+    engine = Engine(config.replace(workers=1))
+    engine.start()
+    try:
+        texts = []
+        for span in spans:
+            piece = audio[int(span.start * RATE) : int(span.end * RATE)]
+            request = Request(audio=piece, priority=Priority.FINAL, session="yardstick",
+                              language=engine.language, beam_size=engine.beam_size,
+                              word_timestamps=True)
+            texts.append(engine.decode_batch([request])[0].text)
+    finally:
+        engine.stop()
+    return texts
+
+
+# the server -------------------------------------------------------------------------------
 
 
 def cpu_seconds(pid: int) -> float:
@@ -151,72 +167,74 @@ def _drain(pipe: IO[str]) -> None:
 
 
 async def run_level(url: str, audio: np.ndarray, spans: list[Span], sessions: int,
-                    runon: bool, speed: float) -> dict[str, object]:
+                    speed: float, alone: list[str] | None) -> dict[str, Any]:
     runs = await asyncio.gather(*(stream_session(url, audio, i * 0.37, speed)
                                   for i in range(sessions)))
-    scores = [score(r, spans, runon) for r in runs]
-    lat = [x for s in scores for x in s["latencies"]]  # type: ignore[attr-defined]
-    first = [x for s in scores for x in s["first_text"]]  # type: ignore[attr-defined]
+    scores = [score(r, spans, alone=alone) for r in runs]
+    total = lambda key: sum(s[key] for s in scores)  # noqa: E731
+    lat = [x for s in scores for x in s["latencies"]]
+    first = [x for s in scores for x in s["first_text"]]
     return {
-        "sessions": sessions,
-        "wer": sum(s["errors"] for s in scores) / sum(s["words"] for s in scores),  # type: ignore[misc]
+        "sessions": sessions, "refused": sum(r.error is not None for r in runs),
+        "wer": total("errors") / max(1, total("words")),
         "final_p50": pct(lat, 50), "final_p95": pct(lat, 95), "final_max": max(lat, default=0),
         "first_p50": pct(first, 50), "first_p95": pct(first, 95),
-        "missing": sum(s["missing"] for s in scores),  # type: ignore[misc]
-        "utterances": len(spans) * sessions,
-        "partials_per_final": sum(s["partials"] for s in scores)  # type: ignore[misc]
-        / max(1, sum(s["finals"] for s in scores)),  # type: ignore[misc]
+        "missing": total("missing"), "utterances": len(spans) * sessions,
+        "finals": total("finals"), "cuts": total("cuts"), "lost": total("lost"),
+        "doubled": total("doubled"), "garbled": total("garbled"),
+        "retractions": total("retractions"),
+        "partials_per_final": total("partials") / max(1, total("finals")),
     }
+
+
+def build(kind: str, count: int, seed: int) -> tuple[np.ndarray, list[Span], list[Clip]]:
+    (lo, hi), gaps = KINDS[kind]
+    clips = load_clips(count, seed=seed, min_s=lo, max_s=hi)
+    audio, spans = build_stream(clips, pause_s=gaps, seed=seed + 1)
+    return audio, spans, clips
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--url", help="benchmark a running server instead of starting one")
-    ap.add_argument("--clips", type=int, default=40, help="speech clips in the stream")
-    ap.add_argument("--sessions", default="1,4", help="comma-separated concurrency levels")
-    ap.add_argument("--runon", action="store_true", help="also stream the clips without pauses")
+    ap.add_argument("--kinds", default="paused,run-on,long", help="streams to send")
+    ap.add_argument("--clips", type=int, default=40, help="prompts per stream (long: at most 20)")
+    ap.add_argument("--seed", type=int, default=1, help="which prompts, in which order")
+    ap.add_argument("--sessions", default="1", help="comma-separated concurrency levels")
     ap.add_argument("--speed", type=float, default=1.0, help="1.0 is real time")
-    ap.add_argument("--no-offline", action="store_true", help="skip the offline WER yardstick")
-    ap.add_argument("--model", default=None, help="model for the offline yardstick (and server)")
-    ap.add_argument("--beam-size", type=int, default=1,
-                    help="beam size for the server's finals and the offline yardstick")
+    ap.add_argument("--no-yardstick", action="store_true", help="skip the decoded-alone WER")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("server_args", nargs="*", help="extra `rtasr serve` arguments (after --)")
     args = ap.parse_args()
 
-    clips = load_clips(args.clips)
-    paused, spans = build_stream(clips, pause_s=(0.8, 2.0))
-    total = len(paused) / RATE
-    print(f"{len(clips)} clips, {sum(len(c.audio) for c in clips) / RATE:.0f} s of speech, "
-          f"stream {total:.0f} s", flush=True)
-    results: dict[str, object] = {"clips": len(clips), "stream_s": total, "levels": []}
-    if not args.no_offline:
-        t = time.perf_counter()
-        results["offline_wer"] = offline_wer(clips, args.model, args.beam_size)
-        print(f"offline WER {results['offline_wer']:.2%} ({time.perf_counter() - t:.0f} s)")
-
-    proc = None
-    url = args.url
+    streams = {k: build(k, min(args.clips, 20) if k == "long" else args.clips, args.seed)
+               for k in args.kinds.split(",")}
+    results: dict[str, Any] = {"server_args": args.server_args, "levels": []}
+    yardstick: dict[str, float] = {}
+    alone: dict[str, list[str]] = {}
+    for kind, (audio, spans, _) in streams.items():
+        print(f"{kind}: {len(spans)} prompts, {len(audio) / RATE:.0f} s", flush=True)
+        if not args.no_yardstick:
+            alone[kind] = decoded_alone(audio, spans, args.server_args)
+            yardstick[kind] = corpus_wer([s.text for s in spans], alone[kind])
+            print(f"  decoded alone: WER {yardstick[kind]:.2%}", flush=True)
+    proc, url = None, args.url
     if url is None:
-        extra = ["--beam-size", str(args.beam_size), *args.server_args]
-        if args.model:
-            extra += ["--model", args.model]
-        proc, url = start_server(extra)
+        proc, url = start_server(args.server_args)
     try:
-        streams = [("paused", paused, spans, False)]
-        if args.runon:
-            runon, runon_spans = build_stream(clips, pause_s=(0.0, 0.12), seed=3)
-            streams.append(("run-on", runon, runon_spans, True))
-        for label, audio, sp, is_runon in streams:
+        for kind, (audio, spans, _) in streams.items():
             for n in (int(x) for x in args.sessions.split(",")):
                 cpu0, wall0 = (cpu_seconds(proc.pid) if proc else 0.0), time.monotonic()
-                level = asyncio.run(run_level(url, audio, sp, n, is_runon, args.speed))
+                level = asyncio.run(run_level(url, audio, spans, n, args.speed,
+                                              alone.get(kind)))
                 if proc:
-                    used = cpu_seconds(proc.pid) - cpu0
-                    level["server_cpu"] = used / (time.monotonic() - wall0)
-                level["stream"] = label
-                results["levels"].append(level)  # type: ignore[attr-defined]
-                print(json.dumps(level), flush=True)
+                    level["server_cpu"] = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic()
+                                                                             - wall0)
+                level["stream"] = kind
+                level["yardstick"] = yardstick.get(kind, float("nan"))
+                results["levels"].append(level)
+                print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                                  for k, v in level.items()}), flush=True)
     finally:
         if proc:
             proc.terminate()
@@ -227,18 +245,17 @@ def main() -> None:
         args.json.write_text(json.dumps(results, indent=2))
 
 
-def print_table(results: dict[str, object]) -> None:
-    print()
-    if "offline_wer" in results:
-        print(f"offline WER (same model, same clips): {results['offline_wer']:.2%}")
-    print("| stream | sessions | WER | final p50 | final p95 | final max | first text p50 "
-          "| first text p95 | no final | partials/final | server CPU |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for lv in results["levels"]:  # type: ignore[attr-defined]
-        print(f"| {lv['stream']} | {lv['sessions']} | {lv['wer']:.2%} | {lv['final_p50']:.2f} s "
-              f"| {lv['final_p95']:.2f} s | {lv['final_max']:.2f} s | {lv['first_p50']:.2f} s "
-              f"| {lv['first_p95']:.2f} s | {lv['missing']}/{lv['utterances']} "
-              f"| {lv['partials_per_final']:.1f} | {lv.get('server_cpu', float('nan')):.0%} |")
+def print_table(results: dict[str, Any]) -> None:
+    print("\n| stream | sessions | WER | decoded alone | lost / doubled / garbled at cuts "
+          "| cuts | final p50 | final p95 | first text p50 | retractions | no final "
+          "| server CPU |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for lv in results["levels"]:
+        print(f"| {lv['stream']} | {lv['sessions']} | {lv['wer']:.2%} | {lv['yardstick']:.2%} "
+              f"| {lv['lost']} / {lv['doubled']} / {lv['garbled']} | {lv['cuts']} "
+              f"| {lv['final_p50']:.2f} s | {lv['final_p95']:.2f} s | {lv['first_p50']:.2f} s "
+              f"| {lv['retractions']} | {lv['missing']}/{lv['utterances']} "
+              f"| {lv.get('server_cpu', float('nan')):.0%} |")
 
 
 if __name__ == "__main__":

@@ -119,6 +119,7 @@ class Segmenter:
         self._silence = 0  # samples of non-speech since the last voiced frame
         self._open: _Open | None = None
         self._next_index = 0
+        self._closed_end = 0  # where the last utterance ended: the next never starts before it
 
     @property
     def position(self) -> int:
@@ -148,7 +149,7 @@ class Segmenter:
             self._voiced_run = self._voiced_run + 1 if voiced else 0
             if self._voiced_run >= self._start_frames:
                 onset = frame_end - self._voiced_run * self._frame
-                start = max(self.buffer.start, onset - self._preroll, 0)
+                start = max(self.buffer.start, onset - self._preroll, self._closed_end)
                 self._open = _Open(self._next_index, start, frame_end)
                 self._next_index += 1
                 self._silence = 0
@@ -181,6 +182,7 @@ class Segmenter:
         utt, self._open = self._open, None
         self._voiced_run = 0
         end = max(end, utt.start)
+        self._closed_end = end
         return SpeechEnded(utt.index, utt.start, end, self.buffer.read(utt.start, end), forced)
 
     def flush(self) -> SpeechEnded | None:

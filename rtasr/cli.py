@@ -119,11 +119,15 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                      help="silence that ends an utterance")
     vad.add_argument("--partial-interval-ms", type=int, default=d.partial_interval_ms,
                      help="new speech between two partials")
+    vad.add_argument("--pause-cut-s", type=float, default=d.pause_cut_s,
+                     help="speech that resumes after a --pause-ms pause in an utterance this "
+                          "long is cut into a final at the pause")
     vad.add_argument("--commit-cut-s", type=float, default=d.commit_cut_s,
-                     help="on run-on speech, finalize committed words once an utterance is "
-                          "this long")
+                     help="on run-on speech, an utterance this long is cut into a final in "
+                          "its longest silent gap (of at least 90 ms)")
     vad.add_argument("--max-utterance-s", type=float, default=d.max_utterance_s,
-                     help="an utterance is cut into finals at this length at the latest")
+                     help="an utterance is cut into finals at this length at the latest (at "
+                          "any gap, else its quietest frame)")
     p.add_argument("--log-level", default="info",
                    choices=("debug", "info", "warning", "error"), help="log level")
     p.add_argument("--log-format", default="text", choices=("text", "json"),
@@ -190,6 +194,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         preroll_ms=args.preroll_ms, pause_ms=args.pause_ms,
         endpoint_silence_ms=args.endpoint_silence_ms,
         partial_interval_ms=args.partial_interval_ms, commit_cut_s=args.commit_cut_s,
+        pause_cut_s=args.pause_cut_s,
         max_utterance_s=args.max_utterance_s,
     )
 

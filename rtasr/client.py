@@ -166,13 +166,83 @@ async def transcribe(url: str, frames: AsyncIterator[bytes], writer: Writer, sta
             status.clear()
 
 
-async def file_frames(pcm: bytes, realtime: bool) -> AsyncIterator[bytes]:
+async def paced(data: bytes, *, frame_bytes: int = FRAME_BYTES, frame_s: float = 0.1,
+                speed: float | None = 1.0) -> AsyncIterator[bytes]:
+    """`data` in frames of `frame_bytes`, each `frame_s` of audio, at `speed` x real time
+    (None: as fast as they are taken). Frame i goes out at `i * frame_s / speed` from the
+    first, so the pace does not drift however long the stream."""
     loop = asyncio.get_running_loop()
     t0 = loop.time()
-    for i, off in enumerate(range(0, len(pcm), FRAME_BYTES)):
-        yield pcm[off : off + FRAME_BYTES]
-        if realtime:
-            await asyncio.sleep(max(0.0, t0 + (i + 1) * 0.1 - loop.time()))
+    for i, off in enumerate(range(0, len(data), frame_bytes)):
+        yield data[off : off + frame_bytes]
+        if speed is not None:
+            await asyncio.sleep(max(0.0, t0 + (i + 1) * frame_s / speed - loop.time()))
+
+
+async def file_frames(pcm: bytes, realtime: bool) -> AsyncIterator[bytes]:
+    async for frame in paced(pcm, speed=1.0 if realtime else None):
+        yield frame
+
+
+@dataclass
+class Received:
+    at: float  # seconds since the first audio frame was sent
+    msg: dict[str, Any]
+
+
+@dataclass
+class Recording:
+    """Everything a server said in one streamed session (see `stream`)."""
+
+    ready: dict[str, Any]
+    messages: list[Received] = field(default_factory=list)
+    close_code: int | None = None
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [r.msg for r in self.messages if r.msg["type"] == kind]
+
+    @property
+    def text(self) -> str:
+        return " ".join(m["text"] for m in self.of("final"))
+
+
+async def stream(url: str, data: bytes, *, rate: int = RATE, encoding: str = "pcm_s16le",
+                 frame_s: float = 0.1, speed: float | None = 1.0, query: str = "",
+                 end: bool = True, headers: dict[str, str] | None = None) -> Recording:
+    """The one paced streaming client (tests, benchmarks): open a native session, send `data`
+    (already encoded) in `frame_s` frames at `speed` x real time, then `end`; record every
+    message with its arrival time until the server closes. A refused session (its first
+    message an error) comes back with no audio sent."""
+    from websockets.asyncio.client import connect
+
+    width = 4 if encoding == "pcm_f32le" else 1 if encoding in ("mulaw", "alaw") else 2
+    frame_bytes = max(width, int(frame_s * rate) * width)
+    join = "&" if "?" in url else "?"
+    extra = f"&{query}" if query else ""
+    full = f"{url}{join}sample_rate={rate}&encoding={encoding}{extra}"
+    async with connect(full, max_size=None, additional_headers=headers or {}) as ws:
+        rec = Recording(ready=json.loads(await ws.recv()))
+        if rec.ready["type"] == "error":
+            return rec
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+
+        async def receive() -> None:
+            async for text in ws:
+                rec.messages.append(Received(loop.time() - t0, json.loads(text)))
+
+        receiver = asyncio.create_task(receive())
+        try:
+            async for frame in paced(data, frame_bytes=frame_bytes, frame_s=frame_s,
+                                     speed=speed):
+                await ws.send(frame)
+            if end:
+                await ws.send(json.dumps({"type": "end"}))
+            await receiver
+        finally:
+            receiver.cancel()
+        rec.close_code = ws.close_code
+    return rec
 
 
 async def mic_frames(stop: asyncio.Event) -> AsyncIterator[bytes]:

@@ -63,7 +63,8 @@ class Config:
     pause_ms: int = 150
     endpoint_silence_ms: int = 500
     partial_interval_ms: int = 500
-    commit_cut_s: float = 8.0
+    pause_cut_s: float = 1.0
+    commit_cut_s: float = 4.0
     max_utterance_s: float = 15.0
     max_buffer_s: float = 30.0
 
@@ -104,6 +105,8 @@ class Config:
             raise ConfigError("--partial-interval-ms must be at least 100")
         if not 1.0 <= self.commit_cut_s <= self.max_utterance_s:
             raise ConfigError("--commit-cut-s must be between 1 and --max-utterance-s")
+        if self.pause_cut_s < 0:
+            raise ConfigError("--pause-cut-s must be 0 or more")
         if self.max_utterance_s + 5.0 > self.max_buffer_s:
             raise ConfigError("--max-utterance-s must be at least 5 s below the 30 s buffer")
         if self.max_buffer_s > 30.0:

@@ -18,19 +18,29 @@ Policies:
   has passed; if speech resumes, the result serves as a partial and nothing is wasted. Where
   partials are decoded exactly as finals are (greedy finals, the CPU default), a partial whose
   audio already holds all the speech and a little of the pause serves as the final too.
-- Run-on speech: past `commit_cut_s` with committed words (or past `max_utterance_s` regardless)
-  a final is emitted for the words that end at least `_HOLDBACK_S` before the audio's end, and
-  the utterance is cut between two words; the rest carries on as the next utterance.
+- Run-on speech (a word spoken is in exactly one final): a long utterance is cut only where
+  the audio is silent, never between two word timestamps. Speech that resumes after a pause
+  of `pause_ms` in an utterance of at least `pause_cut_s` is cut at that pause, and the
+  pause's speculative decode is the head's final; past `commit_cut_s`, the utterance is cut
+  in the middle of its longest silent gap (VAD frames) and the head is decoded alone; past
+  `max_utterance_s` with no gap at all, at its quietest frame. The rest carries on as the next
+  utterance.
+- `committed` words are never taken back: a hypothesis that spells them differently is
+  aligned to them by characters (align.py) and only its words after them are new; the final
+  begins with them too. Committed words that the head's decode lacks after a cut (spoken just
+  after it) stay in the head's final and are removed from the next utterance's text.
 - Finals go out in utterance order; an utterance whose decode has no words gets no final.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
+from .align import norm, splice, strip_prefix
 from .audio import Audio, PcmDecoder
 from .buffer import Segmenter, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted
 from .config import SAMPLE_RATE_HZ, Config
@@ -44,15 +54,16 @@ from .protocol import (
     StreamParams,
     WireWord,
 )
+from .vad import QUIET_HOP, quiet_runs
 
 log = logging.getLogger(__name__)
 
-_HOLDBACK_S = 1.0  # words this close to the end of the audio are not final yet
-_MIN_CUT_WORDS = 2
-_PUSH_SAMPLES = SAMPLE_RATE_HZ // 2
+_MIN_PART = SAMPLE_RATE_HZ  # neither side of a cut is shorter than this
+_MIN_GAP = SAMPLE_RATE_HZ * 90 // 1000  # a gap this long is a cut point past commit_cut_s
+_CUT_CHECK = SAMPLE_RATE_HZ // 5  # how often a long utterance looks for a cut point
 _MIN_TAIL = SAMPLE_RATE_HZ * 60 // 1000  # a partial serves as the final with >= 60 ms of pause
 
-JobKind = Literal["partial", "candidate", "final", "cut"]
+JobKind = Literal["partial", "candidate", "final"]
 
 
 @dataclass(eq=False)
@@ -79,7 +90,8 @@ class _Utterance:
     index: int
     start: int
     committed: list[str] = field(default_factory=list)
-    hypothesis: list[str] | None = None
+    tail: list[str] | None = None  # the last hypothesis' words after the committed ones
+    skip: list[str] = field(default_factory=list)  # words an earlier final already holds
     partial_from: int = 0  # audio end of the last hypothesis decode asked for
     inflight: DecodeJob | None = None  # the one partial or candidate decode in flight
     last_done: tuple[DecodeJob, Transcript] | None = None
@@ -88,8 +100,7 @@ class _Utterance:
     want_candidate: bool = False
     final_job: DecodeJob | None = None
     final_span: tuple[int, int, Audio] | None = None  # a final waiting for the decode in flight
-    cut_job: DecodeJob | None = None
-    next_cut_at: int = 0
+    cut_check: int = 0  # when to look for a cut point next
     closed: bool = False
     endpoint: bool = False  # ended because the speaker paused (not flushed, cut or too long)
 
@@ -98,17 +109,10 @@ def _s(samples: int) -> float:
     return round(samples / SAMPLE_RATE_HZ, 3)
 
 
-_NORM = re.compile(r"[^\w']+")
-
-
-def _norm(word: str) -> str:
-    return _NORM.sub("", word.lower())
-
-
 def _common_prefix(a: list[str], b: list[str]) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):
-        if _norm(x) != _norm(y):
+        if norm(x) != norm(y):
             break
         n += 1
     return n
@@ -133,6 +137,7 @@ class Session:
         self._pause = config.pause_ms * ms
         self._interval = config.partial_interval_ms * ms
         self._commit_cut = int(config.commit_cut_s * SAMPLE_RATE_HZ)
+        self._pause_cut = int(config.pause_cut_s * SAMPLE_RATE_HZ)
         self._max_utt = int(config.max_utterance_s * SAMPLE_RATE_HZ)
         # Greedy finals: a partial is decoded exactly as a final would be, so it can serve as one.
         self._final_grade_partials = config.beam_size <= 1
@@ -144,8 +149,9 @@ class Session:
         """One binary frame of audio. Raises AudioFormatError for a malformed frame."""
         samples = self.decoder.decode(data)
         actions: list[Action] = []
-        for i in range(0, len(samples), _PUSH_SAMPLES):
-            self._push(samples[i : i + _PUSH_SAMPLES], actions)
+        step = self.config.frame_samples  # one VAD frame at a time: a cut acts on the frame
+        for i in range(0, len(samples), step):
+            self._push(samples[i : i + step], actions)
         return actions
 
     def flush(self) -> list[Action]:
@@ -181,15 +187,13 @@ class Session:
             elif isinstance(event, SpeechPaused):
                 self._on_paused(event, actions)
             elif isinstance(event, SpeechResumed):
-                utt = self._utts[event.utterance]
-                utt.paused = utt.want_candidate = False
+                self._on_resumed(self._utts[event.utterance], actions)
             elif isinstance(event, SpeechEnded):
                 self._on_ended(event, actions)
         self._next_decodes(actions)
 
     def _open(self, index: int, start: int, actions: list[Action]) -> None:
-        self._utts[index] = _Utterance(index, start, partial_from=start + self._preroll,
-                                       next_cut_at=start + self._commit_cut)
+        self._utts[index] = _Utterance(index, start, partial_from=start + self._preroll)
         actions.append(SpeechStart(utterance=index, start=_s(start)))
 
     def _serves_as_final(self, job: DecodeJob, start: int, end: int) -> bool:
@@ -223,7 +227,6 @@ class Session:
         utt = self._utts[event.utterance]
         utt.closed = True
         utt.endpoint = not event.forced
-        utt.cut_job = None
         if utt.inflight is not None and self._serves_as_final(utt.inflight, event.start,
                                                                event.end):
             utt.final_job = utt.inflight
@@ -256,11 +259,12 @@ class Session:
                 utt.inflight = self._job("candidate", utt, utt.start, utt.tail_end, audio)
                 actions.append(utt.inflight)
             return
-        due = pos - utt.start >= self._max_utt or len(utt.committed) > _MIN_CUT_WORDS
-        if utt.cut_job is None and due and pos >= utt.next_cut_at:
-            audio = self.segmenter.buffer.read(utt.start, pos)
-            utt.cut_job = self._job("cut", utt, utt.start, pos, audio)
-            actions.append(utt.cut_job)
+        if pos - utt.start >= self._commit_cut and pos >= utt.cut_check:
+            utt.cut_check = pos + _CUT_CHECK
+            at = self._cut_point(utt.start, pos)
+            if at is not None:
+                self._cut(utt, at, actions)
+                return
         if (self.params.interim_results and utt.inflight is None
                 and pos - utt.partial_from >= self._interval * self.partial_backoff):
             utt.partial_from = pos
@@ -299,13 +303,9 @@ class Session:
                 actions.append(utt.final_job)
             else:
                 self._complete(utt, job, result, actions)
-        elif job.kind == "cut":
-            if utt.cut_job is job:
-                utt.cut_job = None
-                self._apply_cut(utt, job, result, actions)
         elif result is not None:
             utt.last_done = (job, result)
-            if not utt.closed:
+            if not utt.closed and self.params.interim_results:
                 self._partial(utt, job, result, actions)
         self._next_decodes(actions)
         return actions
@@ -332,9 +332,6 @@ class Session:
             return actions
         if utt.inflight is job:
             self._land(utt, job, False, actions)
-        if utt.cut_job is job:
-            utt.cut_job = None
-            utt.next_cut_at = self.segmenter.position + SAMPLE_RATE_HZ
         if utt.final_job is job:
             log.warning("final of utterance %d failed: %s", utt.index, error,
                         extra={"session": self.id})
@@ -346,60 +343,80 @@ class Session:
 
     def _partial(self, utt: _Utterance, job: DecodeJob, result: Transcript,
                  actions: list[Action]) -> None:
-        words = result.text.split()
+        words = self._new_words(utt, result.text.split())
         if not words:
             return
-        n = len(utt.committed)
-        if utt.hypothesis is not None and _common_prefix(words, utt.committed) == n:
-            agreed = _common_prefix(words[n:], utt.hypothesis[n:])
-            utt.committed = utt.committed + words[n : n + agreed]
-        utt.hypothesis = words
-        text = " ".join(utt.committed + words[len(utt.committed):])
+        # The hypothesis' version of the committed words is aligned away, not counted off:
+        # "I want to" + "I wanna go home" shows "I want to go home".
+        j, _ = splice(utt.committed, words)
+        tail = words[j:]
+        if utt.tail is not None:  # LocalAgreement-2: settled when two hypotheses agree
+            agreed = _common_prefix(tail, utt.tail)
+            utt.committed = utt.committed + tail[:agreed]
+            tail = tail[agreed:]
+        utt.tail = tail
         actions.append(Partial(utterance=utt.index, start=_s(utt.start), end=_s(job.end),
-                               text=text, committed=" ".join(utt.committed)))
+                               text=" ".join(utt.committed + tail),
+                               committed=" ".join(utt.committed)))
 
-    def _apply_cut(self, utt: _Utterance, job: DecodeJob, result: Transcript | None,
-                   actions: list[Action]) -> None:
-        open_ = self.segmenter.open_utterance
-        if result is None or utt.closed or utt.paused or open_ is None or open_.index != utt.index:
+    def _new_words(self, utt: _Utterance, words: list[str]) -> list[str]:
+        """`words` less those at their start that an earlier final already holds."""
+        return words[strip_prefix(utt.skip, words):]
+
+    # cuts --------------------------------------------------------------------------------
+
+    def _on_resumed(self, utt: _Utterance, actions: list[Action]) -> None:
+        """Speech resumed after a pause: in a long enough utterance the pause is a cut, and
+        the speculative decode of the audio up to it is the head's final."""
+        utt.paused = utt.want_candidate = False
+        if utt.tail_end - utt.start >= self._pause_cut:
+            self._cut(utt, utt.tail_end, actions)
+
+    def _cut_point(self, start: int, pos: int) -> int | None:
+        """Where to cut the open utterance: the middle of its longest quiet gap (the latest of
+        equals) of at least `_MIN_GAP` that leaves both sides `_MIN_PART` long; past
+        `max_utterance_s`, of any quiet gap, else at its quietest 10 ms. None: not yet."""
+        hard = pos - start >= self._max_utt
+        lo = start + _MIN_PART
+        if lo >= pos:
+            return None
+        audio = self.segmenter.buffer.read(lo, pos)
+        runs = [(b - a, b, a) for a, b in quiet_runs(audio)
+                if b - a >= (QUIET_HOP if hard else _MIN_GAP)]
+        if runs:
+            _, b, a = max(runs)
+            return lo + (a + b) // 2
+        if not hard:
+            return None
+        n = len(audio) // QUIET_HOP
+        energy = np.square(audio[: n * QUIET_HOP].reshape(n, QUIET_HOP)).sum(axis=1)
+        return lo + int(np.argmin(energy)) * QUIET_HOP + QUIET_HOP // 2
+
+    def _cut(self, utt: _Utterance, at: int, actions: list[Action]) -> None:
+        """End `utt` at sample `at` (a final for [start, at)) and open the next there."""
+        if not utt.start < at <= self.segmenter.position:
             return
-        words = result.words
-        limit_s = (job.end - job.start) / SAMPLE_RATE_HZ - _HOLDBACK_S
-        hard = job.end - utt.start >= self._max_utt
-        count = len(words) if hard else min(len(words), len(utt.committed))
-        keep = 0
-        while keep < count and words[keep].end <= limit_s:
-            keep += 1
-        if keep < _MIN_CUT_WORDS:
-            utt.next_cut_at = self.segmenter.position + SAMPLE_RATE_HZ // 2
-            return
-        cut_s = words[keep - 1].end
-        if keep < len(words):
-            cut_s = (cut_s + words[keep].start) / 2
-        cut_at = job.start + int(cut_s * SAMPLE_RATE_HZ)
-        if not utt.start < cut_at <= self.segmenter.position:
-            return
-        head = Transcript(text="".join(w.word for w in words[:keep]).strip(),
-                          words=tuple(words[:keep]), language=result.language)
-        utt.closed = True
-        utt.final_job = DecodeJob("final", utt.index, utt.start, cut_at, job.request)
-        started = self.segmenter.cut(cut_at)
-        self._complete(utt, utt.final_job, head, actions)
+        audio = self.segmenter.buffer.read(utt.start, at)
+        started = self.segmenter.cut(at)
+        self._on_ended(SpeechEnded(utt.index, utt.start, at, audio, forced=True), actions)
         self._open(started.utterance, started.start, actions)
 
     def _complete(self, utt: _Utterance, job: DecodeJob, result: Transcript | None,
                   actions: list[Action]) -> None:
         final: Final | None = None
         if result is not None and result.text:
-            offset = job.start / SAMPLE_RATE_HZ
-            final = Final(
-                utterance=utt.index, start=_s(job.start), end=_s(job.end), text=result.text,
-                words=[WireWord(word=w.word.strip(), start=round(w.start + offset, 3),
-                                end=round(w.end + offset, 3), probability=w.probability)
-                       for w in result.words],
-                language=result.language or self.language,
-                endpoint=utt.endpoint,
-            )
+            words = self._final_words(utt, result, _s(job.start), _s(job.end))
+            if words:
+                final = Final(
+                    utterance=utt.index, start=_s(job.start), end=_s(job.end),
+                    text=" ".join(w.word for w in words), words=words,
+                    language=result.language or self.language, endpoint=utt.endpoint,
+                )
+        elif utt.committed:  # the words the client was told are settled are not lost
+            final = Final(utterance=utt.index, start=_s(job.start), end=_s(job.end),
+                          text=" ".join(utt.committed),
+                          words=_spread(utt.committed, _s(job.start), _s(job.end)),
+                          language=self.language, endpoint=utt.endpoint)
         self._finals[utt.index] = final
         del self._utts[utt.index]
         while self._next_final in self._finals:
@@ -410,3 +427,39 @@ class Session:
                     context = self._context + " " + ready.text
                     self._context = context[-self.config.context_chars :]
                 actions.append(ready)
+
+    def _final_words(self, utt: _Utterance, result: Transcript, offset: float,
+                     end: float) -> list[WireWord]:
+        """The final's words: the decode's, less those an earlier final holds, beginning with
+        the committed words; committed words the decode lacks at its end (spoken just after
+        a cut) pass to the next utterance as words to skip."""
+        timed = [WireWord(word=w.word.strip(), start=round(w.start + offset, 3),
+                          end=round(w.end + offset, 3), probability=w.probability)
+                 for w in result.words]
+        if not timed:  # decoded without word timestamps: spread the text over the span
+            timed = _spread(result.text.split(), offset, end)
+        timed = timed[strip_prefix(utt.skip, [w.word for w in timed]):]
+        committed = utt.committed
+        if not committed:
+            return timed
+        j, k = splice(committed, [w.word for w in timed])
+        if k < len(committed) and utt.index + 1 in self._utts:
+            nxt = self._utts[utt.index + 1]
+            nxt.skip = committed[k:]
+            del nxt.committed[: strip_prefix(nxt.skip, nxt.committed)]
+        head = timed[:j]
+        if [norm(w.word) for w in head] == [norm(w) for w in committed]:
+            kept = head
+        else:  # the committed spelling, over the time its version in the decode took
+            lo = head[0].start if head else (timed[0].start if timed else offset)
+            hi = head[-1].end if head else lo
+            kept = _spread(committed, lo, hi)
+        return kept + timed[j:]
+
+
+def _spread(words: list[str], start: float, end: float) -> list[WireWord]:
+    """`words` timed evenly over [start, end] (where no decode timed them)."""
+    step = (end - start) / max(1, len(words))
+    return [WireWord(word=w, start=round(start + i * step, 3),
+                     end=round(start + (i + 1) * step, 3), probability=1.0)
+            for i, w in enumerate(words)]

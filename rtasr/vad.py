@@ -27,3 +27,28 @@ class FrameVad:
             raise ValueError(f"expected {self.frame_samples} samples, got {len(frame)}")
         pcm = (np.clip(frame, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
         return bool(self._vad.is_speech(pcm, SAMPLE_RATE_HZ))
+
+
+QUIET_HOP = SAMPLE_RATE_HZ // 100  # 10 ms
+_BELOW_SPEECH_DB = 30.0  # quiet: this far below the speech's loud frames ...
+_ABOVE_FLOOR_DB = 6.0  # ... or near the noise floor, if that is at least 20 dB below speech
+
+
+def quiet_runs(audio: Audio) -> list[tuple[int, int]]:
+    """Runs of quiet 10 ms hops in `audio`, as (start, end) sample offsets.
+
+    WebRTC VAD holds "speech" for 60-90 ms after a word ends (its hangover), so a 150 ms gap
+    between two words shows as one or two silent frames, or none. Frame energy sees the whole
+    gap: quiet is well below the audio's loud frames, or near its noise floor.
+    """
+    n = len(audio) // QUIET_HOP
+    if n == 0:
+        return []
+    energy = np.square(audio[: n * QUIET_HOP].reshape(n, QUIET_HOP)).mean(axis=1) + 1e-12
+    loud, floor = np.percentile(energy, 90), np.percentile(energy, 5)
+    level = max(loud * 10 ** (-_BELOW_SPEECH_DB / 10),
+                min(floor * 10 ** (_ABOVE_FLOOR_DB / 10), loud * 10**-2))
+    quiet = np.concatenate([[False], energy < level, [False]])
+    edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
+    return [(int(a) * QUIET_HOP, int(b) * QUIET_HOP) for a, b in zip(edges[::2], edges[1::2],
+                                                                       strict=True)]

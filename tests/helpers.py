@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,8 @@ from typing import Any
 import numpy as np
 import soxr
 from websockets.asyncio.client import connect
+
+from rtasr import client
 
 DATA = Path(__file__).parent / "data"
 TRANSCRIPTS: dict[str, str] = json.loads((DATA / "transcripts.json").read_text())
@@ -28,6 +29,16 @@ def read_clip(name: str) -> tuple[np.ndarray, int]:
 def clip_at(name: str, rate: int) -> np.ndarray:
     audio, own = read_clip(name)
     return audio if own == rate else soxr.resample(audio, own, rate).astype(np.float32)
+
+
+def trimmed(name: str, rate: int = 16000, threshold: float = 0.01) -> np.ndarray:
+    """A fixture clip without its own leading and trailing silence (10 ms hops under
+    `threshold`), so clips can be laid end to end with gaps of a chosen length."""
+    audio = clip_at(name, rate)
+    hop = rate // 100
+    n = len(audio) // hop
+    loud = np.flatnonzero(np.abs(audio[: n * hop]).reshape(n, hop).max(axis=1) >= threshold)
+    return audio[loud[0] * hop : (loud[-1] + 1) * hop]
 
 
 def silence(seconds: float, rate: int) -> np.ndarray:
@@ -56,33 +67,13 @@ class StreamResult:
 async def stream(url: str, audio: np.ndarray, *, rate: int = 16000,
                  encoding: str = "pcm_s16le", speed: float = 4.0, chunk_s: float = 0.1,
                  query: str = "", end: bool = True, timeout_s: float = 90) -> StreamResult:
-    """Stream `audio` at `speed` x real time, send `end`, and collect every message."""
-    data = encode(audio, encoding)
-    width = 4 if encoding == "pcm_f32le" else 2
-    step = max(width, int(chunk_s * rate) * width)
-    sep = "&" if query else ""
-    join = "&" if "?" in url else "?"
-    full = f"{url}{join}sample_rate={rate}&encoding={encoding}{sep}{query}"
-    messages: list[dict[str, Any]] = []
-    async with asyncio.timeout(timeout_s), connect(full, max_size=None) as ws:
-        ready = json.loads(await ws.recv())
-        assert ready["type"] == "ready", ready
-
-        async def receive() -> None:
-            async for text in ws:
-                messages.append(json.loads(text))
-
-        receiver = asyncio.create_task(receive())
-        t0 = time.monotonic()
-        for i, off in enumerate(range(0, len(data), step)):
-            await ws.send(data[off : off + step])
-            wait = t0 + (i + 1) * chunk_s / speed - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-        if end:
-            await ws.send(json.dumps({"type": "end"}))
-        await receiver
-        return StreamResult(messages, ws.close_code)
+    """Stream `audio` at `speed` x real time, send `end`, and collect every message
+    (rtasr.client.stream, the one paced client)."""
+    async with asyncio.timeout(timeout_s):
+        rec = await client.stream(url, encode(audio, encoding), rate=rate, encoding=encoding,
+                                  frame_s=chunk_s, speed=speed, query=query, end=end)
+    assert rec.ready["type"] == "ready", rec.ready
+    return StreamResult([r.msg for r in rec.messages], rec.close_code)
 
 
 async def exchange(target: str, *frames: bytes | str, **kwargs: Any

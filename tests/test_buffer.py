@@ -86,3 +86,17 @@ def test_cut_opens_the_next_utterance_at_the_cut() -> None:
     assert seg.buffer.start == at
     with pytest.raises(ValueError):
         seg.cut(at)
+
+
+def test_speech_after_a_flush_reopens_after_the_flushed_audio() -> None:
+    """A flush in the middle of speech: the next utterance starts where the flushed one
+    ended, not at its onset minus the pre-roll, so no audio is in two utterances."""
+    seg = Segmenter(Config())
+    speech = clip_at("agent-alreadyon", 16000)
+    events = seg.push(np.concatenate([silence(0.5, 16000), speech[: len(speech) // 2]]))
+    ended = seg.flush()
+    assert ended is not None
+    events = seg.push(speech[len(speech) // 2 :])
+    started = [e for e in events if isinstance(e, SpeechStarted)]
+    assert started and started[0].start >= ended.end
+

@@ -52,8 +52,11 @@ class Driver:
 SPEECH = clip_at("agent-alreadyon", 16000)
 
 
+NO_CUTS = Config(beam_size=1, pause_cut_s=20, commit_cut_s=20, max_utterance_s=20)
+
+
 def test_committed_grows_by_local_agreement_and_never_shrinks() -> None:
-    d = Driver()
+    d = Driver(NO_CUTS)
     d.feed(np.concatenate([silence(0.5, 16000), SPEECH[:40000]]))
     hyps = ["That agent", "That agent is all", "That agent is already logged",
             "That agent was already logged on", "That agent is already logged on please"]
@@ -61,11 +64,13 @@ def test_committed_grows_by_local_agreement_and_never_shrinks() -> None:
         d.answer(d.pop("partial"), text)
         d.feed(SPEECH[32000:40000])  # more speech: the next partial is due
     partials = d.of(Partial)
+    # The fourth hypothesis says "was" for the committed "is": it is aligned to it, and the
+    # words after it that two hypotheses agree on ("already logged") settle.
     assert [p.committed for p in partials] == [
-        "", "That agent", "That agent is", "That agent is", "That agent is already logged on"]
+        "", "That agent", "That agent is", "That agent is already logged",
+        "That agent is already logged on"]
     for p in partials:
         assert p.text.startswith(p.committed)
-    # the fourth hypothesis disagreed with a committed word: the committed words are kept
     assert partials[3].text == "That agent is already logged on"
 
 
@@ -77,11 +82,25 @@ def test_candidate_at_the_pause_becomes_the_final() -> None:
     cand = d.pop("candidate")
     d.answer(cand, "Weasels have eaten our phone system.")
     assert not d.of(Final)  # not an endpoint yet
+    assert not d.of(Partial)  # interim_results=false: the candidate is no partial either
     d.feed(silence(0.5, 16000))
     assert d.jobs == []  # no second decode: the candidate is the final
     (final,) = d.of(Final)
     assert final.text == "Weasels have eaten our phone system."
     assert final.end == round(cand.end / 16000, 3)
+
+
+def test_no_partials_without_interim_results_when_speech_resumes_after_a_pause() -> None:
+    """A 150-499 ms pause starts a candidate decode; speech goes on, so its result is no
+    final, and with interim_results=false it must not be sent as a partial either."""
+    d = Driver(NO_CUTS, interim=False)
+    clip = clip_at("tt-weasels", 16000)
+    d.feed(np.concatenate([silence(0.5, 16000), clip, silence(0.3, 16000), clip[:8000]]))
+    d.answer(d.pop("candidate"), "Weasels have eaten our phone system.")
+    d.feed(np.concatenate([clip[8000:], silence(1.0, 16000)]))
+    assert d.of(Partial) == []
+    d.answer(d.pop("candidate"), "Weasels have eaten our phone system. Weasels have eaten")
+    assert len(d.of(Final)) == 1
 
 
 def test_finals_are_delivered_in_utterance_order() -> None:
@@ -114,26 +133,74 @@ def test_empty_transcript_gives_no_final() -> None:
     assert d.of(Final) == [] and not d.session.awaiting_finals
 
 
-def test_run_on_speech_is_cut_after_committed_words() -> None:
-    config = Config(beam_size=1, commit_cut_s=3.0)
-    d = Driver(config)
-    long = np.tile(SPEECH[np.abs(SPEECH) > 0][:16000], 6)  # 6 s without a pause
-    d.feed(np.concatenate([silence(0.3, 16000), long[:16000 * 2]]))
-    for text in ["one two three four", "one two three four five"]:
-        d.answer(d.pop("partial"), text)
-        d.feed(long[:8000])
-    d.feed(long[:16000])
-    cut = d.pop("cut")
-    words = tuple(Word(word=f" w{i}", start=i * 0.5, end=i * 0.5 + 0.4, probability=0.9)
-                  for i in range(6))
-    d.answer(cut, " ".join(w.word for w in words), words)
+def test_speech_resuming_after_a_pause_in_a_long_utterance_is_cut_at_the_pause() -> None:
+    d = Driver(Config(beam_size=1, pause_cut_s=1.0))
+    d.feed(np.concatenate([silence(0.5, 16000), SPEECH[:32000], silence(0.3, 16000)]))
+    candidate = d.pop("candidate")
+    d.feed(SPEECH[:16000])  # speech resumes: no endpoint, but a cut at the pause
+    d.answer(candidate, "That agent is already logged on.")
     (final,) = d.of(Final)
+    assert final.text == "That agent is already logged on." and not final.endpoint
+    assert final.end == candidate.end / 16000
     starts = d.of(SpeechStart)
-    assert [s.utterance for s in starts] == [0, 1]
-    audio_s = (cut.end - cut.start) / 16000
-    kept = [w for w in words if w.end <= audio_s - 1.0][:4]  # committed: four words
-    assert final.text == "".join(w.word for w in kept).strip()
-    assert starts[1].start == final.end  # the next utterance begins where the final ends
+    assert [s.utterance for s in starts] == [0, 1] and starts[1].start == final.end
+    assert not any(j.kind == "final" for j in d.jobs)  # the candidate was the final's decode
+
+
+def test_run_on_speech_is_cut_in_its_longest_silent_gap() -> None:
+    d = Driver(Config(beam_size=1, commit_cut_s=3.0))
+    piece = SPEECH[8000:24000]
+    gaps = [0.1, 0.13, 0.1]  # shorter than the 150 ms pause: no candidate, no pause cut
+    parts = [silence(0.5, 16000)]
+    for gap in gaps:
+        parts += [piece, silence(gap, 16000)]
+    d.feed(np.concatenate([*parts, piece]))
+    (final_job,) = [j for j in d.jobs if j.kind == "final"]
+    gap_start = 0.5 + 2 * len(piece) / 16000 + 0.1  # the 130 ms gap
+    assert gap_start - 0.03 <= final_job.end / 16000 <= gap_start + 0.16
+    assert d.of(SpeechStart)[1].start == final_job.end / 16000
+
+
+def test_a_final_begins_with_the_committed_words_whatever_its_decode_says() -> None:
+    d = Driver(NO_CUTS)
+    d.feed(np.concatenate([silence(0.5, 16000), SPEECH[:24000]]))
+    d.answer(d.pop("partial"), "I want to")
+    d.feed(SPEECH[24000:32000])
+    d.answer(d.pop("partial"), "I want to go")
+    assert d.of(Partial)[-1].committed == "I want to"
+    d.feed(silence(1.0, 16000))
+    words = tuple(Word(word=f" {w}", start=i * 0.3, end=i * 0.3 + 0.2, probability=0.9)
+                  for i, w in enumerate(["I", "wanna", "go", "home."]))
+    d.answer(d.pop("candidate"), "I wanna go home.", words)
+    (final,) = d.of(Final)
+    assert final.text == "I want to go home."
+    assert [w.word for w in final.words] == ["I", "want", "to", "go", "home."]
+
+
+def test_a_hypothesis_spelling_committed_words_differently_neither_drops_nor_doubles() -> None:
+    d = Driver(NO_CUTS)
+    d.feed(np.concatenate([silence(0.5, 16000), SPEECH[:24000]]))
+    for text in ["I want to", "I want to go", "I wanna go home"]:
+        d.answer(d.pop("partial"), text)
+        d.feed(SPEECH[24000:32000])
+    assert [p.text for p in d.of(Partial)] == ["I want to", "I want to go", "I want to go home"]
+    assert d.of(Partial)[-1].committed == "I want to go"
+
+
+def test_committed_words_after_a_cut_stay_in_the_head_and_are_not_doubled() -> None:
+    d = Driver(Config(beam_size=1, pause_cut_s=1.0))
+    d.feed(np.concatenate([silence(0.5, 16000), SPEECH[:32000]]))
+    d.answer(d.pop("partial"), "press one to mute")
+    d.feed(SPEECH[32000:40000])
+    d.answer(d.pop("partial"), "press one to mute or")
+    d.feed(silence(0.3, 16000))
+    candidate = d.pop("candidate")
+    d.feed(SPEECH[:16000])  # resumes: cut at the pause
+    d.answer(candidate, "Press one to")  # the head's decode lost "mute"
+    (head,) = d.of(Final)
+    assert head.text == "press one to mute"  # the committed words are kept
+    d.answer(d.pop("partial"), "mute or unmute yourself")  # the next decode has "mute"
+    assert d.of(Partial)[-1].text == "or unmute yourself"
 
 
 def test_a_pause_supersedes_the_partial_in_flight() -> None:
@@ -152,7 +219,7 @@ def test_a_pause_supersedes_the_partial_in_flight() -> None:
 
 def test_partials_come_less_often_under_load() -> None:
     def partial_ends(backoff: float) -> list[float]:
-        d = Driver()
+        d = Driver(NO_CUTS)
         d.session.partial_backoff = backoff
         d.feed(silence(0.5, 16000))
         ends = []

@@ -103,7 +103,9 @@ class Scheduler:
             else:
                 self._finals_waiting += 1
             heapq.heappush(self._heap, (int(job.partial), job.submitted, next(self._seq), job))
-            self._cond.notify()
+            # Every waiter: a worker filling a batch may wake, find another key and wait on,
+            # and a single notify() would then be lost to an idle worker.
+            self._cond.notify_all()
             return True
 
     def cancel(self, job: Job) -> None:

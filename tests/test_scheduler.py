@@ -165,3 +165,59 @@ def test_final_wait_figures(loop: asyncio.AbstractEventLoop) -> None:
     assert s.oldest_final_age_s() == 0.0
     assert s.recent_final_wait_s() >= 0.05  # remembered after it started
     assert s.load == 1.0
+
+
+class WatchedCondition(threading.Condition):
+    """A Condition that counts the threads waiting on it, so a test can wait for them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = 0
+        self.changed = threading.Condition()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        # The caller holds the lock until super().wait() releases it, so a thread that sees
+        # the count go up cannot notify before this waiter is registered.
+        with self.changed:
+            self.waiting += 1
+            self.changed.notify_all()
+        try:
+            return super().wait(timeout)
+        finally:
+            with self.changed:
+                self.waiting -= 1
+                self.changed.notify_all()
+
+    def wait_for_waiters(self, n: int) -> None:
+        with self.changed:
+            assert self.changed.wait_for(lambda: self.waiting >= n, timeout=10)
+
+
+def test_a_worker_filling_a_batch_does_not_swallow_the_wakeup_of_an_idle_one(
+        loop: asyncio.AbstractEventLoop) -> None:
+    s = Scheduler(workers=2, max_batch_size=4, batch_window_s=0.3)
+    cond = s._cond = WatchedCondition()
+    s.submit(make(loop, "k1-job", key="k1"))
+    batches: dict[str, list[Job] | None] = {}
+    took = {name: threading.Event() for name in ("filling", "idle")}
+
+    def worker(name: str) -> None:
+        batches[name] = s.take()  # and then never `done`: a decode that outlasts the test
+        took[name].set()
+
+    filling = threading.Thread(target=worker, args=("filling",))
+    filling.start()
+    cond.wait_for_waiters(1)  # took k1-job; waits the batch window for more with key k1
+    idle = threading.Thread(target=worker, args=("idle",))
+    idle.start()
+    cond.wait_for_waiters(2)  # nothing queued: sleeps in take()
+    s.submit(make(loop, "k2-job", session="b", key="k2"))
+    try:
+        assert took["idle"].wait(timeout=5), "the idle worker slept through a queued job"
+        assert names(batches["idle"]) == ["k2-job"]
+        assert took["filling"].wait(timeout=5)
+        assert names(batches["filling"]) == ["k1-job"]
+    finally:
+        s.close()
+        filling.join()
+        idle.join()

@@ -243,6 +243,10 @@ class Engine:
         while (batch := self.scheduler.take()) is not None:
             try:
                 self._run(batch)
+            except Exception as exc:  # a bug, not the model: fail the batch, keep the worker
+                log.exception("a worker failed on a batch of %d", len(batch))
+                for job in batch:  # those already resolved keep their result
+                    job.resolve(EngineError(f"internal error: {exc}"))
             finally:
                 self.scheduler.done(batch)
 
@@ -262,14 +266,19 @@ class Engine:
             for job in batch:
                 self._run([job])
             return
-        for observe in list(self.observers):
-            observe(requests[0].priority, results[0].decode_s, len(batch))
+        if len(results) != len(batch):
+            raise EngineError(f"{len(results)} results for a batch of {len(batch)}")
         for job, result in zip(batch, results, strict=True):
             log.debug("%s %s: %.2f s of audio, batch of %d, waited %.3f s, decoded in %.3f s: "
                       "%r", job.session, job.payload.priority.name,
                       len(job.payload.audio) / SAMPLE_RATE_HZ, len(batch), waited,
                       result.decode_s, result.text[:60])
             job.resolve(result)
+        for observe in list(self.observers):  # metrics: a broken one costs no transcript
+            try:
+                observe(requests[0].priority, results[0].decode_s, len(batch))
+            except Exception:
+                log.exception("engine observer %r failed", observe)
 
     # the model ---------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -163,3 +164,40 @@ async def test_a_flood_of_partials_does_not_starve_finals(
     assert all(r is not None and wer(TRANSCRIPTS["conf-onlyperson"], r.text) <= 0.2
                for r in results)
     assert started == [f"f{i}" for i in range(6)]  # oldest final first, none skipped
+
+
+def engine_threads() -> int:
+    return sum(t.name.startswith("rtasr-engine-") and t.is_alive() for t in threading.enumerate())
+
+
+async def test_a_worker_survives_a_result_mismatch_and_the_request_fails(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    decode = engine.decode_batch
+
+    def losing(requests: list[Request], **kwargs: bool) -> list[Transcript]:
+        results = decode(requests, **kwargs)
+        return results[1:] if requests[0].session == "lost" else results
+
+    monkeypatch.setattr(engine, "decode_batch", losing)
+    for _ in range(engine.workers + 1):  # more failures than workers: each must survive
+        async with asyncio.timeout(20):
+            with pytest.raises(EngineError):
+                await engine.transcribe(req("tt-weasels", session="lost"))
+    assert engine_threads() == engine.workers
+    good = await engine.transcribe(req("tt-weasels", session="good"))
+    assert good is not None and wer(TRANSCRIPTS["tt-weasels"], good.text) <= 0.2
+
+
+async def test_a_failing_observer_costs_no_transcript_and_no_worker(engine: Engine) -> None:
+    def broken(priority: Priority, seconds: float, size: int) -> None:
+        raise RuntimeError("observer bug")
+
+    engine.observers.append(broken)
+    try:
+        for _ in range(engine.workers + 1):
+            async with asyncio.timeout(20):
+                result = await engine.transcribe(req("tt-weasels"))
+            assert result is not None and wer(TRANSCRIPTS["tt-weasels"], result.text) <= 0.2
+    finally:
+        engine.observers.remove(broken)
+    assert engine_threads() == engine.workers

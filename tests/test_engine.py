@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -22,6 +23,58 @@ def req(name: str, priority: Priority = Priority.FINAL, session: str = "s") -> R
                    language="en", word_timestamps=True)
 
 
+class HeldWorkers:
+    """Every engine worker held inside a blocker's decode until `release()`; records the
+    sessions of the decodes that start (in order), so a test can check the queue's order."""
+
+    def __init__(self, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.engine = engine
+        self.order: list[str] = []
+        self._loop = asyncio.get_running_loop()
+        self._released = threading.Event()
+        self._started: dict[str, asyncio.Event] = {}
+        self._blockers: list[asyncio.Task[Transcript | None]] = []
+        self._decode = engine.decode_batch
+        monkeypatch.setattr(engine, "decode_batch", self._holding)
+
+    def _holding(self, requests: list[Request], **kwargs: bool) -> list[Transcript]:
+        self.order.extend(r.session for r in requests)
+        held = [self._started[r.session] for r in requests if r.session in self._started]
+        for started in held:
+            self._loop.call_soon_threadsafe(started.set)
+        if held:
+            self._released.wait(timeout=60)
+        return self._decode(requests, **kwargs)
+
+    async def hold(self) -> None:
+        """Occupy every worker, one at a time, so no two blockers share a batch."""
+        for i in range(self.engine.workers):
+            name = f"blocker{i}"
+            self._started[name] = asyncio.Event()
+            self._blockers.append(asyncio.create_task(
+                self.engine.transcribe(req("tt-weasels", session=name))))
+            async with asyncio.timeout(30):
+                await self._started[name].wait()
+
+    async def release(self) -> None:
+        self._released.set()
+        await asyncio.gather(*self._blockers)
+
+    @property
+    def after_blockers(self) -> list[str]:
+        return [s for s in self.order if s not in self._started]
+
+
+@pytest.fixture
+async def held(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[HeldWorkers]:
+    held = HeldWorkers(engine, monkeypatch)
+    await held.hold()
+    try:
+        yield held
+    finally:
+        await held.release()
+
+
 async def test_transcribes_real_speech_with_word_times(engine: Engine) -> None:
     result = await engine.transcribe(req("agent-alreadyon"))
     assert result is not None
@@ -34,36 +87,30 @@ async def test_music_gives_no_words(engine: Engine) -> None:
     assert result is not None and result.text == "" and result.words == ()
 
 
-async def test_a_newer_partial_replaces_a_queued_one(engine: Engine,
+async def test_a_newer_partial_replaces_a_queued_one(engine: Engine, held: HeldWorkers,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine.scheduler, "partial_max_wait_s", 30.0)
-    blockers = [asyncio.create_task(engine.transcribe(req("agent-alreadyon", session=f"b{i}")))
-                for i in range(engine.workers)]
-    await asyncio.sleep(0.05)  # the workers are busy with the blockers
     stale = asyncio.create_task(engine.transcribe(req("tt-weasels", Priority.PARTIAL)))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # let the task submit its request
     fresh = asyncio.create_task(engine.transcribe(req("tt-weasels", Priority.PARTIAL)))
     assert await stale is None
+    await held.release()
     fresh_result = await fresh
     assert fresh_result is not None and wer(TRANSCRIPTS["tt-weasels"], fresh_result.text) <= 0.2
-    await asyncio.gather(*blockers)
 
 
-async def test_finals_go_before_partials_and_late_partials_are_dropped(engine: Engine) -> None:
-    blockers = [asyncio.create_task(engine.transcribe(req("agent-alreadyon", session=f"b{i}")))
-                for i in range(engine.workers)]
-    await asyncio.sleep(0.05)
-    order: list[str] = []
-
-    async def run(name: str, priority: Priority, session: str) -> None:
-        result = await engine.transcribe(req(name, priority, session))
-        order.append(f"{session}:{'dropped' if result is None else 'done'}")
-
-    await asyncio.gather(run("tt-weasels", Priority.PARTIAL, "p"),
-                         run("tt-weasels", Priority.FINAL, "f"), *blockers)
-    # the partial queued first still ran after the final, or was dropped for waiting too long
-    assert order[0] in ("f:done", "p:dropped")
-    assert "f:done" in order
+async def test_finals_go_before_partials(engine: Engine, held: HeldWorkers,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine.scheduler, "partial_max_wait_s", 30.0)  # not dropped: queued
+    partial = asyncio.create_task(engine.transcribe(req("tt-weasels", Priority.PARTIAL, "p")))
+    await asyncio.sleep(0)  # the partial is queued first
+    final = asyncio.create_task(engine.transcribe(req("tt-weasels", Priority.FINAL, "f")))
+    await asyncio.sleep(0)
+    assert engine.queue_depth == 2
+    await held.release()
+    results = await asyncio.gather(partial, final)
+    assert all(r is not None for r in results)
+    assert held.after_blockers == ["f", "p"]
 
 
 async def test_a_failing_request_costs_only_itself(engine: Engine) -> None:
@@ -101,15 +148,17 @@ def test_batched_decodes_equal_decodes_alone(engine: Engine) -> None:
 async def test_waiting_requests_are_batched_through_the_scheduler(
         engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine.scheduler, "max_batch_size", 4)
+    held = HeldWorkers(engine, monkeypatch)
+    await held.hold()
     before = engine.scheduler.batch_sizes.copy()
-    blockers = [asyncio.create_task(engine.transcribe(req("agent-alreadyon", session=f"b{i}")))
-                for i in range(engine.workers)]
-    await asyncio.sleep(0.05)  # the workers are busy: the next three wait together
     names = ["tt-weasels", "conf-onlyperson", "agent-alreadyon"]
-    results = await asyncio.gather(*(engine.transcribe(req(n, session=n)) for n in names))
-    await asyncio.gather(*blockers)
+    waiting = [asyncio.create_task(engine.transcribe(req(n, session=n))) for n in names]
+    await asyncio.sleep(0)  # let the tasks submit their requests
+    assert engine.queue_depth == len(names)  # every worker is busy: they wait together
+    await held.release()
+    results = await asyncio.gather(*waiting)
     grown = engine.scheduler.batch_sizes - before
-    assert sum(size * count for size, count in grown.items()) == len(names) + engine.workers
+    assert sum(size * count for size, count in grown.items()) == len(names)
     assert max(grown) > 1, f"no batch formed: {dict(grown)}"
     for name, result in zip(names, results, strict=True):
         assert result is not None and wer(TRANSCRIPTS[name], result.text) <= 0.2
@@ -118,17 +167,19 @@ async def test_waiting_requests_are_batched_through_the_scheduler(
 async def test_a_failing_request_does_not_fail_its_batch(
         engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine.scheduler, "max_batch_size", 4)
-    blockers = [asyncio.create_task(engine.transcribe(req("agent-alreadyon", session=f"b{i}")))
-                for i in range(engine.workers)]
-    await asyncio.sleep(0.05)
+    held = HeldWorkers(engine, monkeypatch)
+    await held.hold()
     bad = Request(audio=np.zeros((2, 2), np.float32), priority=Priority.FINAL,
                   session="bad", language="en")
-    outcomes = await asyncio.gather(engine.transcribe(req("tt-weasels", session="good")),
-                                    engine.transcribe(bad), return_exceptions=True)
-    await asyncio.gather(*blockers)
-    good = outcomes[0]
+    outcomes = asyncio.gather(engine.transcribe(req("tt-weasels", session="good")),
+                              engine.transcribe(bad), return_exceptions=True)
+    await asyncio.sleep(0)
+    assert engine.queue_depth == 2
+    await held.release()
+    good, failed = await outcomes
     assert isinstance(good, Transcript) and wer(TRANSCRIPTS["tt-weasels"], good.text) <= 0.2
-    assert isinstance(outcomes[1], EngineError)
+    assert isinstance(failed, EngineError)
+    assert held.after_blockers[0] == "good" and "bad" in held.after_blockers  # batched first
 
 
 async def test_a_flood_of_partials_does_not_starve_finals(

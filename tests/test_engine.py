@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import inspect
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -252,3 +254,68 @@ async def test_a_failing_observer_costs_no_transcript_and_no_worker(engine: Engi
     finally:
         engine.observers.remove(broken)
     assert engine_threads() == engine.workers
+
+
+def test_the_faster_whisper_internals_the_engine_calls_are_still_there(engine: Engine) -> None:
+    """engine.py calls faster-whisper's private helpers; pyproject pins the range tested.
+    A release that renames or reorders them fails here, by name, before any decode does."""
+    import ctranslate2
+    from faster_whisper import WhisperModel, audio, feature_extractor, tokenizer, transcribe, vad
+
+    # (what, callable, the leading parameters engine.py passes, in order)
+    expected: list[tuple[str, object, list[str]]] = [
+        ("WhisperModel._split_segments_by_timestamps",
+         getattr(WhisperModel, "_split_segments_by_timestamps", None),
+         ["self", "tokenizer", "tokens", "time_offset", "segment_size", "segment_duration",
+          "seek"]),
+        ("WhisperModel.add_word_timestamps", getattr(WhisperModel, "add_word_timestamps", None),
+         ["self", "segments", "tokenizer", "encoder_output", "num_frames",
+          "prepend_punctuations", "append_punctuations", "last_speech_timestamp"]),
+        ("WhisperModel.get_prompt", getattr(WhisperModel, "get_prompt", None),
+         ["self", "tokenizer", "previous_tokens", "without_timestamps"]),
+        ("WhisperModel.encode", getattr(WhisperModel, "encode", None), ["self", "features"]),
+        ("FeatureExtractor.__call__", feature_extractor.FeatureExtractor.__call__,
+         ["self", "waveform"]),
+        ("Tokenizer", tokenizer.Tokenizer.__init__,
+         ["self", "tokenizer", "multilingual", "task", "language"]),
+        ("transcribe.get_suppressed_tokens", getattr(transcribe, "get_suppressed_tokens", None),
+         ["tokenizer", "suppress_tokens"]),
+        ("transcribe.get_compression_ratio", getattr(transcribe, "get_compression_ratio", None),
+         ["text"]),
+        ("audio.pad_or_trim", getattr(audio, "pad_or_trim", None), ["array", "length"]),
+        ("vad.get_speech_timestamps", getattr(vad, "get_speech_timestamps", None),
+         ["audio", "vad_options"]),
+    ]
+    problems = []
+    for what, func, params in expected:
+        if not callable(func):
+            problems.append(f"{what} is gone")
+            continue
+        got = list(inspect.signature(func).parameters)[: len(params)]
+        if got != params:
+            problems.append(f"{what}{tuple(got)}: engine.py passes {tuple(params)}")
+    options = {f.name for f in dataclasses.fields(vad.VadOptions)}
+    problems += [f"VadOptions.{name} is gone"
+                 for name in ("min_silence_duration_ms", "speech_pad_ms") if name not in options]
+    generate_doc = ctranslate2.models.Whisper.generate.__doc__ or ""
+    problems += [f"ctranslate2 Whisper.generate lost {name}=" for name in (
+        "beam_size", "patience", "length_penalty", "max_length", "return_scores",
+        "return_no_speech_prob", "suppress_blank", "suppress_tokens",
+        "max_initial_timestamp_index") if f"{name}:" not in generate_doc]
+    result = ctranslate2.models.WhisperGenerationResult
+    problems += [f"WhisperGenerationResult.{name} is gone"
+                 for name in ("sequences_ids", "scores", "no_speech_prob")
+                 if not hasattr(result, name)]
+    model = engine._model
+    problems += [f"WhisperModel().{name} is gone" for name in (
+        "feature_extractor", "hf_tokenizer", "max_length", "supported_languages", "model")
+        if not hasattr(model, name)]
+    problems += [f"ctranslate2 Whisper.{name} is gone" for name in (
+        "detect_language", "is_multilingual") if not hasattr(model.model, name)]
+    assert not problems, "faster-whisper internals changed: " + "; ".join(problems)
+    # _split_segments_by_timestamps returns (segments, seek, single_timestamp_ending), and at
+    # least one segment for no tokens (engine.py keeps the first one of a silent item)
+    segments, _, _ = model._split_segments_by_timestamps(
+        tokenizer=engine._tokenizer("en"), tokens=[], time_offset=0.0, segment_size=100,
+        segment_duration=1.0, seek=0)
+    assert segments and segments[0]["tokens"] == []

@@ -2,10 +2,11 @@
 
 `Engine` loads a `WhisperModel` once, warms it up, and owns all inference: sessions submit
 `Request`s and await `Transcript`s. A small scheduler in front of a pool of worker threads
-orders the work (finals before partials, oldest final first), keeps at most one queued partial
-per session (a newer one replaces it) and drops partials that waited too long, so finals are
-never starved. The event loop only awaits futures; the model runs in the workers, which also
-consume faster-whisper's lazy segment generator.
+orders the work (finals before partials, live sessions' finals before a file's, sessions
+taking turns), keeps at most one queued partial per session (a newer one replaces it) and
+drops partials that waited too long, so finals are never starved. The event loop only
+awaits futures; the model runs in the workers, which also consume faster-whisper's lazy
+segment generator.
 """
 
 from __future__ import annotations
@@ -222,7 +223,7 @@ class Engine:
         """Decode `request`; None when a partial was replaced by a newer one or dropped."""
         job = Job(request, partial=request.priority is Priority.PARTIAL,
                   session=request.session, key=self.batch_key(request),
-                  loop=asyncio.get_running_loop())
+                  loop=asyncio.get_running_loop(), realtime=request.realtime)
         if not self.scheduler.submit(job):
             raise EngineError("server stopping")
         try:

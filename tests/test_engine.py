@@ -32,6 +32,7 @@ class HeldWorkers:
     def __init__(self, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
         self.engine = engine
         self.order: list[str] = []
+        self.batches: list[list[str]] = []
         self._loop = asyncio.get_running_loop()
         self._released = threading.Event()
         self._started: dict[str, asyncio.Event] = {}
@@ -41,6 +42,7 @@ class HeldWorkers:
 
     def _holding(self, requests: list[Request], **kwargs: bool) -> list[Transcript]:
         self.order.extend(r.session for r in requests)
+        self.batches.append([r.session for r in requests])
         held = [self._started[r.session] for r in requests if r.session in self._started]
         for started in held:
             self._loop.call_soon_threadsafe(started.set)
@@ -65,6 +67,10 @@ class HeldWorkers:
     @property
     def after_blockers(self) -> list[str]:
         return [s for s in self.order if s not in self._started]
+
+    @property
+    def batches_after_blockers(self) -> list[list[str]]:
+        return [b for b in self.batches if not set(b) & set(self._started)]
 
 
 @pytest.fixture
@@ -113,6 +119,24 @@ async def test_finals_go_before_partials(engine: Engine, held: HeldWorkers,
     results = await asyncio.gather(partial, final)
     assert all(r is not None for r in results)
     assert held.after_blockers == ["f", "p"]
+
+
+async def test_a_file_sent_faster_than_real_time_does_not_delay_live_finals(
+        engine: Engine, held: HeldWorkers) -> None:
+    flood = engine.workers * engine.max_batch_size + 1  # more than every worker's next batch
+    files = [asyncio.create_task(engine.transcribe(
+        dataclasses.replace(req("conf-onlyperson", session="file"), realtime=False)))
+        for _ in range(flood)]
+    await asyncio.sleep(0)  # the file's finals are queued first
+    live = asyncio.create_task(engine.transcribe(req("tt-weasels", session="live")))
+    await asyncio.sleep(0)
+    assert engine.queue_depth == flood + 1
+    await held.release()
+    result = await live
+    assert result is not None and wer(TRANSCRIPTS["tt-weasels"], result.text) <= 0.2
+    # the live final started on the first free worker, alone (not slowed by file mates)
+    assert ["live"] in held.batches_after_blockers[: engine.workers]
+    assert all(r is not None for r in await asyncio.gather(*files))
 
 
 async def test_a_failing_request_costs_only_itself(engine: Engine) -> None:

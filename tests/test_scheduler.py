@@ -25,8 +25,8 @@ def settle(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def make(loop: asyncio.AbstractEventLoop, name: str, *, partial: bool = False,
-         session: str = "s", key: object = "k") -> Job:
-    return Job(name, partial=partial, session=session, key=key, loop=loop)
+         session: str = "s", key: object = "k", realtime: bool = True) -> Job:
+    return Job(name, partial=partial, session=session, key=key, loop=loop, realtime=realtime)
 
 
 def names(batch: list[Job] | None) -> list[str]:
@@ -165,6 +165,61 @@ def test_final_wait_figures(loop: asyncio.AbstractEventLoop) -> None:
     assert s.oldest_final_age_s() == 0.0
     assert s.recent_final_wait_s() >= 0.05  # remembered after it started
     assert s.load == 1.0
+
+
+def drain(s: Scheduler, n: int) -> list[str]:
+    """Take and finish `n` batches; the payloads in the order they were handed out."""
+    order = []
+    for _ in range(n):
+        batch = s.take()
+        order += names(batch)
+        assert batch is not None
+        s.done(batch)
+    return order
+
+
+def test_realtime_finals_go_before_a_faster_than_real_time_backlog(
+        loop: asyncio.AbstractEventLoop) -> None:
+    s = Scheduler(workers=1, max_batch_size=4)
+    for i in range(6):
+        s.submit(make(loop, f"file{i}", session="file", realtime=False))
+    s.submit(make(loop, "live", session="live"))
+    s.submit(make(loop, "live-partial", session="live2", partial=True))
+    first = s.take()
+    assert names(first) == ["live"]  # alone: a realtime batch takes no file finals (slower)
+    assert first is not None
+    s.done(first)
+    assert drain(s, 3) == ["file0", "file1", "file2", "file3", "file4", "file5", "live-partial"]
+
+
+def test_finals_are_served_round_robin_across_sessions(loop: asyncio.AbstractEventLoop) -> None:
+    s = Scheduler(workers=1)
+    for i in range(3):
+        s.submit(make(loop, f"a{i}", session="a", realtime=False))
+    for i in range(2):
+        s.submit(make(loop, f"b{i}", session="b", realtime=False))
+    assert drain(s, 5) == ["a0", "b0", "a1", "b1", "a2"]
+    for i in range(3):  # the same among realtime sessions: a burst from one waits its turn
+        s.submit(make(loop, f"c{i}", session="c"))
+    s.submit(make(loop, "d0", session="d"))
+    assert drain(s, 4) == ["c0", "d0", "c1", "c2"]
+
+
+def test_a_file_backlog_is_not_the_admission_signal(loop: asyncio.AbstractEventLoop) -> None:
+    s = Scheduler(workers=1)
+    backlog = [make(loop, f"file{i}", session="file", realtime=False) for i in range(3)]
+    for job in backlog:
+        job.submitted -= 10.0  # waited 10 s already
+        s.submit(job)
+    assert s.oldest_final_age_s() == 0.0 and s.recent_final_wait_s() == 0.0
+    drain(s, 1)
+    assert s.recent_final_wait_s() == 0.0  # its wait is the file's own business
+    live = make(loop, "live", session="live")
+    live.submitted -= 2.0
+    s.submit(live)
+    assert s.oldest_final_age_s() >= 2.0 and s.recent_final_wait_s() >= 2.0
+    assert drain(s, 1) == ["live"]
+    assert s.recent_final_wait_s() >= 2.0
 
 
 class WatchedCondition(threading.Condition):

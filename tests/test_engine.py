@@ -52,7 +52,7 @@ class HeldWorkers:
 
     async def hold(self) -> None:
         """Occupy every worker, one at a time, so no two blockers share a batch."""
-        for i in range(self.engine.workers):
+        for i in range(self.engine.config.workers):
             name = f"blocker{i}"
             self._started[name] = asyncio.Event()
             self._blockers.append(asyncio.create_task(
@@ -123,7 +123,8 @@ async def test_finals_go_before_partials(engine: Engine, held: HeldWorkers,
 
 async def test_a_file_sent_faster_than_real_time_does_not_delay_live_finals(
         engine: Engine, held: HeldWorkers) -> None:
-    flood = engine.workers * engine.max_batch_size + 1  # more than every worker's next batch
+    # more than every worker's next batch
+    flood = engine.config.workers * engine.config.max_batch_size + 1
     files = [asyncio.create_task(engine.transcribe(
         dataclasses.replace(req("conf-onlyperson", session="file"), realtime=False)))
         for _ in range(flood)]
@@ -135,7 +136,7 @@ async def test_a_file_sent_faster_than_real_time_does_not_delay_live_finals(
     result = await live
     assert result is not None and wer(TRANSCRIPTS["tt-weasels"], result.text) <= 0.2
     # the live final started on the first free worker, alone (not slowed by file mates)
-    assert ["live"] in held.batches_after_blockers[: engine.workers]
+    assert ["live"] in held.batches_after_blockers[: engine.config.workers]
     assert all(r is not None for r in await asyncio.gather(*files))
 
 
@@ -256,11 +257,11 @@ async def test_a_worker_survives_a_result_mismatch_and_the_request_fails(
         return results[1:] if requests[0].session == "lost" else results
 
     monkeypatch.setattr(engine, "decode_batch", losing)
-    for _ in range(engine.workers + 1):  # more failures than workers: each must survive
+    for _ in range(engine.config.workers + 1):  # more failures than workers: each must survive
         async with asyncio.timeout(20):
             with pytest.raises(EngineError):
                 await engine.transcribe(req("tt-weasels", session="lost"))
-    assert engine_threads() == engine.workers
+    assert engine_threads() == engine.config.workers
     good = await engine.transcribe(req("tt-weasels", session="good"))
     assert good is not None and wer(TRANSCRIPTS["tt-weasels"], good.text) <= 0.2
 
@@ -271,13 +272,13 @@ async def test_a_failing_observer_costs_no_transcript_and_no_worker(engine: Engi
 
     engine.observers.append(broken)
     try:
-        for _ in range(engine.workers + 1):
+        for _ in range(engine.config.workers + 1):
             async with asyncio.timeout(20):
                 result = await engine.transcribe(req("tt-weasels"))
             assert result is not None and wer(TRANSCRIPTS["tt-weasels"], result.text) <= 0.2
     finally:
         engine.observers.remove(broken)
-    assert engine_threads() == engine.workers
+    assert engine_threads() == engine.config.workers
 
 
 def test_the_faster_whisper_internals_the_engine_calls_are_still_there(engine: Engine) -> None:

@@ -35,10 +35,9 @@ class RingBuffer:
     def append(self, samples: Audio) -> None:
         """Append samples; beyond capacity the oldest are overwritten (and `start` moves)."""
         n = len(samples)
-        if n >= self.capacity:
+        if n > self.capacity:  # only the newest `capacity` are kept, at their own positions
             samples = samples[n - self.capacity :]
-            self.start = self.end + n - self.capacity
-        at = self.end % self.capacity
+        at = (self.end + n - len(samples)) % self.capacity
         first = min(len(samples), self.capacity - at)
         self._data[at : at + first] = samples[:first]
         self._data[: len(samples) - first] = samples[first:]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import Config
+from .engine import effective_config
 from .errors import ConfigError
 from .logs import setup_logging
 from .server import Server
@@ -205,7 +206,7 @@ async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    server = Server(config)
+    server = Server(effective_config(config))  # "auto" values resolved once, for everyone
     await server.start()
     try:
         await stop.wait()

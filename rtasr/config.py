@@ -112,6 +112,43 @@ class Config:
         if self.max_buffer_s > 30.0:
             raise ConfigError("the ring buffer holds at most 30 s (one Whisper window)")
 
+    def resolved(self, *, gpus: int, cpus: int) -> Config:
+        """This config with every "auto" value (0, -1, "auto") made concrete for a machine
+        with `gpus` CUDA devices and `cpus` cores: the one effective config everyone reads.
+        Idempotent; engine.effective_config() asks CTranslate2 for the GPU count."""
+        if self.device == "cuda" and gpus == 0:
+            raise ConfigError("--device cuda: CTranslate2 sees no CUDA GPU (try --device cpu)")
+        cuda = self.device == "cuda" or (self.device == "auto" and gpus > 0)
+        auto_window_ms = 5 if cuda else 0
+        return self.replace(
+            device="cuda" if cuda else "cpu",
+            compute_type=("float16" if cuda else "int8") if self.compute_type == "auto"
+            else self.compute_type,
+            # CPU defaults favour latency: beam search and a context prompt each cost tiny.en
+            # 25-60 % more decode time there for no WER gain (docs/benchmarks.md).
+            beam_size=self.beam_size or (5 if cuda else 1),
+            context_chars=self.context_chars if self.context_chars >= 0 else
+            (200 if cuda else 0),
+            workers=self.workers or 2,
+            # Each worker gets every core (up to 8): alone, a decode runs at full speed;
+            # together, two workers of two threads decode as much per second as two of one.
+            cpu_threads=self.cpu_threads or min(8, cpus),
+            # Batches form only when requests wait, so they cost nothing at light load. On CPU
+            # with 10 s windows a batch of 4 decodes 1.6x as much per second as one at a time,
+            # in 0.7 s (docs/benchmarks.md); a GPU batches far wider.
+            max_batch_size=self.max_batch_size or (16 if cuda else 4),
+            batch_window_ms=self.batch_window_ms if self.batch_window_ms >= 0 else
+            auto_window_ms,
+            # tiny.en decodes 2.3x faster with the utterance padded to 10 s steps instead of
+            # 30 s, for about 0.3 points of WER; 5 s steps wreck it. Unmeasured on GPU: the
+            # full window there.
+            encoder_window_s=self.encoder_window_s if self.encoder_window_s >= 0 else
+            (0.0 if cuda else 10.0),
+            # Sessions the device can carry (docs/benchmarks.md, load_bench.py); refusing the
+            # next one beats slowing every one down.
+            max_sessions=self.max_sessions or (256 if cuda else 8 * cpus),
+        )
+
     def replace(self, **changes: object) -> Config:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 

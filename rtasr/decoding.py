@@ -45,3 +45,6 @@ class Request:
     prompt: str | None = None
     beam_size: int = 1
     word_timestamps: bool = False
+    # False for a session sending audio faster than real time (a file): its finals go after
+    # live sessions' and its backlog is not the admission signal (scheduler.py)
+    realtime: bool = True

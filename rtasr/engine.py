@@ -2,10 +2,11 @@
 
 `Engine` loads a `WhisperModel` once, warms it up, and owns all inference: sessions submit
 `Request`s and await `Transcript`s. A small scheduler in front of a pool of worker threads
-orders the work (finals before partials, oldest final first), keeps at most one queued partial
-per session (a newer one replaces it) and drops partials that waited too long, so finals are
-never starved. The event loop only awaits futures; the model runs in the workers, which also
-consume faster-whisper's lazy segment generator.
+orders the work (finals before partials, live sessions' finals before a file's, sessions
+taking turns), keeps at most one queued partial per session (a newer one replaces it) and
+drops partials that waited too long, so finals are never starved. The event loop only
+awaits futures; the model runs in the workers, which also consume faster-whisper's lazy
+segment generator.
 """
 
 from __future__ import annotations
@@ -79,66 +80,50 @@ def resolve_model(model: str | None) -> ModelSpec:
     )
 
 
-def resolve_device(device: str) -> str:
+def effective_config(config: Config) -> Config:
+    """`config` with its "auto" values resolved for this machine (Config.resolved)."""
     import ctranslate2
 
-    gpus = ctranslate2.get_cuda_device_count()
-    if device == "cuda" and gpus == 0:
-        raise ConfigError("--device cuda: CTranslate2 sees no CUDA GPU (try --device cpu)")
-    if device == "auto":
-        return "cuda" if gpus > 0 else "cpu"
-    return device
+    return config.resolved(gpus=ctranslate2.get_cuda_device_count(), cpus=os.cpu_count() or 1)
 
 
 class Engine:
     """One WhisperModel shared by every session, behind the scheduler (scheduler.py)."""
 
     def __init__(self, config: Config) -> None:
-        self.config = config
+        self.config = config = effective_config(config)
         self.spec = resolve_model(config.model)
-        self.device = resolve_device(config.device)
-        cuda = self.device == "cuda"
-        self.compute_type = config.compute_type
-        if self.compute_type == "auto":
-            self.compute_type = "float16" if cuda else "int8"
-        # CPU defaults favour latency: beam search and a context prompt each cost tiny.en
-        # 25-60 % more decode time there for no WER gain on our benchmark (docs/benchmarks.md).
-        self.beam_size = config.beam_size or (5 if cuda else 1)
-        self.context_chars = config.context_chars
-        if self.context_chars < 0:
-            self.context_chars = 200 if cuda else 0
-        self.workers = config.workers or 2
-        # Each worker gets every core (up to 8): alone, a decode runs at full speed; together,
-        # two workers of two threads decode as much per second as two of one (benchmarks.md).
-        self.cpu_threads = config.cpu_threads or min(8, os.cpu_count() or 1)
-        # Batches form only when requests wait, so they cost nothing at light load. On CPU with
-        # 10 s windows a batch of 4 decodes 1.6x as much per second as one at a time, in 0.7 s
-        # (docs/benchmarks.md); a GPU batches far wider.
-        self.max_batch_size = config.max_batch_size or (16 if cuda else 4)
-        window_ms = config.batch_window_ms
-        self.batch_window_s = (window_ms if window_ms >= 0 else (5 if cuda else 0)) / 1000
-        # tiny.en decodes 2.3x faster with the utterance padded to 10 s steps instead of 30 s,
-        # for about 0.3 points of WER; 5 s steps wreck it (docs/benchmarks.md). Unmeasured on
-        # GPU: the full window there.
-        self.encoder_window_s = config.encoder_window_s
-        if self.encoder_window_s < 0:
-            self.encoder_window_s = 0.0 if cuda else 10.0
-        # Sessions the device can carry (docs/benchmarks.md, load_bench.py); refusing the next
-        # one beats slowing every one down.
-        self.max_sessions = config.max_sessions or (256 if cuda else 8 * (os.cpu_count() or 1))
         self.language: str | None = config.language
         self.multilingual = False
         self._model: Any = None
         self._tokenizers: dict[str | None, Any] = {}
         self._suppress: list[int] = []
-        self.scheduler = Scheduler(workers=self.workers, max_batch_size=self.max_batch_size,
-                                   batch_window_s=self.batch_window_s,
+        self.scheduler = Scheduler(workers=config.workers,
+                                   max_batch_size=config.max_batch_size,
+                                   batch_window_s=config.batch_window_ms / 1000,
                                    partial_max_wait_s=config.partial_max_wait_ms / 1000)
         self._threads: list[threading.Thread] = []
         self.decodes = 0
         # Called from a worker after every model call: (priority of its first request,
         # seconds, batch size). Must be thread-safe (prometheus-client's metrics are).
         self.observers: list[Callable[[Priority, float, int], None]] = []
+
+    # the effective config, under the names the server and Ray read
+    @property
+    def device(self) -> str:
+        return self.config.device
+
+    @property
+    def beam_size(self) -> int:
+        return self.config.beam_size
+
+    @property
+    def context_chars(self) -> int:
+        return self.config.context_chars
+
+    @property
+    def max_sessions(self) -> int:
+        return self.config.max_sessions
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -151,10 +136,10 @@ class Engine:
         try:
             self._model = WhisperModel(
                 self.spec.source,
-                device=self.device,
-                compute_type=self.compute_type,
-                cpu_threads=self.cpu_threads,
-                num_workers=self.workers,
+                device=self.config.device,
+                compute_type=self.config.compute_type,
+                cpu_threads=self.config.cpu_threads,
+                num_workers=self.config.workers,
                 local_files_only=self.spec.local,
             )
         except (RuntimeError, ValueError, OSError) as exc:
@@ -165,18 +150,18 @@ class Engine:
         self._suppress = list(get_suppressed_tokens(self._tokenizer(self.language), [-1]))
         log.info(
             "loaded %s on %s (%s, %d workers x %d threads, batches of up to %d) in %.1f s",
-            self.spec.name, self.device, self.compute_type, self.workers, self.cpu_threads,
-            self.max_batch_size, time.perf_counter() - t0,
+            self.spec.name, self.config.device, self.config.compute_type, self.config.workers,
+            self.config.cpu_threads, self.config.max_batch_size, time.perf_counter() - t0,
         )
         t0 = time.perf_counter()
         audio = _warmup_audio()
         self._has_speech(audio)  # loads the Silero model too
         warm = Request(audio=audio, priority=Priority.FINAL, session="warmup",
                        language=self.language, word_timestamps=True)
-        self.decode_batch([warm] * min(2, self.max_batch_size), gate=False)
+        self.decode_batch([warm] * min(2, self.config.max_batch_size), gate=False)
         log.info("warmed up in %.2f s", time.perf_counter() - t0)
         self.scheduler.reopen()
-        for i in range(self.workers):
+        for i in range(self.config.workers):
             thread = threading.Thread(target=self._work, name=f"rtasr-engine-{i}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -222,7 +207,7 @@ class Engine:
         """Decode `request`; None when a partial was replaced by a newer one or dropped."""
         job = Job(request, partial=request.priority is Priority.PARTIAL,
                   session=request.session, key=self.batch_key(request),
-                  loop=asyncio.get_running_loop())
+                  loop=asyncio.get_running_loop(), realtime=request.realtime)
         if not self.scheduler.submit(job):
             raise EngineError("server stopping")
         try:
@@ -243,6 +228,10 @@ class Engine:
         while (batch := self.scheduler.take()) is not None:
             try:
                 self._run(batch)
+            except Exception as exc:  # a bug, not the model: fail the batch, keep the worker
+                log.exception("a worker failed on a batch of %d", len(batch))
+                for job in batch:  # those already resolved keep their result
+                    job.resolve(EngineError(f"internal error: {exc}"))
             finally:
                 self.scheduler.done(batch)
 
@@ -262,24 +251,29 @@ class Engine:
             for job in batch:
                 self._run([job])
             return
-        for observe in list(self.observers):
-            observe(requests[0].priority, results[0].decode_s, len(batch))
+        if len(results) != len(batch):
+            raise EngineError(f"{len(results)} results for a batch of {len(batch)}")
         for job, result in zip(batch, results, strict=True):
             log.debug("%s %s: %.2f s of audio, batch of %d, waited %.3f s, decoded in %.3f s: "
                       "%r", job.session, job.payload.priority.name,
                       len(job.payload.audio) / SAMPLE_RATE_HZ, len(batch), waited,
                       result.decode_s, result.text[:60])
             job.resolve(result)
+        for observe in list(self.observers):  # metrics: a broken one costs no transcript
+            try:
+                observe(requests[0].priority, results[0].decode_s, len(batch))
+            except Exception:
+                log.exception("engine observer %r failed", observe)
 
     # the model ---------------------------------------------------------------------------
 
     def _window_frames(self, samples: int) -> int:
         """Mel frames the encoder sees: the full 30 s window, or a shorter one that fits."""
         full = N_FRAMES
-        if not self.encoder_window_s:
+        if not self.config.encoder_window_s:
             return full
         frames = samples // HOP + 1
-        step = int(self.encoder_window_s * 100)
+        step = int(self.config.encoder_window_s * 100)
         return min(full, -(-frames // step) * step)
 
     def _tokenizer(self, language: str | None) -> Any:

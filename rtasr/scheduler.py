@@ -3,17 +3,22 @@
 Pure Python and thread-safe: sessions `submit` jobs from the event loop, worker threads `take`
 batches. The policy lives here and nowhere else:
 
-- Finals before partials; among finals, oldest first. Finals are never dropped.
+- Finals before partials; finals of real-time sessions before those of sessions sending
+  faster than real time (a file: `realtime=False`), whose backlog must not delay live speech.
+  Within each class, sessions take turns: the session with the fewest finals started in the
+  last few seconds goes first, then the oldest final. Finals are never dropped.
 - A session has at most one queued partial: a newer one replaces it (the old one resolves to
   None). A partial is dropped at once when a final is already waiting (the engine is behind),
   and dropped when it has waited longer than `partial_max_wait_s`.
 - Partials run on spare capacity only: not while a final decodes, and never on the last free
   worker, so a final that arrives starts at once and has the CPU to itself.
 - A batch is the most urgent job plus, in priority order, the waiting jobs that can share its
-  model call (same `key`), up to `max_batch_size`; a batch of finals takes no partials (they
-  would slow it). When fewer are waiting, a worker may wait up to `batch_window_s` for more.
-- Load figures for admission and for the partial cadence: the age of the oldest waiting final,
-  the longest final wait of the last few seconds, and the queue length per worker.
+  model call (same `key`), up to `max_batch_size`; a batch takes no job of a lower class (a
+  batch of finals no partials, a real-time batch no file finals: they would slow it). When
+  fewer are waiting, a worker may wait up to `batch_window_s` for more.
+- Load figures for admission and for the partial cadence: the age of the oldest waiting
+  real-time final, the longest real-time final wait of the last few seconds (a file's backlog
+  is its own business), and the queue length per worker.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import heapq
 import itertools
 import threading
 import time
@@ -32,20 +36,27 @@ RECENT_S = 5.0  # how far back `recent_final_wait_s` looks
 
 
 class Job:
-    __slots__ = ("dropped", "future", "key", "loop", "partial", "payload", "session",
-                 "started", "submitted")
+    __slots__ = ("dropped", "future", "key", "loop", "partial", "payload", "realtime", "seq",
+                 "session", "started", "submitted")
 
     def __init__(self, payload: Any, *, partial: bool, session: str, key: Hashable,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, realtime: bool = True) -> None:
         self.payload = payload
         self.partial = partial
+        self.realtime = realtime
         self.session = session
+        self.seq = 0
         self.key = key
         self.loop = loop
         self.future: asyncio.Future[Any] = loop.create_future()
         self.submitted = time.monotonic()
         self.started = 0.0
         self.dropped = False
+
+    @property
+    def tier(self) -> tuple[bool, bool]:
+        """The job's class: (partial, not real-time); lower goes first."""
+        return self.partial, not self.realtime
 
     def resolve(self, result: Any) -> None:
         """Hand a result (or an exception) to the job's event loop, from any thread."""
@@ -70,7 +81,7 @@ class Scheduler:
         self.batch_window_s = batch_window_s
         self.partial_max_wait_s = partial_max_wait_s
         self._cond = threading.Condition()
-        self._heap: list[tuple[int, float, int, Job]] = []
+        self._queue: list[Job] = []
         self._queued_partials: dict[str, Job] = {}
         self._finals_waiting = 0
         self._seq = itertools.count()
@@ -78,6 +89,9 @@ class Scheduler:
         self._busy = 0
         self._partial_busy = 0  # workers busy with a batch of partials
         self._recent_waits: collections.deque[tuple[float, float]] = collections.deque()
+        # finals started in the last RECENT_S, for turn-taking between sessions
+        self._starts: collections.deque[tuple[float, str]] = collections.deque()
+        self._started_recently: collections.Counter[str] = collections.Counter()
         self.dropped_partials = 0
         self.batches = 0
         self.batched_jobs = 0
@@ -102,8 +116,11 @@ class Scheduler:
                 self._queued_partials[job.session] = job
             else:
                 self._finals_waiting += 1
-            heapq.heappush(self._heap, (int(job.partial), job.submitted, next(self._seq), job))
-            self._cond.notify()
+            job.seq = next(self._seq)
+            self._queue.append(job)
+            # Every waiter: a worker filling a batch may wake, find another key and wait on,
+            # and a single notify() would then be lost to an idle worker.
+            self._cond.notify_all()
             return True
 
     def cancel(self, job: Job) -> None:
@@ -120,7 +137,7 @@ class Scheduler:
         """
         with self._cond:
             while True:
-                while not self._heap and not self._closed:
+                while not self._queue and not self._closed:
                     self._cond.wait()
                 if self._closed:
                     return None
@@ -130,7 +147,7 @@ class Scheduler:
                 if first.partial and not self._partial_may_start():
                     self._cond.wait(0.05)  # until a final arrives or a worker is done
                     continue
-                self._pop()
+                self._remove(first)
                 batch = [first]
                 if self.max_batch_size > 1:
                     self._fill(batch)
@@ -138,7 +155,10 @@ class Scheduler:
                 for job in batch:
                     job.started = now
                     if not job.partial:
-                        self._recent_waits.append((now, now - job.submitted))
+                        self._starts.append((now, job.session))
+                        self._started_recently[job.session] += 1
+                        if job.realtime:
+                            self._recent_waits.append((now, now - job.submitted))
                 self._busy += 1
                 self._partial_busy += first.partial
                 self.batches += 1
@@ -164,8 +184,8 @@ class Scheduler:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-            left = [job for *_, job in self._heap if not job.dropped]
-            self._heap.clear()
+            left = [job for job in self._queue if not job.dropped]
+            self._queue.clear()
             self._queued_partials.clear()
             self._finals_waiting = 0
             return left
@@ -174,10 +194,23 @@ class Scheduler:
         with self._cond:
             self._closed = False
 
-    def _pop(self) -> Job:
-        job = heapq.heappop(self._heap)[3]
+    def _remove(self, job: Job) -> None:
+        self._queue.remove(job)
         self._forget(job)
-        return job
+
+    def _rank(self, job: Job) -> tuple[bool, bool, int, float, int]:
+        """The order of service: class, then turns between sessions, then age."""
+        turns = 0 if job.partial else self._started_recently[job.session]
+        return (*job.tier, turns, job.submitted, job.seq)
+
+    def _ranked(self) -> list[Job]:
+        now = time.monotonic()
+        while self._starts and now - self._starts[0][0] > RECENT_S:
+            _, session = self._starts.popleft()
+            self._started_recently[session] -= 1
+            if not self._started_recently[session]:
+                del self._started_recently[session]
+        return sorted(self._queue, key=self._rank)
 
     def _forget(self, job: Job) -> None:
         if job.partial:
@@ -189,11 +222,10 @@ class Scheduler:
     def _peek_live(self) -> Job | None:
         """The most urgent job still wanted, dropping the dead and the stale on the way."""
         now = time.monotonic()
-        while self._heap:
-            job = self._heap[0][3]
+        for job in self._ranked():
             if self._wanted(job, now):
                 return job
-            self._pop()
+            self._remove(job)
         return None
 
     def _wanted(self, job: Job, now: float) -> bool:
@@ -209,22 +241,19 @@ class Scheduler:
         """Add compatible waiting jobs to `batch`, waiting up to the batch window for them."""
         deadline = time.monotonic() + self.batch_window_s
         while True:
-            key = batch[0].key
-            keep: list[tuple[int, float, int, Job]] = []
+            key, tier = batch[0].key, batch[0].tier
+            keep: list[Job] = []
             now = time.monotonic()
-            for entry in sorted(self._heap):
-                job = entry[3]
+            for job in self._ranked():
                 if job.dropped or job.future.done():
                     self._forget(job)
-                elif (len(batch) < self.max_batch_size and job.key == key
-                      and job.partial <= batch[0].partial):
+                elif len(batch) < self.max_batch_size and job.key == key and job.tier <= tier:
                     self._forget(job)
                     if self._wanted(job, now):
                         batch.append(job)
                 else:
-                    keep.append(entry)
-            self._heap = keep
-            heapq.heapify(self._heap)
+                    keep.append(job)
+            self._queue = keep
             left = deadline - time.monotonic()
             if len(batch) >= self.max_batch_size or left <= 0 or self._closed:
                 return
@@ -235,11 +264,12 @@ class Scheduler:
     def oldest_final_age_s(self) -> float:
         with self._cond:
             now = time.monotonic()
-            return max((now - job.submitted for *_, job in self._heap if not job.partial),
-                       default=0.0)
+            return max((now - job.submitted for job in self._queue
+                        if not job.partial and job.realtime), default=0.0)
 
     def recent_final_wait_s(self) -> float:
-        """The longest a final waited for a worker in the last few seconds, or is waiting now."""
+        """The longest a real-time final waited for a worker in the last few seconds, or is
+        waiting now (the admission signal for new live sessions)."""
         now = time.monotonic()
         with self._cond:
             while self._recent_waits and now - self._recent_waits[0][0] > RECENT_S:
@@ -249,9 +279,9 @@ class Scheduler:
 
     @property
     def queue_depth(self) -> int:
-        return len(self._heap)
+        return len(self._queue)
 
     @property
     def load(self) -> float:
         """Work per worker: 1.0 means every worker is busy and nothing waits."""
-        return (self._busy + len(self._heap)) / max(1, self.workers)
+        return (self._busy + len(self._queue)) / max(1, self.workers)

@@ -21,6 +21,8 @@ def test_ring_buffer_wraps_and_reads_back() -> None:
     assert ring.read(12, 14).tolist() == [12, 13]
     ring.append(np.arange(100, dtype=np.float32))  # larger than capacity: keeps the newest
     assert ring.read(ring.end - 3, ring.end).tolist() == [97, 98, 99]
+    ring.append(np.arange(13, dtype=np.float32))  # not a multiple of the capacity
+    assert ring.read(ring.start, ring.end).tolist() == list(range(3, 13))
 
 
 def push_all(seg: Segmenter, audio: np.ndarray, chunk: int = 1600) -> list[object]:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import inspect
+import threading
 import time
+from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -21,6 +25,64 @@ def req(name: str, priority: Priority = Priority.FINAL, session: str = "s") -> R
                    language="en", word_timestamps=True)
 
 
+class HeldWorkers:
+    """Every engine worker held inside a blocker's decode until `release()`; records the
+    sessions of the decodes that start (in order), so a test can check the queue's order."""
+
+    def __init__(self, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.engine = engine
+        self.order: list[str] = []
+        self.batches: list[list[str]] = []
+        self._loop = asyncio.get_running_loop()
+        self._released = threading.Event()
+        self._started: dict[str, asyncio.Event] = {}
+        self._blockers: list[asyncio.Task[Transcript | None]] = []
+        self._decode = engine.decode_batch
+        monkeypatch.setattr(engine, "decode_batch", self._holding)
+
+    def _holding(self, requests: list[Request], **kwargs: bool) -> list[Transcript]:
+        self.order.extend(r.session for r in requests)
+        self.batches.append([r.session for r in requests])
+        held = [self._started[r.session] for r in requests if r.session in self._started]
+        for started in held:
+            self._loop.call_soon_threadsafe(started.set)
+        if held:
+            self._released.wait(timeout=60)
+        return self._decode(requests, **kwargs)
+
+    async def hold(self) -> None:
+        """Occupy every worker, one at a time, so no two blockers share a batch."""
+        for i in range(self.engine.config.workers):
+            name = f"blocker{i}"
+            self._started[name] = asyncio.Event()
+            self._blockers.append(asyncio.create_task(
+                self.engine.transcribe(req("tt-weasels", session=name))))
+            async with asyncio.timeout(30):
+                await self._started[name].wait()
+
+    async def release(self) -> None:
+        self._released.set()
+        await asyncio.gather(*self._blockers)
+
+    @property
+    def after_blockers(self) -> list[str]:
+        return [s for s in self.order if s not in self._started]
+
+    @property
+    def batches_after_blockers(self) -> list[list[str]]:
+        return [b for b in self.batches if not set(b) & set(self._started)]
+
+
+@pytest.fixture
+async def held(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[HeldWorkers]:
+    held = HeldWorkers(engine, monkeypatch)
+    await held.hold()
+    try:
+        yield held
+    finally:
+        await held.release()
+
+
 async def test_transcribes_real_speech_with_word_times(engine: Engine) -> None:
     result = await engine.transcribe(req("agent-alreadyon"))
     assert result is not None
@@ -33,36 +95,49 @@ async def test_music_gives_no_words(engine: Engine) -> None:
     assert result is not None and result.text == "" and result.words == ()
 
 
-async def test_a_newer_partial_replaces_a_queued_one(engine: Engine,
+async def test_a_newer_partial_replaces_a_queued_one(engine: Engine, held: HeldWorkers,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine.scheduler, "partial_max_wait_s", 30.0)
-    blockers = [asyncio.create_task(engine.transcribe(req("agent-alreadyon", session=f"b{i}")))
-                for i in range(engine.workers)]
-    await asyncio.sleep(0.05)  # the workers are busy with the blockers
     stale = asyncio.create_task(engine.transcribe(req("tt-weasels", Priority.PARTIAL)))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # let the task submit its request
     fresh = asyncio.create_task(engine.transcribe(req("tt-weasels", Priority.PARTIAL)))
     assert await stale is None
+    await held.release()
     fresh_result = await fresh
     assert fresh_result is not None and wer(TRANSCRIPTS["tt-weasels"], fresh_result.text) <= 0.2
-    await asyncio.gather(*blockers)
 
 
-async def test_finals_go_before_partials_and_late_partials_are_dropped(engine: Engine) -> None:
-    blockers = [asyncio.create_task(engine.transcribe(req("agent-alreadyon", session=f"b{i}")))
-                for i in range(engine.workers)]
-    await asyncio.sleep(0.05)
-    order: list[str] = []
+async def test_finals_go_before_partials(engine: Engine, held: HeldWorkers,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine.scheduler, "partial_max_wait_s", 30.0)  # not dropped: queued
+    partial = asyncio.create_task(engine.transcribe(req("tt-weasels", Priority.PARTIAL, "p")))
+    await asyncio.sleep(0)  # the partial is queued first
+    final = asyncio.create_task(engine.transcribe(req("tt-weasels", Priority.FINAL, "f")))
+    await asyncio.sleep(0)
+    assert engine.queue_depth == 2
+    await held.release()
+    results = await asyncio.gather(partial, final)
+    assert all(r is not None for r in results)
+    assert held.after_blockers == ["f", "p"]
 
-    async def run(name: str, priority: Priority, session: str) -> None:
-        result = await engine.transcribe(req(name, priority, session))
-        order.append(f"{session}:{'dropped' if result is None else 'done'}")
 
-    await asyncio.gather(run("tt-weasels", Priority.PARTIAL, "p"),
-                         run("tt-weasels", Priority.FINAL, "f"), *blockers)
-    # the partial queued first still ran after the final, or was dropped for waiting too long
-    assert order[0] in ("f:done", "p:dropped")
-    assert "f:done" in order
+async def test_a_file_sent_faster_than_real_time_does_not_delay_live_finals(
+        engine: Engine, held: HeldWorkers) -> None:
+    # more than every worker's next batch
+    flood = engine.config.workers * engine.config.max_batch_size + 1
+    files = [asyncio.create_task(engine.transcribe(
+        dataclasses.replace(req("conf-onlyperson", session="file"), realtime=False)))
+        for _ in range(flood)]
+    await asyncio.sleep(0)  # the file's finals are queued first
+    live = asyncio.create_task(engine.transcribe(req("tt-weasels", session="live")))
+    await asyncio.sleep(0)
+    assert engine.queue_depth == flood + 1
+    await held.release()
+    result = await live
+    assert result is not None and wer(TRANSCRIPTS["tt-weasels"], result.text) <= 0.2
+    # the live final started on the first free worker, alone (not slowed by file mates)
+    assert ["live"] in held.batches_after_blockers[: engine.config.workers]
+    assert all(r is not None for r in await asyncio.gather(*files))
 
 
 async def test_a_failing_request_costs_only_itself(engine: Engine) -> None:
@@ -100,15 +175,17 @@ def test_batched_decodes_equal_decodes_alone(engine: Engine) -> None:
 async def test_waiting_requests_are_batched_through_the_scheduler(
         engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine.scheduler, "max_batch_size", 4)
+    held = HeldWorkers(engine, monkeypatch)
+    await held.hold()
     before = engine.scheduler.batch_sizes.copy()
-    blockers = [asyncio.create_task(engine.transcribe(req("agent-alreadyon", session=f"b{i}")))
-                for i in range(engine.workers)]
-    await asyncio.sleep(0.05)  # the workers are busy: the next three wait together
     names = ["tt-weasels", "conf-onlyperson", "agent-alreadyon"]
-    results = await asyncio.gather(*(engine.transcribe(req(n, session=n)) for n in names))
-    await asyncio.gather(*blockers)
+    waiting = [asyncio.create_task(engine.transcribe(req(n, session=n))) for n in names]
+    await asyncio.sleep(0)  # let the tasks submit their requests
+    assert engine.queue_depth == len(names)  # every worker is busy: they wait together
+    await held.release()
+    results = await asyncio.gather(*waiting)
     grown = engine.scheduler.batch_sizes - before
-    assert sum(size * count for size, count in grown.items()) == len(names) + engine.workers
+    assert sum(size * count for size, count in grown.items()) == len(names)
     assert max(grown) > 1, f"no batch formed: {dict(grown)}"
     for name, result in zip(names, results, strict=True):
         assert result is not None and wer(TRANSCRIPTS[name], result.text) <= 0.2
@@ -117,17 +194,19 @@ async def test_waiting_requests_are_batched_through_the_scheduler(
 async def test_a_failing_request_does_not_fail_its_batch(
         engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine.scheduler, "max_batch_size", 4)
-    blockers = [asyncio.create_task(engine.transcribe(req("agent-alreadyon", session=f"b{i}")))
-                for i in range(engine.workers)]
-    await asyncio.sleep(0.05)
+    held = HeldWorkers(engine, monkeypatch)
+    await held.hold()
     bad = Request(audio=np.zeros((2, 2), np.float32), priority=Priority.FINAL,
                   session="bad", language="en")
-    outcomes = await asyncio.gather(engine.transcribe(req("tt-weasels", session="good")),
-                                    engine.transcribe(bad), return_exceptions=True)
-    await asyncio.gather(*blockers)
-    good = outcomes[0]
+    outcomes = asyncio.gather(engine.transcribe(req("tt-weasels", session="good")),
+                              engine.transcribe(bad), return_exceptions=True)
+    await asyncio.sleep(0)
+    assert engine.queue_depth == 2
+    await held.release()
+    good, failed = await outcomes
     assert isinstance(good, Transcript) and wer(TRANSCRIPTS["tt-weasels"], good.text) <= 0.2
-    assert isinstance(outcomes[1], EngineError)
+    assert isinstance(failed, EngineError)
+    assert held.after_blockers[0] == "good" and "bad" in held.after_blockers  # batched first
 
 
 async def test_a_flood_of_partials_does_not_starve_finals(
@@ -163,3 +242,105 @@ async def test_a_flood_of_partials_does_not_starve_finals(
     assert all(r is not None and wer(TRANSCRIPTS["conf-onlyperson"], r.text) <= 0.2
                for r in results)
     assert started == [f"f{i}" for i in range(6)]  # oldest final first, none skipped
+
+
+def engine_threads() -> int:
+    return sum(t.name.startswith("rtasr-engine-") and t.is_alive() for t in threading.enumerate())
+
+
+async def test_a_worker_survives_a_result_mismatch_and_the_request_fails(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    decode = engine.decode_batch
+
+    def losing(requests: list[Request], **kwargs: bool) -> list[Transcript]:
+        results = decode(requests, **kwargs)
+        return results[1:] if requests[0].session == "lost" else results
+
+    monkeypatch.setattr(engine, "decode_batch", losing)
+    for _ in range(engine.config.workers + 1):  # more failures than workers: each must survive
+        async with asyncio.timeout(20):
+            with pytest.raises(EngineError):
+                await engine.transcribe(req("tt-weasels", session="lost"))
+    assert engine_threads() == engine.config.workers
+    good = await engine.transcribe(req("tt-weasels", session="good"))
+    assert good is not None and wer(TRANSCRIPTS["tt-weasels"], good.text) <= 0.2
+
+
+async def test_a_failing_observer_costs_no_transcript_and_no_worker(engine: Engine) -> None:
+    def broken(priority: Priority, seconds: float, size: int) -> None:
+        raise RuntimeError("observer bug")
+
+    engine.observers.append(broken)
+    try:
+        for _ in range(engine.config.workers + 1):
+            async with asyncio.timeout(20):
+                result = await engine.transcribe(req("tt-weasels"))
+            assert result is not None and wer(TRANSCRIPTS["tt-weasels"], result.text) <= 0.2
+    finally:
+        engine.observers.remove(broken)
+    assert engine_threads() == engine.config.workers
+
+
+def test_the_faster_whisper_internals_the_engine_calls_are_still_there(engine: Engine) -> None:
+    """engine.py calls faster-whisper's private helpers; pyproject pins the range tested.
+    A release that renames or reorders them fails here, by name, before any decode does."""
+    import ctranslate2
+    from faster_whisper import WhisperModel, audio, feature_extractor, tokenizer, transcribe, vad
+
+    # (what, callable, the leading parameters engine.py passes, in order)
+    expected: list[tuple[str, object, list[str]]] = [
+        ("WhisperModel._split_segments_by_timestamps",
+         getattr(WhisperModel, "_split_segments_by_timestamps", None),
+         ["self", "tokenizer", "tokens", "time_offset", "segment_size", "segment_duration",
+          "seek"]),
+        ("WhisperModel.add_word_timestamps", getattr(WhisperModel, "add_word_timestamps", None),
+         ["self", "segments", "tokenizer", "encoder_output", "num_frames",
+          "prepend_punctuations", "append_punctuations", "last_speech_timestamp"]),
+        ("WhisperModel.get_prompt", getattr(WhisperModel, "get_prompt", None),
+         ["self", "tokenizer", "previous_tokens", "without_timestamps"]),
+        ("WhisperModel.encode", getattr(WhisperModel, "encode", None), ["self", "features"]),
+        ("FeatureExtractor.__call__", feature_extractor.FeatureExtractor.__call__,
+         ["self", "waveform"]),
+        ("Tokenizer", tokenizer.Tokenizer.__init__,
+         ["self", "tokenizer", "multilingual", "task", "language"]),
+        ("transcribe.get_suppressed_tokens", getattr(transcribe, "get_suppressed_tokens", None),
+         ["tokenizer", "suppress_tokens"]),
+        ("transcribe.get_compression_ratio", getattr(transcribe, "get_compression_ratio", None),
+         ["text"]),
+        ("audio.pad_or_trim", getattr(audio, "pad_or_trim", None), ["array", "length"]),
+        ("vad.get_speech_timestamps", getattr(vad, "get_speech_timestamps", None),
+         ["audio", "vad_options"]),
+    ]
+    problems = []
+    for what, func, params in expected:
+        if not callable(func):
+            problems.append(f"{what} is gone")
+            continue
+        got = list(inspect.signature(func).parameters)[: len(params)]
+        if got != params:
+            problems.append(f"{what}{tuple(got)}: engine.py passes {tuple(params)}")
+    options = {f.name for f in dataclasses.fields(vad.VadOptions)}
+    problems += [f"VadOptions.{name} is gone"
+                 for name in ("min_silence_duration_ms", "speech_pad_ms") if name not in options]
+    generate_doc = ctranslate2.models.Whisper.generate.__doc__ or ""
+    problems += [f"ctranslate2 Whisper.generate lost {name}=" for name in (
+        "beam_size", "patience", "length_penalty", "max_length", "return_scores",
+        "return_no_speech_prob", "suppress_blank", "suppress_tokens",
+        "max_initial_timestamp_index") if f"{name}:" not in generate_doc]
+    result = ctranslate2.models.WhisperGenerationResult
+    problems += [f"WhisperGenerationResult.{name} is gone"
+                 for name in ("sequences_ids", "scores", "no_speech_prob")
+                 if not hasattr(result, name)]
+    model = engine._model
+    problems += [f"WhisperModel().{name} is gone" for name in (
+        "feature_extractor", "hf_tokenizer", "max_length", "supported_languages", "model")
+        if not hasattr(model, name)]
+    problems += [f"ctranslate2 Whisper.{name} is gone" for name in (
+        "detect_language", "is_multilingual") if not hasattr(model.model, name)]
+    assert not problems, "faster-whisper internals changed: " + "; ".join(problems)
+    # _split_segments_by_timestamps returns (segments, seek, single_timestamp_ending), and at
+    # least one segment for no tokens (engine.py keeps the first one of a silent item)
+    segments, _, _ = model._split_segments_by_timestamps(
+        tokenizer=engine._tokenizer("en"), tokens=[], time_offset=0.0, segment_size=100,
+        segment_duration=1.0, seek=0)
+    assert segments and segments[0]["tokens"] == []

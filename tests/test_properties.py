@@ -10,7 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtasr.audio import PcmDecoder, decode_pcm
-from rtasr.buffer import Segmenter, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted
+from rtasr.buffer import (
+    RingBuffer,
+    Segmenter,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+)
 from rtasr.config import Config
 from rtasr.errors import AudioFormatError
 
@@ -61,6 +68,19 @@ def test_decoding_in_any_frames_equals_decoding_at_once(rate: int, seed: int,
     assert len(got) == len(expected)
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert parts.duration_s == pytest.approx(5000 / rate)
+
+
+@given(capacity=st.integers(1, 50), sizes=st.lists(st.integers(0, 120), max_size=12))
+def test_ring_buffer_holds_the_newest_samples_after_any_appends(capacity: int,
+                                                                sizes: list[int]) -> None:
+    ring = RingBuffer(capacity)
+    stream = np.arange(sum(sizes), dtype=np.float32)
+    at = 0
+    for n in sizes:
+        ring.append(stream[at : at + n])
+        at += n
+        assert ring.end == at and ring.start == max(0, at - capacity)
+        assert ring.read(ring.start, ring.end).tolist() == stream[ring.start : at].tolist()
 
 
 segment = st.tuples(st.sampled_from(["speech", "silence", "noise"]), st.floats(0.02, 4.0))

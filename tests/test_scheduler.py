@@ -25,8 +25,8 @@ def settle(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def make(loop: asyncio.AbstractEventLoop, name: str, *, partial: bool = False,
-         session: str = "s", key: object = "k") -> Job:
-    return Job(name, partial=partial, session=session, key=key, loop=loop)
+         session: str = "s", key: object = "k", realtime: bool = True) -> Job:
+    return Job(name, partial=partial, session=session, key=key, loop=loop, realtime=realtime)
 
 
 def names(batch: list[Job] | None) -> list[str]:
@@ -165,3 +165,114 @@ def test_final_wait_figures(loop: asyncio.AbstractEventLoop) -> None:
     assert s.oldest_final_age_s() == 0.0
     assert s.recent_final_wait_s() >= 0.05  # remembered after it started
     assert s.load == 1.0
+
+
+def drain(s: Scheduler, n: int) -> list[str]:
+    """Take and finish `n` batches; the payloads in the order they were handed out."""
+    order = []
+    for _ in range(n):
+        batch = s.take()
+        order += names(batch)
+        assert batch is not None
+        s.done(batch)
+    return order
+
+
+def test_realtime_finals_go_before_a_faster_than_real_time_backlog(
+        loop: asyncio.AbstractEventLoop) -> None:
+    s = Scheduler(workers=1, max_batch_size=4)
+    for i in range(6):
+        s.submit(make(loop, f"file{i}", session="file", realtime=False))
+    s.submit(make(loop, "live", session="live"))
+    s.submit(make(loop, "live-partial", session="live2", partial=True))
+    first = s.take()
+    assert names(first) == ["live"]  # alone: a realtime batch takes no file finals (slower)
+    assert first is not None
+    s.done(first)
+    assert drain(s, 3) == ["file0", "file1", "file2", "file3", "file4", "file5", "live-partial"]
+
+
+def test_finals_are_served_round_robin_across_sessions(loop: asyncio.AbstractEventLoop) -> None:
+    s = Scheduler(workers=1)
+    for i in range(3):
+        s.submit(make(loop, f"a{i}", session="a", realtime=False))
+    for i in range(2):
+        s.submit(make(loop, f"b{i}", session="b", realtime=False))
+    assert drain(s, 5) == ["a0", "b0", "a1", "b1", "a2"]
+    for i in range(3):  # the same among realtime sessions: a burst from one waits its turn
+        s.submit(make(loop, f"c{i}", session="c"))
+    s.submit(make(loop, "d0", session="d"))
+    assert drain(s, 4) == ["c0", "d0", "c1", "c2"]
+
+
+def test_a_file_backlog_is_not_the_admission_signal(loop: asyncio.AbstractEventLoop) -> None:
+    s = Scheduler(workers=1)
+    backlog = [make(loop, f"file{i}", session="file", realtime=False) for i in range(3)]
+    for job in backlog:
+        job.submitted -= 10.0  # waited 10 s already
+        s.submit(job)
+    assert s.oldest_final_age_s() == 0.0 and s.recent_final_wait_s() == 0.0
+    drain(s, 1)
+    assert s.recent_final_wait_s() == 0.0  # its wait is the file's own business
+    live = make(loop, "live", session="live")
+    live.submitted -= 2.0
+    s.submit(live)
+    assert s.oldest_final_age_s() >= 2.0 and s.recent_final_wait_s() >= 2.0
+    assert drain(s, 1) == ["live"]
+    assert s.recent_final_wait_s() >= 2.0
+
+
+class WatchedCondition(threading.Condition):
+    """A Condition that counts the threads waiting on it, so a test can wait for them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = 0
+        self.changed = threading.Condition()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        # The caller holds the lock until super().wait() releases it, so a thread that sees
+        # the count go up cannot notify before this waiter is registered.
+        with self.changed:
+            self.waiting += 1
+            self.changed.notify_all()
+        try:
+            return super().wait(timeout)
+        finally:
+            with self.changed:
+                self.waiting -= 1
+                self.changed.notify_all()
+
+    def wait_for_waiters(self, n: int) -> None:
+        with self.changed:
+            assert self.changed.wait_for(lambda: self.waiting >= n, timeout=10)
+
+
+def test_a_worker_filling_a_batch_does_not_swallow_the_wakeup_of_an_idle_one(
+        loop: asyncio.AbstractEventLoop) -> None:
+    s = Scheduler(workers=2, max_batch_size=4, batch_window_s=0.3)
+    cond = s._cond = WatchedCondition()
+    s.submit(make(loop, "k1-job", key="k1"))
+    batches: dict[str, list[Job] | None] = {}
+    took = {name: threading.Event() for name in ("filling", "idle")}
+
+    def worker(name: str) -> None:
+        batches[name] = s.take()  # and then never `done`: a decode that outlasts the test
+        took[name].set()
+
+    filling = threading.Thread(target=worker, args=("filling",))
+    filling.start()
+    cond.wait_for_waiters(1)  # took k1-job; waits the batch window for more with key k1
+    idle = threading.Thread(target=worker, args=("idle",))
+    idle.start()
+    cond.wait_for_waiters(2)  # nothing queued: sleeps in take()
+    s.submit(make(loop, "k2-job", session="b", key="k2"))
+    try:
+        assert took["idle"].wait(timeout=5), "the idle worker slept through a queued job"
+        assert names(batches["idle"]) == ["k2-job"]
+        assert took["filling"].wait(timeout=5)
+        assert names(batches["filling"]) == ["k1-job"]
+    finally:
+        s.close()
+        filling.join()
+        idle.join()

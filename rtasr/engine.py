@@ -25,10 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from . import models
 from .audio import Audio
 from .config import SAMPLE_RATE_HZ, Config
 from .decoding import EMPTY, Priority, Request, Transcript, Word
-from .errors import ConfigError, EngineError
+from .errors import ConfigError, EngineError, ParameterError
+from .protocol import Task
 from .scheduler import Job, Scheduler
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ HOP = 160  # samples per mel frame
 _PREPEND = "\"'“¿([{-"
 _APPEND = "\"'.。,，!！?？:：”)]}、"  # noqa: RUF001
 N_FRAMES = 3000  # mel frames in Whisper's 30 s window
+_HUB_REPO = re.compile(r"[\w.-]+/[\w.-]+")  # e.g. Systran/faster-whisper-base
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,15 +71,17 @@ def resolve_model(model: str | None) -> ModelSpec:
                 "it must hold a CTranslate2 Whisper model"
             )
         return ModelSpec(source=str(path), name=path.name, local=True)
+    if model in models.PACKAGED:  # the PyPI packages win over the hub's names
+        return ModelSpec(source=str(models.packaged_model(model)), name=model, local=True)
     from faster_whisper.utils import available_models
 
-    if model in available_models():
+    if model in available_models() or (_HUB_REPO.fullmatch(model) and not path.exists()):
         return ModelSpec(source=model, name=model, local=False)
     if path.exists():
         raise ConfigError(f"--model {model} is a file, not a model directory")
     raise ConfigError(
         f"--model {model}: no such directory, and not a faster-whisper model name "
-        f"({', '.join(available_models())})"
+        f"({', '.join(available_models())}) or Hugging Face repository (owner/name)"
     )
 
 
@@ -96,7 +101,8 @@ class Engine:
         self.language: str | None = config.language
         self.multilingual = False
         self._model: Any = None
-        self._tokenizers: dict[str | None, Any] = {}
+        self._tokenizers: dict[tuple[str, Task], Any] = {}
+        self._languages_known: list[str] = ["en"]
         self._suppress: list[int] = []
         self.scheduler = Scheduler(workers=config.workers,
                                    max_batch_size=config.max_batch_size,
@@ -104,6 +110,7 @@ class Engine:
                                    partial_max_wait_s=config.partial_max_wait_ms / 1000)
         self._threads: list[threading.Thread] = []
         self.decodes = 0
+        self.detections = 0  # requests whose language the engine detected
         # Called from a worker after every model call: (priority of its first request,
         # seconds, batch size). Must be thread-safe (prometheus-client's metrics are).
         self.observers: list[Callable[[Priority, float, int], None]] = []
@@ -147,6 +154,12 @@ class Engine:
         self.multilingual = bool(self._model.model.is_multilingual)
         if not self.multilingual:
             self.language = "en"
+        hf = self._model.hf_tokenizer  # faster-whisper lists yue even for models without it
+        self._languages_known = sorted(code for code in self._model.supported_languages
+                                       if hf.token_to_id(f"<|{code}|>") is not None)
+        if self.language not in (None, *self._languages_known):
+            raise ConfigError(f"--language {self.language}: model {self.spec.name} does not "
+                              f"know it ({_listed(self._languages_known)})")
         self._suppress = list(get_suppressed_tokens(self._tokenizer(self.language), [-1]))
         log.info(
             "loaded %s on %s (%s, %d workers x %d threads, batches of up to %d) in %.1f s",
@@ -180,9 +193,20 @@ class Engine:
     @property
     def languages(self) -> list[str]:
         """Language codes the model transcribes."""
-        if not self.multilingual:
-            return ["en"]
-        return sorted(self._model.supported_languages)
+        return self._languages_known
+
+    def check_language(self, language: str | None, task: Task = "transcribe") -> None:
+        """Refuse, when a session opens, a language or task the model cannot do."""
+        name = self.spec.name
+        if not self.multilingual and task != "transcribe":
+            raise ParameterError(f"model {name} is English-only: it cannot {task}; "
+                                 "a multilingual model can (--model base)")
+        if language is not None and language not in self._languages_known:
+            if not self.multilingual:
+                raise ParameterError(f"model {name} is English-only: "
+                                     f"language {language!r} is not available")
+            raise ParameterError(f"model {name} does not know language {language!r} "
+                                 f"({_listed(self._languages_known)})")
 
     def stats(self) -> dict[str, float]:
         sched = self.scheduler
@@ -218,11 +242,9 @@ class Engine:
         return result
 
     def batch_key(self, request: Request) -> tuple[object, ...]:
-        """Requests with equal keys can share one model call."""
-        language = request.language or self.language
-        if language is None:  # auto-detect: decoded alone
-            return ("detect", id(request))
-        return (language, request.beam_size, self._window_frames(len(request.audio)))
+        """Requests with equal keys can share one model call: one encoder pass, whatever
+        their languages and tasks (`_decode` groups them after it)."""
+        return (request.beam_size, self._window_frames(len(request.audio)))
 
     def _work(self) -> None:
         while (batch := self.scheduler.take()) is not None:
@@ -276,14 +298,15 @@ class Engine:
         step = int(self.config.encoder_window_s * 100)
         return min(full, -(-frames // step) * step)
 
-    def _tokenizer(self, language: str | None) -> Any:
+    def _tokenizer(self, language: str | None, task: Task = "transcribe") -> Any:
         from faster_whisper.tokenizer import Tokenizer
 
-        tok = self._tokenizers.get(language)
+        key = (language or "en", task)
+        tok = self._tokenizers.get(key)
         if tok is None:
-            tok = Tokenizer(self._model.hf_tokenizer, self.multilingual, task="transcribe",
-                            language=language or "en")
-            self._tokenizers[language] = tok
+            tok = Tokenizer(self._model.hf_tokenizer, self.multilingual, task=task,
+                            language=key[0])
+            self._tokenizers[key] = tok
         return tok
 
     def decode_batch(self, requests: list[Request], *, gate: bool = True) -> list[Transcript]:
@@ -305,8 +328,9 @@ class Engine:
         return [dataclasses.replace(r, decode_s=spent) for r in results]
 
     def _decode(self, requests: list[Request]) -> list[Transcript]:
+        """One encoder pass for the batch; the language detected for the requests that have
+        none; then one generate call per (language, task, prompt length) group."""
         from faster_whisper.audio import pad_or_trim
-        from faster_whisper.transcribe import get_compression_ratio
 
         model = self._model
         window = self._window_frames(max(len(r.audio) for r in requests))
@@ -316,15 +340,62 @@ class Engine:
             n = min(mel.shape[-1] - 1, window)
             frames.append(n)
             features.append(pad_or_trim(mel[:, :n], window))
-        encoded = model.encode(np.stack(features))
-        language = requests[0].language or self.language
-        if language is None:
-            top = model.model.detect_language(encoded)[0][0][0]  # "<|xx|>"
-            language = top[2:-2]
-        tok = self._tokenizer(language)
-        prompts = [model.get_prompt(tok, tok.encode(" " + r.prompt.strip()) if r.prompt else [],
-                                    without_timestamps=False)
-                   for r in requests]
+        batch = np.stack(features)
+        encoded = model.encode(batch)
+        languages = self._languages(requests, encoded)
+        prompts = [self._prompt(r, language) for r, language in zip(requests, languages,
+                                                                    strict=True)]
+        # CTranslate2 wants the start token at one position in a batch, and aligns words with
+        # one start sequence (language, task): one generate call per group.
+        groups: dict[tuple[str, Task, int], list[int]] = {}
+        for i, (r, language) in enumerate(zip(requests, languages, strict=True)):
+            groups.setdefault((language, r.task, len(prompts[i])), []).append(i)
+        results: list[Transcript] = [EMPTY] * len(requests)
+        for (language, task, _), idx in groups.items():
+            if len(idx) == len(requests):
+                part = encoded
+            elif self.device == "cpu":
+                kept = np.ascontiguousarray(np.asarray(encoded)[idx])  # alive until generated
+                part = _storage(kept)
+            else:  # no slicing on the GPU without a tensor library: encode the group again
+                part = model.encode(batch[idx])
+            done = self._generate(part, [requests[i] for i in idx], [prompts[i] for i in idx],
+                                  [frames[i] for i in idx], self._tokenizer(language, task),
+                                  language)
+            for i, transcript in zip(idx, done, strict=True):
+                results[i] = transcript
+        return results
+
+    def _languages(self, requests: list[Request], encoded: Any) -> list[str]:
+        """Each request's language: its own, the server's, or detected from its audio (one
+        decoder step over the encoder output the decode uses anyway)."""
+        languages = [r.language or self.language for r in requests]
+        todo = [i for i, language in enumerate(languages) if language is None]
+        if todo:
+            detected = self._model.model.detect_language(encoded)
+            for i in todo:
+                languages[i] = detected[i][0][0][2:-2]  # "<|xx|>"
+            self.detections += len(todo)
+        return [language or "en" for language in languages]
+
+    def _prompt(self, request: Request, language: str) -> list[int]:
+        """The decoder's prompt: the session's own prompt (bounded), then as much of the running
+        context as fits in half the decoder's window (as faster-whisper bounds it)."""
+        tok = self._tokenizer(language, request.task)
+        room = self._model.max_length // 2 - 1
+        previous: list[int] = []
+        if request.initial_prompt:
+            previous = tok.encode(" " + request.initial_prompt.strip())[: room // 2]
+        if request.prompt and room > len(previous):
+            previous += tok.encode(" " + request.prompt.strip())[-(room - len(previous)):]
+        prompt: list[int] = self._model.get_prompt(tok, previous, without_timestamps=False)
+        return prompt
+
+    def _generate(self, encoded: Any, requests: list[Request], prompts: list[list[int]],
+                  frames: list[int], tok: Any, language: str) -> list[Transcript]:
+        from faster_whisper.transcribe import get_compression_ratio
+
+        model = self._model
         outputs = model.model.generate(
             encoded, prompts, beam_size=requests[0].beam_size, patience=1.0,
             length_penalty=1.0, max_length=model.max_length, return_scores=True,
@@ -381,6 +452,16 @@ _LOOP = re.compile(r"\b((?:\w+\W+){1,4}?)\1{3,}", re.IGNORECASE)
 def _strip_loops(text: str) -> str:
     """Collapse a phrase of 1-4 words repeated four or more times (a decoding loop) to one."""
     return _LOOP.sub(r"\1", text)
+
+
+def _listed(codes: list[str]) -> str:
+    return f"it knows {len(codes)}: {' '.join(codes)}"
+
+
+def _storage(array: np.ndarray) -> Any:
+    import ctranslate2
+
+    return ctranslate2.StorageView.from_array(array)
 
 
 def _warmup_audio() -> Audio:

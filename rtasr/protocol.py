@@ -15,8 +15,11 @@ from .errors import ParameterError, ProtocolError, RtasrError
 
 Encoding = Literal["pcm_s16le", "pcm_f32le", "mulaw", "alaw"]
 ENCODINGS: tuple[Encoding, ...] = ("pcm_s16le", "pcm_f32le", "mulaw", "alaw")
+Task = Literal["transcribe", "translate"]
+TASKS: tuple[Task, ...] = ("transcribe", "translate")
 MIN_SAMPLE_RATE_HZ = 8_000
 MAX_SAMPLE_RATE_HZ = 48_000
+MAX_PROMPT_CHARS = 500
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -28,11 +31,13 @@ class StreamParams:
 
     sample_rate: int = 16_000
     encoding: Encoding = "pcm_s16le"
-    language: str | None = None
+    language: str | None = None  # None: detected per utterance (multilingual models)
+    task: Task = "transcribe"
+    prompt: str | None = None  # names and terms to expect, passed to the decoder
     interim_results: bool = True
 
     KNOWN: ClassVar[frozenset[str]] = frozenset(
-        {"sample_rate", "encoding", "language", "interim_results", "token"}
+        {"sample_rate", "encoding", "language", "task", "prompt", "interim_results", "token"}
     )
 
     @classmethod
@@ -62,10 +67,18 @@ class StreamParams:
         interim_text = values.get("interim_results", "true").lower()
         if interim_text not in _TRUE | _FALSE:
             raise ParameterError(f"interim_results must be true or false, not {interim_text!r}")
+        task = values.get("task", "transcribe")
+        if task not in TASKS:
+            raise ParameterError(f"task must be transcribe or translate, not {task[:40]!r}")
+        prompt = values.get("prompt", "").strip()
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise ParameterError(f"prompt must be at most {MAX_PROMPT_CHARS} characters")
         return cls(
             sample_rate=rate,
             encoding=encoding,
             language=language.lower() if language else None,
+            task=task,
+            prompt=prompt or None,
             interim_results=interim_text in _TRUE,
         )
 
@@ -126,7 +139,8 @@ class Ready(_Message):
     model: str
     sample_rate: int
     encoding: str
-    language: str | None
+    language: str | None  # None: detected per utterance, see each final's language
+    task: str = "transcribe"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -212,7 +226,7 @@ class Dialect:
         p = hello.params
         return [Ready(session_id=hello.session_id, model=hello.model,
                       sample_rate=p.sample_rate, encoding=p.encoding,
-                      language=p.language).to_json()]
+                      language=p.language, task=p.task).to_json()]
 
     def control(self, text: str) -> ClientMessage | None:
         """A client text frame as Flush or End; None for a keep-alive. Raises ProtocolError."""

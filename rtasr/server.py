@@ -201,10 +201,7 @@ class Server:
         route, _, query = path.partition("?")
         cls = DeepgramDialect if route == DEEPGRAM_PATH else Dialect
         dialect = cls(query, default_language=self.engine.language)
-        language = dialect.params.language
-        if not self.engine.multilingual and language not in (None, "en"):
-            raise ParameterError(f"model {self.engine.spec.name} is English-only: "
-                                 f"language {language!r} is not available")
+        self.engine.check_language(dialect.params.language, dialect.params.task)
         return dialect
 
     def _check_upgrade(self, request: HttpRequest, path: str, query: str) -> Response | None:

@@ -281,7 +281,9 @@ class Session:
             priority=Priority.PARTIAL if partial else Priority.FINAL,
             session=self.id,
             language=self.language,
+            task=self.params.task,
             prompt=self._context or None,
+            initial_prompt=self.params.prompt,
             beam_size=1 if partial else self.config.beam_size,
             word_timestamps=not greedy_only,
         )

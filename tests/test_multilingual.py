@@ -1,0 +1,123 @@
+"""Multilingual Whisper base (from PyPI, rtasr[multilingual]) on real Spanish and French speech:
+languages given and detected, translation, a prompt, batching across languages, and refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from rtasr.config import Config
+from rtasr.decoding import Priority, Request, Transcript
+from rtasr.engine import Engine
+from rtasr.server import Server
+from rtasr.wer import wer
+
+from .helpers import DATA, clip_at, exchange, silence, stream
+
+TEXTS: dict[str, str] = json.loads((DATA / "transcripts-multilingual.json").read_text())
+SPANISH, FRENCH = "es/conf-unlockednow", "fr/conf-now-unmuted"
+MAX_WER = 0.2  # base gets these clips word-perfect; 0.2 allows one word in five
+
+
+@pytest.fixture(scope="module")
+def base() -> Iterator[Engine]:
+    """Whisper base, one worker, and a batch window wide enough that requests submitted
+    together are decoded together."""
+    engine = Engine(Config(model="base", workers=1, batch_window_ms=300))
+    engine.start()
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="module")
+async def base_server(base: Engine) -> AsyncIterator[Server]:
+    async with Server(Config(host="127.0.0.1", port=0), base) as srv:
+        yield srv
+
+
+def request(name: str, **fields: object) -> Request:
+    return Request(audio=clip_at(name, 16000), priority=Priority.FINAL, session=name,
+                   **fields)  # type: ignore[arg-type]
+
+
+async def decode(engine: Engine, name: str, **fields: object) -> Transcript:
+    result = await engine.transcribe(request(name, **fields))
+    assert result is not None
+    return result
+
+
+@pytest.mark.parametrize("name", [SPANISH, FRENCH])
+async def test_spanish_and_french_given_and_detected(base: Engine, name: str) -> None:
+    language = name[:2]
+    given = await decode(base, name, language=language)
+    detected = await decode(base, name)
+    assert given.language == detected.language == language
+    for result in (given, detected):
+        assert wer(TEXTS[name], result.text) <= MAX_WER, result.text
+
+
+async def test_spanish_translated_to_english(base: Engine) -> None:
+    result = await decode(base, SPANISH, task="translate")
+    words = result.text.lower()
+    assert "conference" in words and "unlocked" in words, result.text
+    assert result.language == "es"
+
+
+async def test_a_prompt_fixes_a_misrecognized_term(base: Engine) -> None:
+    name = "fr/vm-rec-name"  # "... appuyer sur dièse": base hears "sur Diel"
+    plain = await decode(base, name, language="fr")
+    prompted = await decode(base, name, language="fr", initial_prompt="timbre sonore, dièse")
+    assert "dièse" not in plain.text.lower(), plain.text
+    assert "dièse" in prompted.text.lower(), prompted.text
+    assert wer(TEXTS[name], prompted.text) < wer(TEXTS[name], plain.text)
+
+
+async def test_auto_detected_languages_share_one_model_call(base: Engine) -> None:
+    sizes: list[int] = []
+    base.observers.append(lambda priority, seconds, size: sizes.append(size))
+    detections = base.detections
+    try:
+        spanish, french = await asyncio.gather(decode(base, SPANISH), decode(base, FRENCH))
+    finally:
+        base.observers.pop()
+    assert sizes == [2]
+    assert base.detections == detections + 2
+    assert (spanish.language, french.language) == ("es", "fr")
+    assert wer(TEXTS[SPANISH], spanish.text) <= MAX_WER, spanish.text
+    assert wer(TEXTS[FRENCH], french.text) <= MAX_WER, french.text
+
+
+async def test_sessions_in_two_languages_through_the_server(base_server: Server) -> None:
+    def audio(name: str):  # type: ignore[no-untyped-def]
+        import numpy as np
+
+        return np.concatenate([silence(0.3, 16000), clip_at(name, 16000), silence(1, 16000)])
+
+    spanish, french = await asyncio.gather(
+        stream(base_server.url, audio(SPANISH), speed=8.0),
+        stream(base_server.url, audio(FRENCH), speed=8.0, query="task=transcribe"))
+    for result, name in ((spanish, SPANISH), (french, FRENCH)):
+        finals = result.of("final")
+        assert finals and {f["language"] for f in finals} == {name[:2]}
+        assert wer(TEXTS[name], result.text) <= MAX_WER, result.text
+
+
+async def test_ready_says_language_and_task(base_server: Server) -> None:
+    messages, _ = await exchange(f"{base_server.url}?language=es&task=translate",
+                                 json.dumps({"type": "end"}))
+    assert messages[0]["type"] == "ready"
+    assert (messages[0]["language"], messages[0]["task"]) == ("es", "translate")
+
+
+async def test_an_unknown_language_is_refused_at_the_handshake(base_server: Server) -> None:
+    messages, code = await exchange(f"{base_server.url}?language=xx")
+    assert code == 1008 and messages[0]["code"] == "bad_parameter"
+    assert "does not know language 'xx'" in messages[0]["message"]
+
+
+async def test_an_english_only_model_refuses_translation(server: Server) -> None:
+    messages, code = await exchange(f"{server.url}?task=translate")
+    assert code == 1008 and "English-only" in messages[0]["message"]

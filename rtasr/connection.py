@@ -17,13 +17,12 @@ import logging
 import time
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from .config import Config
-from .engine import Engine
+from .decoding import Request, Transcript
 from .errors import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL,
@@ -47,6 +46,26 @@ BURST_S = 5.0  # audio a client may send ahead of the --max-speed budget
 MARKS_S = 60.0  # how far back arrival times are kept for the final-latency metric
 
 
+class Socket(Protocol):
+    """The websocket calls a connection makes (websockets' `ServerConnection`, or the Ray
+    ingress's wrapper of Starlette's); each raises `ConnectionClosed` once the peer is gone."""
+
+    async def recv(self) -> str | bytes: ...
+
+    async def send(self, message: str, /) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+class EngineLike(Protocol):
+    """What a connection needs of an engine (the local `Engine`, or Ray's `Asr` handle)."""
+
+    @property
+    def partial_backoff(self) -> float: ...
+
+    async def transcribe(self, request: Request) -> Transcript | None: ...
+
+
 class SessionLog(logging.LoggerAdapter[logging.Logger]):
     """Adds the session id to every record (`%(session)s`, and the JSON log's field)."""
 
@@ -64,7 +83,7 @@ class Outcome:
 
 
 class Connection:
-    def __init__(self, ws: ServerConnection, session: Session, engine: Engine,
+    def __init__(self, ws: Socket, session: Session, engine: EngineLike,
                  config: Config, dialect: Dialect, metrics: Metrics) -> None:
         self.ws = ws
         self.session = session

@@ -27,6 +27,7 @@ from .protocol import (
     Flush,
     Hello,
     Partial,
+    Refusal,
     ServerMessage,
     SpeechStart,
     StreamParams,
@@ -106,6 +107,12 @@ class DeepgramDialect(Dialect):
         self._finalizing = False
         self._last_word_end: float | None = None
         self._speaking = False
+
+    @classmethod
+    def handshake_refusal(cls, error: ParameterError) -> Refusal | None:
+        """Deepgram answers bad parameters with HTTP 400 and a `dg-error` header."""
+        return Refusal(400, {"err_code": "Bad Request", "err_msg": str(error)},
+                       (("dg-error", str(error)),))
 
     def config_changes(self, pause_ms: int) -> dict[str, int]:
         """Per-session settings this client asked for (`endpointing` in ms)."""

@@ -27,6 +27,7 @@ from .errors import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL,
     CLOSE_NORMAL,
+    EngineError,
     FrameTooLargeError,
     IdleTimeoutError,
     ProtocolError,
@@ -263,9 +264,14 @@ class Connection:
         self._jobs.pop(job, None)
 
     async def _decode(self, job: DecodeJob) -> None:
+        """One decode; whatever fails (the engine, a Ray remote call) costs this job only."""
         try:
             result = await self.engine.transcribe(job.request)
         except RtasrError as exc:
             self._dispatch(self.session.on_failure(job, exc))
+            return
+        except Exception as exc:
+            self.log.exception("decode failed")
+            self._dispatch(self.session.on_failure(job, EngineError(f"decode failed: {exc}")))
             return
         self._dispatch(self.session.on_result(job, result))

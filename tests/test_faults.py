@@ -217,6 +217,38 @@ async def test_an_engine_fault_costs_one_final(guarded: Server, engine: Engine,
     assert wer(TRANSCRIPTS["agent-alreadyon"], (await other).text) <= 0.1
 
 
+async def test_any_decode_failure_costs_one_final(guarded: Server, engine: Engine,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Ray a decode can fail with anything (an actor died, back-pressure): the utterance
+    gets `engine_error` and the session's later finals still come."""
+    transcribe = engine.transcribe
+    doomed: set[str] = set()
+
+    async def remote(request: Request) -> Any:
+        if request.session in doomed:
+            raise ConnectionResetError("the ASR actor died")  # not an RtasrError
+        return await transcribe(request)
+
+    monkeypatch.setattr(engine, "transcribe", remote)
+    pcm = encode(speech("tt-weasels"))
+    chunks = [pcm[i : i + 32000] for i in range(0, len(pcm), 32000)]
+    async with asyncio.timeout(40), connect(url(guarded, "interim_results=false")) as ws:
+        doomed.add(json.loads(await ws.recv())["session_id"])
+        for chunk in chunks:
+            await ws.send(chunk)
+        while (error := json.loads(await ws.recv()))["type"] != "error":
+            assert error["type"] == "speech_start"
+        assert error["code"] == "engine_error"
+        doomed.clear()
+        for chunk in chunks:
+            await ws.send(chunk)
+        await ws.send(json.dumps({"type": "end"}))
+        rest = [json.loads(m) async for m in ws]
+    assert wer(TRANSCRIPTS["tt-weasels"], " ".join(m["text"] for m in rest
+                                                    if m["type"] == "final")) <= 0.2
+    assert rest[-1]["type"] == "end"
+
+
 async def test_metrics_and_logs(guarded: Server, caplog: pytest.LogCaptureFixture) -> None:
     import urllib.request
 

@@ -14,6 +14,7 @@ import collections
 import contextlib
 import functools
 import logging
+import math
 import time
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
@@ -95,14 +96,22 @@ class Connection:
         self.log = SessionLog(log, {"session": session.id})
         self._jobs: dict[DecodeJob, asyncio.Task[None]] = {}
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
-        self._stop = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._stop = loop.create_future()
+        self._finals_by = math.inf  # loop time; moved up by a server shutdown
+        self._hurry = loop.create_future()  # done once _finals_by moved
         self._opened = time.monotonic()
         self._marks: collections.deque[tuple[float, float]] = collections.deque()
 
-    def shutdown(self, outcome: Outcome | None = None) -> None:
-        """Finalize and close: 1001 (server going away) unless told otherwise."""
+    def shutdown(self, outcome: Outcome | None = None, finals_by: float | None = None) -> None:
+        """Finalize and close: 1001 (server going away) unless told otherwise. `finals_by`
+        (loop time): stop waiting for the model then, even if already finishing."""
         if not self._stop.done():
             self._stop.set_result(outcome or Outcome(CLOSE_GOING_AWAY))
+        if finals_by is not None and finals_by < self._finals_by:
+            self._finals_by = finals_by
+            if not self._hurry.done():
+                self._hurry.set_result(None)
 
     async def run(self) -> None:
         writer = asyncio.create_task(self._write())
@@ -216,9 +225,16 @@ class Connection:
         await self.ws.close(code, reason)
 
     async def _await_finals(self) -> None:
-        async with asyncio.timeout(FINALS_GRACE_S):
-            while self.session.awaiting_finals and self._jobs:
-                await asyncio.wait(self._jobs.values(), return_when=asyncio.FIRST_COMPLETED)
+        """Wait for the session's last finals, at most FINALS_GRACE_S or until `finals_by`
+        of a server shutdown. Raises TimeoutError."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + FINALS_GRACE_S
+        while self.session.awaiting_finals and self._jobs:
+            left = min(until, self._finals_by) - loop.time()
+            if left <= 0:
+                raise TimeoutError
+            waits = {*self._jobs.values(), *(() if self._hurry.done() else (self._hurry,))}
+            await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
 
     # sending -------------------------------------------------------------------------------
 

@@ -124,10 +124,11 @@ class Gateway:
             return refusal
         return None
 
-    def shutdown(self) -> None:
-        """Finalize and close every open session (1001)."""
+    def shutdown(self, finals_by: float | None = None) -> None:
+        """Finalize and close every open session (1001), waiting for the model at most
+        until `finals_by` (loop time)."""
         for conn in list(self.connections):
-            conn.shutdown()
+            conn.shutdown(finals_by=finals_by)
 
     async def run(self, ws: Socket, path: str, query: str) -> None:
         """Run one session on an accepted websocket, from its greeting to its close."""

@@ -31,6 +31,8 @@ from .monitor import LoopMonitor
 from .protocol import Refusal
 
 log = logging.getLogger(__name__)
+
+SEND_SHARE = 0.25  # of --shutdown-grace-s, kept for sending the last finals and closing
 # websockets logs request lines at DEBUG, and a request line may carry ?token=KEY.
 logging.getLogger("websockets").setLevel(logging.INFO)
 
@@ -59,6 +61,7 @@ class Server:
         self.engine = engine or Engine(config)
         self._owns_engine = engine is None
         self._ws: WsServer | None = None
+        self._sockets: set[ServerConnection] = set()  # every handler's, closing ones too
         self.loop_monitor = LoopMonitor()
         self.max_sessions = config.max_sessions or self.engine.max_sessions
         self.metrics = Metrics()
@@ -122,12 +125,16 @@ class Server:
         --shutdown-grace-s), then close them."""
         if self._ws is None:
             return
+        grace = self.config.shutdown_grace_s
+        deadline = asyncio.get_running_loop().time() + grace
         self._ws.close(close_connections=False)
-        self.gateway.shutdown()
+        # finals first: the model gets all but the last SEND_SHARE of the grace
+        self.gateway.shutdown(finals_by=deadline - grace * SEND_SHARE)
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.config.shutdown_grace_s):
+            async with asyncio.timeout_at(deadline):
                 await self.gateway.idle.wait()
-        self._ws.close()
+        for ws in list(self._sockets):  # clients that did not read or answer the close
+            ws.transport.abort()
         await self._ws.wait_closed()
         self._ws = None
         self.metrics.unwatch(self.engine)
@@ -194,4 +201,8 @@ class Server:
     async def _handle(self, ws: ServerConnection) -> None:
         assert ws.request is not None
         path, _, query = ws.request.path.partition("?")
-        await self.gateway.run(ws, path, query)
+        self._sockets.add(ws)
+        try:
+            await self.gateway.run(ws, path, query)
+        finally:
+            self._sockets.discard(ws)

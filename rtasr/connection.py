@@ -29,6 +29,7 @@ from .errors import (
     CLOSE_INTERNAL,
     CLOSE_NORMAL,
     EngineError,
+    FinalTimeoutError,
     FrameTooLargeError,
     IdleTimeoutError,
     ProtocolError,
@@ -209,8 +210,10 @@ class Connection:
     async def _finish(self, outcome: Outcome, writer: asyncio.Task[None]) -> None:
         """Finalize what was spoken, deliver it, report the error if any, then close."""
         self._dispatch(self.session.end())
-        with contextlib.suppress(TimeoutError):
+        try:
             await self._await_finals()
+        except TimeoutError:
+            self._report_missing_finals()
         if outcome.error is not None:
             self.log.info("closing with %s: %s", outcome.error.code, outcome.error)
             self.metrics.errors.labels(outcome.error.code).inc()
@@ -235,6 +238,16 @@ class Connection:
                 raise TimeoutError
             waits = {*self._jobs.values(), *(() if self._hurry.done() else (self._hurry,))}
             await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+
+    def _report_missing_finals(self) -> None:
+        """The model did not answer in time: say so (log, metric, client) instead of closing
+        as if every final had come."""
+        missing = sorted({job.utterance for job in self._jobs})
+        error = FinalTimeoutError(f"{len(missing)} utterance(s) ({', '.join(map(str, missing))}) "
+                                  "were not transcribed in time: their finals will not come")
+        self.log.warning("%s: %s", error.code, error)
+        self.metrics.errors.labels(error.code).inc()
+        self._send(Error(code=error.code, message=str(error)))
 
     # sending -------------------------------------------------------------------------------
 

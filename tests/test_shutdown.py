@@ -74,3 +74,25 @@ async def test_shutdown_ends_within_the_grace_whatever_the_clients_do(
     finally:
         mute.close()
         await server.stop()
+
+
+async def test_a_final_that_never_came_is_reported(engine: Engine,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    stuck: set[str] = set()
+    _hang_finals(engine, monkeypatch, stuck)
+    async with Server(Config(host="127.0.0.1", port=0, shutdown_grace_s=GRACE_S),
+                      engine) as server:
+        async with asyncio.timeout(30), connect(server.url) as ws:
+            stuck.add(json.loads(await ws.recv())["session_id"])
+            await ws.send(encode(silence(0.3, 16000)) + encode(clip_at("tt-weasels", 16000)))
+            assert json.loads(await ws.recv())["type"] == "speech_start"
+            with caplog.at_level("WARNING"):
+                await server.stop()
+            rest = [json.loads(m) async for m in ws]
+        metrics = server.metrics.render().decode()
+    assert [m["type"] for m in rest] == ["error", "end"], rest
+    assert rest[0]["code"] == "final_timeout" and "1 utterance" in rest[0]["message"]
+    assert 'rtasr_errors_total{code="final_timeout"} 1.0' in metrics
+    assert any("final_timeout" in r.getMessage() for r in caplog.records
+               if r.levelname == "WARNING")

@@ -107,6 +107,17 @@ class _RemoteEngine:
         return cast(Transcript, await self.asr.transcribe.remote(request))
 
 
+async def _refuse(ws: WebSocket, refusal: Refusal) -> None:
+    """Answer the handshake with the refusal's HTTP status where the ASGI server can
+    (the websocket denial-response extension); else close before accepting, which the
+    proxy answers with HTTP 403."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(JSONResponse(refusal.body, refusal.status,
+                                                   headers=dict(refusal.headers)))
+    else:
+        await ws.close(CLOSE_POLICY)
+
+
 @serve.deployment(max_ongoing_requests=1000)
 @serve.ingress(api)
 class Ingress:
@@ -153,17 +164,6 @@ class Ingress:
         await ws.accept()
         self.served += 1
         await gateway.run(_Socket(ws), route, query)
-
-
-async def _refuse(ws: WebSocket, refusal: Refusal) -> None:
-    """Answer the handshake with the refusal's HTTP status where the ASGI server can
-    (the websocket denial-response extension); else close before accepting, which the
-    proxy answers with HTTP 403."""
-    if "websocket.http.response" in ws.scope.get("extensions", {}):
-        await ws.send_denial_response(JSONResponse(refusal.body, refusal.status,
-                                                   headers=dict(refusal.headers)))
-    else:
-        await ws.close(CLOSE_POLICY)
 
 
 def build(args: dict[str, Any]) -> Any:

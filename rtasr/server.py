@@ -25,7 +25,7 @@ from . import static
 from .config import Config
 from .engine import Engine
 from .errors import ConfigError, OverloadedError
-from .gateway import DIALECTS, Gateway, ModelInfo, refusal_body
+from .gateway import DIALECTS, UNAUTHORIZED, Gateway, ModelInfo, authorized, refusal_body
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .monitor import LoopMonitor
 from .protocol import Refusal
@@ -178,6 +178,9 @@ class Server:
             refusal = self.gateway.refusal(path, query, request.headers)
             return None if refusal is None else _answer(refusal)
         if path == "/metrics":
+            if not authorized(self.config.api_keys, request.headers, query):
+                self.metrics.rejected.labels("unauthorized").inc()
+                return _answer(UNAUTHORIZED)
             body = self.metrics.render()
             headers = Headers([("Content-Type", CONTENT_TYPE_LATEST),
                                ("Content-Length", str(len(body)))])

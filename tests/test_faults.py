@@ -164,14 +164,31 @@ async def _silent_and_slow_clients(server: Server) -> None:
             for ws in holders:
                 await ws.close()
     # a client that never reads: closed once --max-unsent-messages pile up, not buffered
+    def slow_consumers() -> float:
+        return server.metrics.registry.get_sample_value(
+            "rtasr_errors_total", {"code": "slow_consumer"}) or 0.0
+
+    before = slow_consumers()
     sock = socket.create_connection(("127.0.0.1", server.port))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     async with connect(url(server), sock=sock, max_queue=1) as ws:
         await ws.recv()
-        with contextlib.suppress(ConnectionClosed, TimeoutError):
-            async with asyncio.timeout(40):
-                while True:  # each bad frame earns an error message the client never reads
+
+        async def flood() -> None:  # each bad frame earns an error message nobody reads
+            with contextlib.suppress(ConnectionClosed):
+                while True:
                     await ws.send("{" * 2000)
+
+        flooder = asyncio.create_task(flood())
+        async with asyncio.timeout(40):
+            while slow_consumers() == before:  # the server gave up on this client ...
+                await asyncio.sleep(0.05)
+        flooder.cancel()
+        unread: list[dict[str, Any]] = []
+        with contextlib.suppress(ConnectionClosed):  # ... and says why once it can
+            async for text in ws:
+                unread.append(json.loads(text))
+    assert unread[-1]["code"] == "slow_consumer" and ws.close_code == 1008
     assert server.session_count <= 1  # only the `good` session may still be open
 
 
@@ -250,6 +267,7 @@ async def test_any_decode_failure_costs_one_final(guarded: Server, engine: Engin
 
 
 async def test_metrics_and_logs(guarded: Server, caplog: pytest.LogCaptureFixture) -> None:
+    import urllib.error
     import urllib.request
 
     with caplog.at_level("DEBUG"):
@@ -259,11 +277,22 @@ async def test_metrics_and_logs(guarded: Server, caplog: pytest.LogCaptureFixtur
             await exchange(f"{guarded.url}?token=wrong")
     assert KEY not in caplog.text and "token=" not in caplog.text
 
-    def scrape() -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{guarded.port}/metrics") as r:
-            return r.read().decode()
+    def get(path: str, key: str | None = None) -> tuple[int, str]:
+        request = urllib.request.Request(f"http://127.0.0.1:{guarded.port}{path}")
+        if key:
+            request.add_header("Authorization", f"Bearer {key}")
+        try:
+            with urllib.request.urlopen(request) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as refused:
+            return refused.code, refused.read().decode()
 
-    text = await asyncio.to_thread(scrape)
+    # with --api-key, metrics need the key; health stays open for load balancers
+    assert (await asyncio.to_thread(get, "/metrics"))[0] == 401
+    assert (await asyncio.to_thread(get, "/metrics", "wrong"))[0] == 401
+    assert (await asyncio.to_thread(get, "/healthz"))[0] == 200
+    status, text = await asyncio.to_thread(get, "/metrics", KEY)
+    assert status == 200
     for name in ("rtasr_open_sessions", "rtasr_audio_received_seconds_total",
                  "rtasr_utterances_finalized_total", "rtasr_final_latency_seconds_bucket",
                  "rtasr_decode_seconds_bucket", "rtasr_engine_queue_depth",

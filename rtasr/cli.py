@@ -57,7 +57,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     model.add_argument("--workers", type=int, default=d.workers,
                        help="decodes that run at once (0: auto, 2)")
     model.add_argument("--cpu-threads", type=int, default=d.cpu_threads,
-                       help="CPU threads per worker (0: auto, cores / workers)")
+                       help="CPU threads per worker (0: auto, every core up to 8, for each "
+                            "worker)")
     model.add_argument("--max-batch-size", type=int, default=d.max_batch_size,
                        help="requests waiting together decoded in one model call; 0: auto "
                             "(16 on CUDA, 4 on CPU)")

@@ -32,6 +32,13 @@ from .protocol import Refusal
 
 log = logging.getLogger(__name__)
 
+# Incoming memory per connection: the websocket layer queues INCOMING_FRAMES + 1 frames
+# before it stops reading the socket, and holds one more frame being received (plus one read
+# of at most 256 KiB), each at most OVERSIZE_FACTOR x --max-frame-bytes: about 12 MiB at the
+# 1 MiB default (docs/operations.md). Frames between 1x and OVERSIZE_FACTOR x the limit still
+# reach the connection, which answers them with `frame_too_large`.
+INCOMING_FRAMES = 4
+OVERSIZE_FACTOR = 2
 SEND_SHARE = 0.25  # of --shutdown-grace-s, kept for sending the last finals and closing
 # websockets logs request lines at DEBUG, and a request line may carry ?token=KEY.
 logging.getLogger("websockets").setLevel(logging.INFO)
@@ -107,8 +114,8 @@ class Server:
             self.config.port,
             process_request=self._http,
             ssl=tls,
-            max_size=self.config.max_frame_bytes * 4,
-            max_queue=16,
+            max_size=self.config.max_frame_bytes * OVERSIZE_FACTOR,
+            max_queue=INCOMING_FRAMES,
             ping_interval=self.config.ping_interval_s,
             ping_timeout=self.config.ping_interval_s,
             compression=None,

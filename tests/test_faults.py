@@ -91,6 +91,7 @@ async def _malformed_frames(server: Server) -> None:
         ("", (b"\x00" * (64 * 1024 + 2),), "frame_too_large", 1009),
         ("", ("x" * (100 * 1024),), "frame_too_large", 1009),  # a 100 KiB text frame
         ("", ("x" * (1 << 20),), None, 1009),  # a megabyte: cut off by the websocket layer
+        ("", (b"\x00" * (2 * 64 * 1024 + 2),), None, 1009),  # so is anything over 2x the limit
         ("", (os.urandom(4096 * 2),), None, 1000),  # binary noise is audio: no error
         ("sample_rate=100", (), "bad_parameter", 1008),
         ("sample_rate=96000", (), "bad_parameter", 1008),

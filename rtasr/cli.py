@@ -60,7 +60,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     model.add_argument("--workers", type=int, default=d.workers,
                        help="decodes that run at once (0: auto, 2)")
     model.add_argument("--cpu-threads", type=int, default=d.cpu_threads,
-                       help="CPU threads per worker (0: auto, cores / workers)")
+                       help="CPU threads per worker (0: auto, every core up to 8, for each "
+                            "worker)")
     model.add_argument("--max-batch-size", type=int, default=d.max_batch_size,
                        help="requests waiting together decoded in one model call; 0: auto "
                             "(16 on CUDA, 4 on CPU)")
@@ -107,8 +108,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     lim.add_argument("--max-unsent-messages", type=int, default=d.max_unsent_messages,
                      help="close a session whose client has not read this many messages")
     lim.add_argument("--shutdown-grace-s", type=float, default=d.shutdown_grace_s,
-                     help="on SIGTERM/SIGINT, how long open sessions get to receive their "
-                          "last finals")
+                     help="on SIGTERM/SIGINT, the bound on closing every session: their "
+                          "last finals first, then the close; clients still open are cut off")
     vad = p.add_argument_group("voice activity and endpointing")
     vad.add_argument("--vad-aggressiveness", type=int, default=d.vad_aggressiveness,
                      choices=(0, 1, 2, 3), help="WebRTC VAD mode: 3 rejects the most non-speech")

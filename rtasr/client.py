@@ -9,6 +9,7 @@ SRT or WebVTT. On a terminal, stderr shows a progress bar and the live partial.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -262,16 +263,21 @@ async def mic_frames(stop: asyncio.Event) -> AsyncIterator[bytes]:
                                    blocksize=RATE // 10, callback=on_audio)
     except Exception as exc:  # PortAudio reports a missing device in many ways
         raise ClientError(f"cannot open the microphone: {exc}") from None
-    with stream:
-        print("listening; Ctrl-C to stop", file=sys.stderr)
-        while not stop.is_set():
-            getter = asyncio.ensure_future(queue.get())
-            await asyncio.wait({getter, asyncio.ensure_future(stop.wait())},
-                               return_when=asyncio.FIRST_COMPLETED)
-            if getter.done():
-                yield getter.result()
-            else:
-                getter.cancel()
+    stopping = asyncio.ensure_future(stop.wait())  # one waiter for the whole stream
+    try:
+        with stream:
+            print("listening; Ctrl-C to stop", file=sys.stderr)
+            while not stop.is_set():
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                else:
+                    getter.cancel()
+    finally:
+        stopping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stopping
 
 
 async def _from_mic(url: str, fmt: str, api_key: str | None) -> None:

@@ -14,20 +14,22 @@ import collections
 import contextlib
 import functools
 import logging
+import math
 import time
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from .config import Config
-from .engine import Engine
+from .decoding import Request, Transcript
 from .errors import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL,
     CLOSE_NORMAL,
+    EngineError,
+    FinalTimeoutError,
     FrameTooLargeError,
     IdleTimeoutError,
     ProtocolError,
@@ -47,6 +49,26 @@ BURST_S = 5.0  # audio a client may send ahead of the --max-speed budget
 MARKS_S = 60.0  # how far back arrival times are kept for the final-latency metric
 
 
+class Socket(Protocol):
+    """The websocket calls a connection makes (websockets' `ServerConnection`, or the Ray
+    ingress's wrapper of Starlette's); each raises `ConnectionClosed` once the peer is gone."""
+
+    async def recv(self) -> str | bytes: ...
+
+    async def send(self, message: str, /) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+class EngineLike(Protocol):
+    """What a connection needs of an engine (the local `Engine`, or Ray's `Asr` handle)."""
+
+    @property
+    def partial_backoff(self) -> float: ...
+
+    async def transcribe(self, request: Request) -> Transcript | None: ...
+
+
 class SessionLog(logging.LoggerAdapter[logging.Logger]):
     """Adds the session id to every record (`%(session)s`, and the JSON log's field)."""
 
@@ -64,7 +86,7 @@ class Outcome:
 
 
 class Connection:
-    def __init__(self, ws: ServerConnection, session: Session, engine: Engine,
+    def __init__(self, ws: Socket, session: Session, engine: EngineLike,
                  config: Config, dialect: Dialect, metrics: Metrics) -> None:
         self.ws = ws
         self.session = session
@@ -75,14 +97,22 @@ class Connection:
         self.log = SessionLog(log, {"session": session.id})
         self._jobs: dict[DecodeJob, asyncio.Task[None]] = {}
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
-        self._stop = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._stop = loop.create_future()
+        self._finals_by = math.inf  # loop time; moved up by a server shutdown
+        self._hurry = loop.create_future()  # done once _finals_by moved
         self._opened = time.monotonic()
         self._marks: collections.deque[tuple[float, float]] = collections.deque()
 
-    def shutdown(self, outcome: Outcome | None = None) -> None:
-        """Finalize and close: 1001 (server going away) unless told otherwise."""
+    def shutdown(self, outcome: Outcome | None = None, finals_by: float | None = None) -> None:
+        """Finalize and close: 1001 (server going away) unless told otherwise. `finals_by`
+        (loop time): stop waiting for the model then, even if already finishing."""
         if not self._stop.done():
             self._stop.set_result(outcome or Outcome(CLOSE_GOING_AWAY))
+        if finals_by is not None and finals_by < self._finals_by:
+            self._finals_by = finals_by
+            if not self._hurry.done():
+                self._hurry.set_result(None)
 
     async def run(self) -> None:
         writer = asyncio.create_task(self._write())
@@ -180,8 +210,10 @@ class Connection:
     async def _finish(self, outcome: Outcome, writer: asyncio.Task[None]) -> None:
         """Finalize what was spoken, deliver it, report the error if any, then close."""
         self._dispatch(self.session.end())
-        with contextlib.suppress(TimeoutError):
+        try:
             await self._await_finals()
+        except TimeoutError:
+            self._report_missing_finals()
         if outcome.error is not None:
             self.log.info("closing with %s: %s", outcome.error.code, outcome.error)
             self.metrics.errors.labels(outcome.error.code).inc()
@@ -196,9 +228,26 @@ class Connection:
         await self.ws.close(code, reason)
 
     async def _await_finals(self) -> None:
-        async with asyncio.timeout(FINALS_GRACE_S):
-            while self.session.awaiting_finals and self._jobs:
-                await asyncio.wait(self._jobs.values(), return_when=asyncio.FIRST_COMPLETED)
+        """Wait for the session's last finals, at most FINALS_GRACE_S or until `finals_by`
+        of a server shutdown. Raises TimeoutError."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + FINALS_GRACE_S
+        while self.session.awaiting_finals and self._jobs:
+            left = min(until, self._finals_by) - loop.time()
+            if left <= 0:
+                raise TimeoutError
+            waits = {*self._jobs.values(), *(() if self._hurry.done() else (self._hurry,))}
+            await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+
+    def _report_missing_finals(self) -> None:
+        """The model did not answer in time: say so (log, metric, client) instead of closing
+        as if every final had come."""
+        missing = sorted({job.utterance for job in self._jobs})
+        error = FinalTimeoutError(f"{len(missing)} utterance(s) ({', '.join(map(str, missing))}) "
+                                  "were not transcribed in time: their finals will not come")
+        self.log.warning("%s: %s", error.code, error)
+        self.metrics.errors.labels(error.code).inc()
+        self._send(Error(code=error.code, message=str(error)))
 
     # sending -------------------------------------------------------------------------------
 
@@ -244,9 +293,14 @@ class Connection:
         self._jobs.pop(job, None)
 
     async def _decode(self, job: DecodeJob) -> None:
+        """One decode; whatever fails (the engine, a Ray remote call) costs this job only."""
         try:
             result = await self.engine.transcribe(job.request)
         except RtasrError as exc:
             self._dispatch(self.session.on_failure(job, exc))
+            return
+        except Exception as exc:
+            self.log.exception("decode failed")
+            self._dispatch(self.session.on_failure(job, EngineError(f"decode failed: {exc}")))
             return
         self._dispatch(self.session.on_result(job, result))

@@ -10,6 +10,7 @@ import enum
 from dataclasses import dataclass
 
 from .audio import Audio
+from .errors import ParameterError
 from .protocol import Task
 
 
@@ -51,3 +52,27 @@ class Request:
     # False for a session sending audio faster than real time (a file): its finals go after
     # live sessions' and its backlog is not the admission signal (scheduler.py)
     realtime: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelInfo:
+    """What session set-up needs to know of the model (a local engine or a Ray deployment)."""
+
+    name: str
+    multilingual: bool
+    language: str | None  # the server's --language (always "en" for an English-only model)
+    languages: tuple[str, ...]  # every language code the model knows
+    beam_size: int
+    context_chars: int
+
+    def check(self, language: str | None, task: Task = "transcribe") -> None:
+        """Refuse, when a session opens, a language or task the model cannot do."""
+        if not self.multilingual and task != "transcribe":
+            raise ParameterError(f"model {self.name} is English-only: it cannot {task}; "
+                                 "a multilingual model can (--model base)")
+        if language is not None and language not in self.languages:
+            if not self.multilingual:
+                raise ParameterError(f"model {self.name} is English-only: "
+                                     f"language {language!r} is not available")
+            raise ParameterError(f"model {self.name} does not know language {language!r} (it "
+                                 f"knows {len(self.languages)}: {' '.join(self.languages)})")

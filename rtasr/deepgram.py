@@ -27,6 +27,7 @@ from .protocol import (
     Flush,
     Hello,
     Partial,
+    Refusal,
     ServerMessage,
     SpeechStart,
     StreamParams,
@@ -103,9 +104,15 @@ class DeepgramDialect(Dialect):
         self._model_name = "whisper"
         self._model_uuid = ""
         self._sha256 = hashlib.sha256()
-        self._finalizing = False
+        self._open: set[int] = set()  # utterances started whose final has not come
+        self._finalizing: int | None = None  # the utterance a Finalize flushed
         self._last_word_end: float | None = None
-        self._speaking = False
+
+    @classmethod
+    def handshake_refusal(cls, error: ParameterError) -> Refusal | None:
+        """Deepgram answers bad parameters with HTTP 400 and a `dg-error` header."""
+        return Refusal(400, {"err_code": "Bad Request", "err_msg": str(error)},
+                       (("dg-error", str(error)),))
 
     def config_changes(self, pause_ms: int) -> dict[str, int]:
         """Per-session settings this client asked for (`endpointing` in ms)."""
@@ -126,8 +133,8 @@ class DeepgramDialect(Dialect):
             raise ProtocolError("text frames must be JSON objects") from None
         if kind == "KeepAlive":
             return None
-        if kind == "Finalize":
-            self._finalizing = True
+        if kind == "Finalize":  # flushes the open utterance, if any: its final is marked
+            self._finalizing = max(self._open) if self._open else None
             return Flush()
         if kind == "CloseStream":
             return End()
@@ -138,7 +145,7 @@ class DeepgramDialect(Dialect):
     def on_audio(self, data: bytes, position_s: float) -> list[str]:
         self._sha256.update(data)
         end = self._last_word_end
-        if (self.utterance_end_s and end is not None and not self._speaking
+        if (self.utterance_end_s and end is not None and not self._open
                 and position_s - end >= self.utterance_end_s):
             self._last_word_end = None
             return [_json({"type": "UtteranceEnd", "channel": _CHANNEL, "last_word_end": end})]
@@ -146,7 +153,7 @@ class DeepgramDialect(Dialect):
 
     def render(self, message: ServerMessage) -> list[str]:
         if isinstance(message, SpeechStart):
-            self._speaking = True
+            self._open.add(message.utterance)
             if self.vad_events:
                 return [_json({"type": "SpeechStarted", "channel": _CHANNEL,
                                "timestamp": message.start})]
@@ -155,13 +162,7 @@ class DeepgramDialect(Dialect):
                 return [self._results(message.start, message.end, message.text, [], False,
                                       False)]
         elif isinstance(message, Final):
-            self._speaking = False
-            self._last_word_end = message.words[-1].end if message.words else message.end
-            words = [{"word": self._plain(w.word), "start": w.start, "end": w.end,
-                      "confidence": w.probability, "punctuated_word": w.word}
-                     for w in message.words]
-            return [self._results(message.start, message.end, message.text, words, True,
-                                  message.endpoint and self.endpointing)]
+            return [self._final(message)]
         elif isinstance(message, Error):
             variant = "SchemaError" if message.code == "bad_message" else message.code
             return [_json({"type": "Error", "variant": variant,
@@ -178,12 +179,25 @@ class DeepgramDialect(Dialect):
 
     # ------------------------------------------------------------------------------------
 
+    def _final(self, message: Final) -> str:
+        # finals come in utterance order: this one ends every utterance up to its own
+        self._open = {u for u in self._open if u > message.utterance}
+        self._last_word_end = message.words[-1].end if message.words else message.end
+        flushed = self._finalizing == message.utterance
+        if self._finalizing is not None and self._finalizing <= message.utterance:
+            self._finalizing = None  # also when the flushed utterance had no words
+        words = [{"word": self._plain(w.word), "start": w.start, "end": w.end,
+                  "confidence": w.probability, "punctuated_word": w.word}
+                 for w in message.words]
+        return self._results(message.start, message.end, message.text, words, True,
+                             message.endpoint and self.endpointing, flushed)
+
     @staticmethod
     def _plain(word: str) -> str:
         return "".join(c for c in word.lower() if c.isalnum() or c in "'-")
 
     def _results(self, start: float, end: float, text: str, words: list[dict[str, Any]],
-                 is_final: bool, speech_final: bool) -> str:
+                 is_final: bool, speech_final: bool, from_finalize: bool = False) -> str:
         transcript = text if self.punctuate else " ".join(
             filter(None, (self._plain(w) for w in text.split())))
         confidence = (sum(w["confidence"] for w in words) / len(words)) if words else 0.0
@@ -202,9 +216,8 @@ class DeepgramDialect(Dialect):
                                         "version": f"rtasr-{__version__}", "arch": "whisper"},
                          "model_uuid": self._model_uuid},
         }
-        if is_final and self._finalizing:
+        if from_finalize:
             result["from_finalize"] = True
-            self._finalizing = False
         return _json(result)
 
     def _metadata(self, duration_s: float) -> str:

@@ -28,8 +28,8 @@ import numpy as np
 from . import models
 from .audio import Audio
 from .config import SAMPLE_RATE_HZ, Config
-from .decoding import EMPTY, Priority, Request, Transcript, Word
-from .errors import ConfigError, EngineError, ParameterError
+from .decoding import EMPTY, ModelInfo, Priority, Request, Transcript, Word
+from .errors import ConfigError, EngineError
 from .protocol import Task
 from .scheduler import Job, Scheduler
 
@@ -195,18 +195,16 @@ class Engine:
         """Language codes the model transcribes."""
         return self._languages_known
 
+    @property
+    def info(self) -> ModelInfo:
+        """The model as session set-up sees it (gateway.py); loaded models only."""
+        return ModelInfo(name=self.spec.name, multilingual=self.multilingual,
+                         language=self.language, languages=tuple(self._languages_known),
+                         beam_size=self.beam_size, context_chars=self.context_chars)
+
     def check_language(self, language: str | None, task: Task = "transcribe") -> None:
         """Refuse, when a session opens, a language or task the model cannot do."""
-        name = self.spec.name
-        if not self.multilingual and task != "transcribe":
-            raise ParameterError(f"model {name} is English-only: it cannot {task}; "
-                                 "a multilingual model can (--model base)")
-        if language is not None and language not in self._languages_known:
-            if not self.multilingual:
-                raise ParameterError(f"model {name} is English-only: "
-                                     f"language {language!r} is not available")
-            raise ParameterError(f"model {name} does not know language {language!r} "
-                                 f"({_listed(self._languages_known)})")
+        self.info.check(language, task)
 
     def stats(self) -> dict[str, float]:
         sched = self.scheduler

@@ -64,6 +64,13 @@ class EngineError(RtasrError):
     close_code = None
 
 
+class FinalTimeoutError(RtasrError):
+    """A closing session's finals did not come from the model in time; the close goes on."""
+
+    code = "final_timeout"
+    close_code = None
+
+
 class OverloadedError(RtasrError):
     """The server cannot take another session now."""
 

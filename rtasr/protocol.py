@@ -200,6 +200,15 @@ ServerMessage = Ready | SpeechStart | Partial | Final | Error | EndOfStream
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """An HTTP answer instead of the websocket handshake: status, JSON body, extra headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Hello:
     """What a dialect may say when a session opens."""
 
@@ -217,6 +226,13 @@ class Dialect:
 
     def __init__(self, query: str, *, default_language: str | None) -> None:
         self.params = StreamParams.from_query(query, default_language=default_language)
+
+    @classmethod
+    def handshake_refusal(cls, error: ParameterError) -> Refusal | None:
+        """How bad connection parameters are refused: an HTTP answer before the handshake,
+        or None to accept the websocket and close it with an `error` message (native: a
+        browser sees no HTTP body, but it does see the message and the close reason)."""
+        return None
 
     def config_changes(self, pause_ms: int) -> dict[str, int]:
         """Per-session settings the client asked for (none in the native protocol)."""

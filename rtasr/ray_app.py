@@ -17,24 +17,24 @@ Two deployments:
 # annotations at run time, and Ray Serve's class ingress hides this module's globals from it.
 import asyncio
 import contextlib
+import dataclasses
 import logging
-import uuid
+import os
 from typing import Any, cast
 
 from fastapi import FastAPI, WebSocket
+from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from websockets.exceptions import ConnectionClosed
 
 from .config import Config
-from .connection import Connection, SessionLog
-from .decoding import Request, Transcript
-from .deepgram import DEEPGRAM_PATH, DeepgramDialect
+from .decoding import ModelInfo, Request, Transcript
 from .engine import Engine
-from .errors import CLOSE_INTERNAL, ParameterError, RtasrError
+from .errors import CLOSE_POLICY
+from .gateway import DIALECTS, Gateway
 from .metrics import Metrics
-from .protocol import Dialect, Error, Hello
-from .session import Session
+from .protocol import Refusal
 
 log = logging.getLogger(__name__)
 api = FastAPI(title="rtasr")
@@ -50,9 +50,7 @@ class Asr:
 
     def info(self) -> dict[str, Any]:
         e = self.engine
-        return {"model": e.spec.name, "device": e.device, "language": e.language,
-                "multilingual": e.multilingual, "beam_size": e.beam_size,
-                "context_chars": e.context_chars}
+        return {"device": e.device, **dataclasses.asdict(e.info)}
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
     async def transcribe(self, requests: list[Request]) -> list[Transcript]:
@@ -108,64 +106,62 @@ class _RemoteEngine:
         return cast(Transcript, await self.asr.transcribe.remote(request))
 
 
+async def _refuse(ws: WebSocket, refusal: Refusal) -> None:
+    """Answer the handshake with the refusal's HTTP status where the ASGI server can
+    (the websocket denial-response extension); else close before accepting, which the
+    proxy answers with HTTP 403."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(JSONResponse(refusal.body, refusal.status,
+                                                   headers=dict(refusal.headers)))
+    else:
+        await ws.close(CLOSE_POLICY)
+
+
 @serve.deployment(max_ongoing_requests=1000)
 @serve.ingress(api)
 class Ingress:
     def __init__(self, asr: DeploymentHandle[Any], options: dict[str, Any]) -> None:
         self.asr = asr
+        keys = [*options.pop("api_keys", ()), *os.environ.get("RTASR_API_KEYS", "").split(",")]
+        options["api_keys"] = tuple(dict.fromkeys(k.strip() for k in keys if k.strip()))
+        options["allowed_origins"] = tuple(options.get("allowed_origins", ()))
         self.config = Config(**options)
         self.engine = _RemoteEngine(asr)
         self.metrics = Metrics()
         self.info: dict[str, Any] | None = None
-        self.sessions = 0
+        self.gateway: Gateway | None = None
+        self.served = 0
 
-    async def _info(self) -> dict[str, Any]:
-        if self.info is None:
+    async def _gateway(self) -> Gateway:
+        if self.gateway is None:
             self.info = cast(dict[str, Any], await self.asr.info.remote())
-        return self.info
+            info = self.info
+            fields = {f.name for f in dataclasses.fields(ModelInfo)}
+            model = ModelInfo(**{k: v for k, v in info.items() if k in fields})
+            self.gateway = Gateway(self.config, self.engine, model, self.metrics)
+        return self.gateway
 
     @api.get("/healthz")
     async def healthz(self) -> dict[str, Any]:
-        return {"status": "ok", "ready": True, **await self._info(), "sessions": self.sessions}
+        gateway = await self._gateway()
+        return {"status": "ok", "ready": True, **(self.info or {}),
+                "sessions": len(gateway.connections), "sessions_served": self.served,
+                "replica": serve.get_replica_context().replica_tag}
 
-    @api.websocket("/ws")
-    async def native(self, ws: WebSocket) -> None:
-        await self._session(ws, Dialect)
-
-    @api.websocket(DEEPGRAM_PATH)
-    async def deepgram(self, ws: WebSocket) -> None:
-        await self._session(ws, DeepgramDialect)
-
-    async def _session(self, ws: WebSocket, kind: type[Dialect]) -> None:
-        info = await self._info()
-        await ws.accept()
-        socket = _Socket(ws)
-        session_id = uuid.uuid4().hex[:12]
-        try:
-            dialect = kind(ws.url.query, default_language=info["language"])
-            language = dialect.params.language
-            if not info["multilingual"] and language not in (None, "en"):
-                raise ParameterError(f"model {info['model']} is English-only")
-        except RtasrError as exc:
-            await socket.send(Error(code=exc.code, message=str(exc)).to_json())
-            await socket.close(exc.close_code or CLOSE_INTERNAL, exc.code)
+    @api.websocket("/{path:path}")
+    async def websocket(self, ws: WebSocket, path: str) -> None:
+        gateway = await self._gateway()
+        route, query = f"/{path}", ws.url.query
+        if route not in DIALECTS:
+            await ws.close(CLOSE_POLICY)  # before accept: the proxy answers HTTP 403
             return
-        config = self.config.replace(beam_size=info["beam_size"],
-                                     context_chars=info["context_chars"],
-                                     **dialect.config_changes(self.config.pause_ms))
-        session = Session(config, dialect.params, session_id, language)
-        conn = Connection(cast(Any, socket), session, cast(Engine, self.engine), self.config,
-                          dialect, self.metrics)
-        SessionLog(log, {"session": session_id}).info("open on Ray (%s)", dialect.name)
-        self.sessions += 1
-        try:
-            for text in dialect.greeting(Hello(session_id, info["model"], dialect.params)):
-                await socket.send(text)
-            await conn.run()
-        except ConnectionClosed:
-            pass
-        finally:
-            self.sessions -= 1
+        refusal = gateway.refusal(route, query, ws.headers)
+        if refusal is not None:
+            await _refuse(ws, refusal)
+            return
+        await ws.accept()
+        self.served += 1
+        await gateway.run(_Socket(ws), route, query)
 
 
 def build(args: dict[str, Any]) -> Any:
@@ -173,13 +169,17 @@ def build(args: dict[str, Any]) -> Any:
 
     args: `model`, `device`, `compute_type`, `language` (as `rtasr serve`), `num_gpus` per
     model replica (default 1 with device cuda, else 0), `asr_replicas` (1),
-    `ingress_replicas` (2).
+    `ingress_replicas` (2), `api_keys` and `allowed_origins` (lists, as `rtasr serve`'s
+    `--api-key` and `--allowed-origins`; the ingress replicas also read `RTASR_API_KEYS`).
     """
-    options = {k: args[k] for k in ("model", "device", "compute_type", "language") if k in args}
+    options: dict[str, Any] = {k: args[k] for k in ("model", "device", "compute_type",
+                                                    "language") if k in args}
+    access: dict[str, Any] = {k: list(args[k]) for k in ("api_keys", "allowed_origins")
+                              if k in args}
     device = options.get("device", "auto")
     num_gpus = float(args.get("num_gpus", 1 if device == "cuda" else 0))
     asr = cast(Any, Asr).options(num_replicas=int(args.get("asr_replicas", 1)),
                       ray_actor_options={"num_gpus": num_gpus, "num_cpus": 1}).bind(options)
     ingress = cast(Any, Ingress).options(num_replicas=int(args.get("ingress_replicas", 2)),
                               ray_actor_options={"num_cpus": 0.5})
-    return ingress.bind(asr, options)
+    return ingress.bind(asr, {**options, **access})

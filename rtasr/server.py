@@ -10,44 +10,47 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-import json
 import logging
 import ssl
-import uuid
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qs
 
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response
 
 from . import static
 from .config import Config
-from .connection import Connection, SessionLog
-from .deepgram import DEEPGRAM_PATH, DeepgramDialect
 from .engine import Engine
-from .errors import CLOSE_INTERNAL, ConfigError, OverloadedError, ParameterError, RtasrError
+from .errors import ConfigError, OverloadedError
+from .gateway import DIALECTS, UNAUTHORIZED, Gateway, authorized, refusal_body
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .monitor import LoopMonitor
-from .protocol import Dialect, Error, Hello
-from .session import Session
+from .protocol import Refusal
 
 log = logging.getLogger(__name__)
+
+# Incoming memory per connection: the websocket layer queues INCOMING_FRAMES + 1 frames
+# before it stops reading the socket, and holds one more frame being received (plus one read
+# of at most 256 KiB), each at most OVERSIZE_FACTOR x --max-frame-bytes: about 12 MiB at the
+# 1 MiB default (docs/operations.md). Frames between 1x and OVERSIZE_FACTOR x the limit still
+# reach the connection, which answers them with `frame_too_large`.
+INCOMING_FRAMES = 4
+OVERSIZE_FACTOR = 2
+SEND_SHARE = 0.25  # of --shutdown-grace-s, kept for sending the last finals and closing
 # websockets logs request lines at DEBUG, and a request line may carry ?token=KEY.
 logging.getLogger("websockets").setLevel(logging.INFO)
 
-WS_PATHS = ("/", "/ws")
-
 
 def _json_response(status: HTTPStatus, body: dict[str, Any]) -> Response:
-    data = json.dumps(body).encode()
-    headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
-    return Response(status.value, status.phrase, headers, data)
+    return _answer(Refusal(status, body))
+
+
+def _answer(refusal: Refusal) -> Response:
+    data, headers = refusal_body(refusal)
+    return Response(refusal.status, HTTPStatus(refusal.status).phrase, Headers(headers), data)
 
 
 def _text_response(status: HTTPStatus, text: str) -> Response:
@@ -65,12 +68,12 @@ class Server:
         self.engine = engine or Engine(config)
         self._owns_engine = engine is None
         self._ws: WsServer | None = None
-        self._connections: set[Connection] = set()
+        self._sockets: set[ServerConnection] = set()  # every handler's, closing ones too
         self.loop_monitor = LoopMonitor()
         self.max_sessions = config.max_sessions or self.engine.max_sessions
         self.metrics = Metrics()
-        self._idle = asyncio.Event()  # set while no session is open
-        self._idle.set()
+        self.gateway = Gateway(config, self.engine, self.engine.info, self.metrics,
+                               self.admission_error)
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -109,14 +112,14 @@ class Server:
             self.config.port,
             process_request=self._http,
             ssl=tls,
-            max_size=self.config.max_frame_bytes * 4,
-            max_queue=16,
+            max_size=self.config.max_frame_bytes * OVERSIZE_FACTOR,
+            max_queue=INCOMING_FRAMES,
             ping_interval=self.config.ping_interval_s,
             ping_timeout=self.config.ping_interval_s,
             compression=None,
             server_header="rtasr",
         )
-        self.metrics.watch(self.engine, lambda: len(self._connections))
+        self.metrics.watch(self.engine, lambda: self.session_count)
         self.loop_monitor.start()
         scheme = "wss" if tls else "ws"
         log.info("listening on %s://%s:%d/ws%s", scheme, self.config.host, self.port,
@@ -127,13 +130,16 @@ class Server:
         --shutdown-grace-s), then close them."""
         if self._ws is None:
             return
+        grace = self.config.shutdown_grace_s
+        deadline = asyncio.get_running_loop().time() + grace
         self._ws.close(close_connections=False)
-        for conn in list(self._connections):
-            conn.shutdown()
+        # finals first: the model gets all but the last SEND_SHARE of the grace
+        self.gateway.shutdown(finals_by=deadline - grace * SEND_SHARE)
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.config.shutdown_grace_s):
-                await self._idle.wait()
-        self._ws.close()
+            async with asyncio.timeout_at(deadline):
+                await self.gateway.idle.wait()
+        for ws in list(self._sockets):  # clients that did not read or answer the close
+            ws.transport.abort()
         await self._ws.wait_closed()
         self._ws = None
         self.metrics.unwatch(self.engine)
@@ -143,12 +149,12 @@ class Server:
 
     @property
     def session_count(self) -> int:
-        return len(self._connections)
+        return len(self.gateway.connections)
 
     def admission_error(self) -> OverloadedError | None:
         """Why a new session would be refused now, or None when it is welcome."""
         limit = self.max_sessions
-        if len(self._connections) >= limit:
+        if len(self.gateway.connections) >= limit:
             return OverloadedError(f"the server is at its limit of {limit} sessions; "
                                    "try again later")
         if self.engine.scheduler.recent_final_wait_s() > self.config.max_final_wait_ms / 1000:
@@ -164,7 +170,7 @@ class Server:
             "device": self.engine.device,
             "multilingual": self.engine.multilingual,
             "languages": self.engine.languages,
-            "sessions": len(self._connections),
+            "sessions": len(self.gateway.connections),
             "max_sessions": self.max_sessions,
             "engine": self.engine.stats(),
             "loop_lag_p99_ms": self.loop_monitor.lag_ms(99),
@@ -173,9 +179,13 @@ class Server:
     def _http(self, connection: ServerConnection, request: HttpRequest) -> Response | None:
         path, _, query = request.path.partition("?")
         upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
-        if upgrade and (path in WS_PATHS or path == DEEPGRAM_PATH):
-            return self._check_upgrade(request, path, query)
+        if upgrade and path in DIALECTS:
+            refusal = self.gateway.refusal(path, query, request.headers)
+            return None if refusal is None else _answer(refusal)
         if path == "/metrics":
+            if not authorized(self.config.api_keys, request.headers, query):
+                self.metrics.rejected.labels("unauthorized").inc()
+                return _answer(UNAUTHORIZED)
             body = self.metrics.render()
             headers = Headers([("Content-Type", CONTENT_TYPE_LATEST),
                                ("Content-Length", str(len(body)))])
@@ -196,90 +206,11 @@ class Server:
                                   "on /ws (see docs/protocol.md)")
         return _text_response(HTTPStatus.NOT_FOUND, "not found")
 
-    def _dialect(self, path: str) -> Dialect:
-        """The wire protocol the client asked for. Raises ParameterError for bad parameters."""
-        route, _, query = path.partition("?")
-        cls = DeepgramDialect if route == DEEPGRAM_PATH else Dialect
-        dialect = cls(query, default_language=self.engine.language)
-        self.engine.check_language(dialect.params.language, dialect.params.task)
-        return dialect
-
-    def _check_upgrade(self, request: HttpRequest, path: str, query: str) -> Response | None:
-        """Refuse a websocket before the handshake: a missing or wrong API key (401), or,
-        on the Deepgram endpoint, bad parameters (400, as Deepgram answers them)."""
-        origin = request.headers.get("Origin")
-        allowed = self.config.allowed_origins
-        if origin is not None and allowed and origin not in allowed and "*" not in allowed:
-            log.info("refused %s: origin %s is not allowed", path, origin)
-            self.metrics.rejected.labels("origin").inc()
-            return _json_response(HTTPStatus.FORBIDDEN, {
-                "error": "forbidden_origin",
-                "message": f"origin {origin} is not in the server's --allowed-origins"})
-        if self.config.api_keys and not self._authorized(request, query):
-            log.info("refused %s: missing or wrong API key", path)
-            self.metrics.rejected.labels("unauthorized").inc()
-            return _json_response(HTTPStatus.UNAUTHORIZED, {
-                "error": "unauthorized",
-                "message": "a valid API key is required: send 'Authorization: Bearer KEY' "
-                           "(or 'Token KEY'), or ?token=KEY"})
-        if path == DEEPGRAM_PATH:
-            try:
-                self._dialect(request.path)
-            except ParameterError as exc:
-                self.metrics.rejected.labels("bad_parameter").inc()
-                response = _json_response(HTTPStatus.BAD_REQUEST, {
-                    "err_code": "Bad Request", "err_msg": str(exc)})
-                response.headers["dg-error"] = str(exc)
-                return response
-        return None
-
-    def _authorized(self, request: HttpRequest, query: str) -> bool:
-        scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-        offered = parse_qs(query).get("token", [])
-        if scheme.lower() in ("bearer", "token") and credential.strip():
-            offered.append(credential.strip())
-        return any(hmac.compare_digest(o.encode(), k.encode())
-                   for o in offered for k in self.config.api_keys)
-
     async def _handle(self, ws: ServerConnection) -> None:
         assert ws.request is not None
-        session_id = uuid.uuid4().hex[:12]
-        slog = SessionLog(log, {"session": session_id})
+        path, _, query = ws.request.path.partition("?")
+        self._sockets.add(ws)
         try:
-            dialect = self._dialect(ws.request.path)
-            refusal = self.admission_error()
-            if refusal is not None:
-                self.metrics.rejected.labels("overloaded").inc()
-                texts, code, reason = dialect.farewell(refusal.close_code or CLOSE_INTERNAL,
-                                                       refusal, 0.0)
-                slog.info("refused: %s", refusal)
-                for text in texts:
-                    await ws.send(text)
-                await ws.close(code, reason)
-                return
-        except RtasrError as exc:
-            slog.info("refused: %s", exc)
-            self.metrics.rejected.labels(exc.code).inc()
-            await ws.send(Error(code=exc.code, message=str(exc)).to_json())
-            await ws.close(exc.close_code or CLOSE_INTERNAL, exc.code)
-            return
-        params = dialect.params
-        config = self.config.replace(beam_size=self.engine.beam_size,
-                                     context_chars=self.engine.context_chars,
-                                     **dialect.config_changes(self.config.pause_ms))
-        session = Session(config, params, session_id, params.language)
-        conn = Connection(ws, session, self.engine, self.config, dialect, self.metrics)
-        self._connections.add(conn)
-        self._idle.clear()
-        slog.info("open (%s): %d Hz %s, language %s", dialect.name, params.sample_rate,
-                  params.encoding, params.language or "auto")
-        try:
-            for text in dialect.greeting(Hello(session_id, self.engine.spec.name, params)):
-                await ws.send(text)
-            await conn.run()
-        except ConnectionClosed:
-            pass
+            await self.gateway.run(ws, path, query)
         finally:
-            self._connections.discard(conn)
-            if not self._connections:
-                self._idle.set()
+            self._sockets.discard(ws)

@@ -142,6 +142,8 @@ class Session:
         # Greedy finals: a partial is decoded exactly as a final would be, so it can serve as one.
         self._final_grade_partials = config.beam_size <= 1
         self.partial_backoff = 1.0  # the transport stretches the partial cadence under load
+        self.realtime = True  # the transport clears it while the client sends faster than real
+        # time (a file): its decodes then yield to live sessions' (scheduler.py)
 
     # input -------------------------------------------------------------------------------
 
@@ -286,6 +288,7 @@ class Session:
             initial_prompt=self.params.prompt,
             beam_size=1 if partial else self.config.beam_size,
             word_timestamps=not greedy_only,
+            realtime=self.realtime,
         )
         return DecodeJob(kind, utt.index, start, end, request)
 

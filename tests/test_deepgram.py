@@ -60,10 +60,17 @@ def stream(port: int, data: bytes, *, rate: int = 16000, width: int = 2, speed: 
            finalize: bool = False, key: str = "any-key", **options: str) -> list[Any]:
     """Stream `data` through the SDK's live client; every message it parsed, in order."""
     messages: list[Any] = []
+    got_final = threading.Event()
+
+    def on_message(message: Any) -> None:
+        messages.append(message)
+        if getattr(message, "type", None) == "Results" and message.is_final:
+            got_final.set()
+
     step = rate // 10 * width
     params = {"model": "nova-3", "sample_rate": str(rate), **options}
     with client(port, key).listen.v1.connect(**params) as socket:
-        socket.on(EventType.MESSAGE, messages.append)
+        socket.on(EventType.MESSAGE, on_message)
         listener = threading.Thread(target=socket.start_listening, daemon=True)
         listener.start()
         t0 = time.monotonic()
@@ -72,7 +79,7 @@ def stream(port: int, data: bytes, *, rate: int = 16000, width: int = 2, speed: 
             time.sleep(max(0.0, t0 + (i + 1) * 0.1 / speed - time.monotonic()))
         if finalize:
             socket.send_finalize()
-            time.sleep(1.5)
+            assert got_final.wait(30), "no final after Finalize"
         socket.send_close_stream()
         listener.join(60)
     return messages

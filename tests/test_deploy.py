@@ -139,3 +139,22 @@ def test_image_install_steps_give_a_working_server(tmp_path: Path) -> None:
         assert proc.wait(30) == 0
     finally:
         proc.kill()
+
+
+# APIs rtasr uses that a Python older than the key lacks (3.11: asyncio.timeout and
+# timeout_at, datetime.UTC, subscripting LoggerAdapter at run time).
+NEWER_APIS = {(3, 11): ("asyncio.timeout", "datetime.UTC", "LoggerAdapter[")}
+
+
+def test_the_declared_python_is_one_the_code_runs_on() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    floor = re.fullmatch(r">=(\d+)\.(\d+)", project["project"]["requires-python"])
+    assert floor, project["project"]["requires-python"]
+    minimum = (int(floor[1]), int(floor[2]))
+    assert project["tool"]["ruff"]["target-version"] == f"py{minimum[0]}{minimum[1]}"
+    code = "\n".join(p.read_text() for p in (ROOT / "rtasr").glob("*.py"))
+    for version, apis in NEWER_APIS.items():
+        used = [api for api in apis if api in code]
+        assert not used or minimum >= version, f"{used} need Python {version}, not {minimum}"

@@ -91,6 +91,7 @@ async def _malformed_frames(server: Server) -> None:
         ("", (b"\x00" * (64 * 1024 + 2),), "frame_too_large", 1009),
         ("", ("x" * (100 * 1024),), "frame_too_large", 1009),  # a 100 KiB text frame
         ("", ("x" * (1 << 20),), None, 1009),  # a megabyte: cut off by the websocket layer
+        ("", (b"\x00" * (2 * 64 * 1024 + 2),), None, 1009),  # so is anything over 2x the limit
         ("", (os.urandom(4096 * 2),), None, 1000),  # binary noise is audio: no error
         ("sample_rate=100", (), "bad_parameter", 1008),
         ("sample_rate=96000", (), "bad_parameter", 1008),
@@ -164,14 +165,31 @@ async def _silent_and_slow_clients(server: Server) -> None:
             for ws in holders:
                 await ws.close()
     # a client that never reads: closed once --max-unsent-messages pile up, not buffered
+    def slow_consumers() -> float:
+        return server.metrics.registry.get_sample_value(
+            "rtasr_errors_total", {"code": "slow_consumer"}) or 0.0
+
+    before = slow_consumers()
     sock = socket.create_connection(("127.0.0.1", server.port))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     async with connect(url(server), sock=sock, max_queue=1) as ws:
         await ws.recv()
-        with contextlib.suppress(ConnectionClosed, TimeoutError):
-            async with asyncio.timeout(40):
-                while True:  # each bad frame earns an error message the client never reads
+
+        async def flood() -> None:  # each bad frame earns an error message nobody reads
+            with contextlib.suppress(ConnectionClosed):
+                while True:
                     await ws.send("{" * 2000)
+
+        flooder = asyncio.create_task(flood())
+        async with asyncio.timeout(40):
+            while slow_consumers() == before:  # the server gave up on this client ...
+                await asyncio.sleep(0.05)
+        flooder.cancel()
+        unread: list[dict[str, Any]] = []
+        with contextlib.suppress(ConnectionClosed):  # ... and says why once it can
+            async for text in ws:
+                unread.append(json.loads(text))
+    assert unread[-1]["code"] == "slow_consumer" and ws.close_code == 1008
     assert server.session_count <= 1  # only the `good` session may still be open
 
 
@@ -217,7 +235,40 @@ async def test_an_engine_fault_costs_one_final(guarded: Server, engine: Engine,
     assert wer(TRANSCRIPTS["agent-alreadyon"], (await other).text) <= 0.1
 
 
+async def test_any_decode_failure_costs_one_final(guarded: Server, engine: Engine,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Ray a decode can fail with anything (an actor died, back-pressure): the utterance
+    gets `engine_error` and the session's later finals still come."""
+    transcribe = engine.transcribe
+    doomed: set[str] = set()
+
+    async def remote(request: Request) -> Any:
+        if request.session in doomed:
+            raise ConnectionResetError("the ASR actor died")  # not an RtasrError
+        return await transcribe(request)
+
+    monkeypatch.setattr(engine, "transcribe", remote)
+    pcm = encode(speech("tt-weasels"))
+    chunks = [pcm[i : i + 32000] for i in range(0, len(pcm), 32000)]
+    async with asyncio.timeout(40), connect(url(guarded, "interim_results=false")) as ws:
+        doomed.add(json.loads(await ws.recv())["session_id"])
+        for chunk in chunks:
+            await ws.send(chunk)
+        while (error := json.loads(await ws.recv()))["type"] != "error":
+            assert error["type"] == "speech_start"
+        assert error["code"] == "engine_error"
+        doomed.clear()
+        for chunk in chunks:
+            await ws.send(chunk)
+        await ws.send(json.dumps({"type": "end"}))
+        rest = [json.loads(m) async for m in ws]
+    assert wer(TRANSCRIPTS["tt-weasels"], " ".join(m["text"] for m in rest
+                                                    if m["type"] == "final")) <= 0.2
+    assert rest[-1]["type"] == "end"
+
+
 async def test_metrics_and_logs(guarded: Server, caplog: pytest.LogCaptureFixture) -> None:
+    import urllib.error
     import urllib.request
 
     with caplog.at_level("DEBUG"):
@@ -227,11 +278,22 @@ async def test_metrics_and_logs(guarded: Server, caplog: pytest.LogCaptureFixtur
             await exchange(f"{guarded.url}?token=wrong")
     assert KEY not in caplog.text and "token=" not in caplog.text
 
-    def scrape() -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{guarded.port}/metrics") as r:
-            return r.read().decode()
+    def get(path: str, key: str | None = None) -> tuple[int, str]:
+        request = urllib.request.Request(f"http://127.0.0.1:{guarded.port}{path}")
+        if key:
+            request.add_header("Authorization", f"Bearer {key}")
+        try:
+            with urllib.request.urlopen(request) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as refused:
+            return refused.code, refused.read().decode()
 
-    text = await asyncio.to_thread(scrape)
+    # with --api-key, metrics need the key; health stays open for load balancers
+    assert (await asyncio.to_thread(get, "/metrics"))[0] == 401
+    assert (await asyncio.to_thread(get, "/metrics", "wrong"))[0] == 401
+    assert (await asyncio.to_thread(get, "/healthz"))[0] == 200
+    status, text = await asyncio.to_thread(get, "/metrics", KEY)
+    assert status == 200
     for name in ("rtasr_open_sessions", "rtasr_audio_received_seconds_total",
                  "rtasr_utterances_finalized_total", "rtasr_final_latency_seconds_bucket",
                  "rtasr_decode_seconds_bucket", "rtasr_engine_queue_depth",

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import socket
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pytest
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from rtasr.wer import wer
@@ -18,6 +21,9 @@ from .helpers import TRANSCRIPTS, clip_at, encode, silence
 
 ray = pytest.importorskip("ray")
 serve = pytest.importorskip("ray.serve")
+
+KEY = "ray-k3y"
+ORIGIN = "https://app.example"
 
 
 def free_port() -> int:
@@ -35,8 +41,8 @@ def ray_url() -> Iterator[str]:
              log_to_driver=False, configure_logging=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build({"device": "cpu", "ingress_replicas": 2}), name="rtasr",
-                  route_prefix="/")
+        serve.run(build({"device": "cpu", "ingress_replicas": 2, "api_keys": [KEY],
+                         "allowed_origins": [ORIGIN]}), name="rtasr", route_prefix="/")
         yield f"ws://127.0.0.1:{port}"
     finally:
         serve.shutdown()
@@ -46,7 +52,7 @@ def ray_url() -> Iterator[str]:
 def transcribe(url: str, name: str, rate: int = 16000) -> list[dict[str, object]]:
     audio = np.concatenate([silence(0.3, rate), clip_at(name, rate), silence(0.8, rate)])
     data = encode(audio)
-    with connect(f"{url}/ws?sample_rate={rate}", open_timeout=60) as ws:
+    with connect(f"{url}/ws?sample_rate={rate}&token={KEY}", open_timeout=60) as ws:
         assert json.loads(ws.recv())["type"] == "ready"
         step = rate // 5 * 2
         for i in range(0, len(data), step):
@@ -71,3 +77,33 @@ def test_two_ingress_replicas_and_concurrent_sessions(ray_url: str) -> None:
         assert wer(TRANSCRIPTS[name], text) <= 0.2, (name, text)
     replicas = serve.status().applications["rtasr"].deployments["Ingress"].replica_states
     assert replicas.get("RUNNING") == 2
+    served: dict[str, int] = {}  # each replica's /healthz, reached through the proxy
+    for _ in range(100):
+        health = healthz(ray_url)
+        served[health["replica"]] = health["sessions_served"]
+        if len(served) == 2:
+            break
+    assert len(served) == 2 and all(n >= 1 for n in served.values()), served
+
+
+def healthz(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{url.replace('ws://', 'http://')}/healthz") as r:
+        return dict(json.loads(r.read()))
+
+
+def test_the_ray_ingress_checks_keys_and_origins(ray_url: str) -> None:
+    """The same checks as `rtasr serve`; /healthz stays open for load balancers."""
+    for target, headers, status in (
+            (f"{ray_url}/ws", {}, 401), (f"{ray_url}/ws?token=wrong", {}, 401),
+            (f"{ray_url}/v1/listen", {"Authorization": "Token wrong"}, 401),
+            (f"{ray_url}/ws?token={KEY}", {"Origin": "https://evil.example"}, 403),
+            (f"{ray_url}/v1/listen?token={KEY}&channels=2", {}, 400)):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(target, additional_headers=headers, open_timeout=60)
+        assert refused.value.response.status_code == status, target
+        assert KEY.encode() not in refused.value.response.body
+    with connect(f"{ray_url}/v1/listen", additional_headers={"Authorization": f"Token {KEY}",
+                                                             "Origin": ORIGIN}) as ws:
+        ws.send(json.dumps({"type": "CloseStream"}))
+        assert json.loads(ws.recv())["type"] == "Metadata"
+    assert healthz(ray_url)["ready"] is True

@@ -8,6 +8,7 @@ import re
 import sys
 import wave
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -136,3 +137,37 @@ async def test_user_mistakes_are_one_line_errors(server: Server, tmp_path: Path,
         code, out, err = await run(*args)
         assert code == 2 and out == "", (args, err)
         assert err.startswith("rtasr: error:") and expected in err and err.count("\n") == 1
+
+
+async def test_the_microphone_loop_leaves_no_task_behind(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--mic` runs for hours: each 100 ms frame must not leave a pending task."""
+    import threading
+    import types
+
+    from rtasr.client import mic_frames
+
+    class FakeStream:  # sounddevice.RawInputStream, delivering 200 frames from its thread
+        def __init__(self, *, callback: Any, **_: Any) -> None:
+            self.feed = threading.Thread(
+                target=lambda: [callback(b"\0" * 3200, 1600, None, None) for _ in range(200)])
+
+        def __enter__(self) -> FakeStream:
+            self.feed.start()
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.feed.join()
+
+    monkeypatch.setitem(sys.modules, "sounddevice",
+                        types.SimpleNamespace(RawInputStream=FakeStream))
+    stop = asyncio.Event()
+    before = len(asyncio.all_tasks())
+    frames = mic_frames(stop)
+    async with asyncio.timeout(10):
+        for _ in range(150):
+            assert len(await anext(frames)) == 3200
+    assert len(asyncio.all_tasks()) <= before + 1  # at most one waiter on `stop`
+    stop.set()
+    await frames.aclose()
+    assert len(asyncio.all_tasks()) == before

@@ -115,7 +115,8 @@ def score(run: SessionRun, spans: list[Span], runon: bool = False,
 
 
 def decoded_alone(audio: np.ndarray, spans: list[Span], server_args: list[str]) -> list[str]:
-    """Each prompt decoded alone from its exact span, with the server's final settings."""
+    """Each prompt decoded alone from its exact span, as the server decodes a final with
+    capacity to spare (one session)."""
     from rtasr.cli import build_parser, config_from_args
     from rtasr.decoding import Priority, Request
     from rtasr.engine import Engine
@@ -130,7 +131,7 @@ def decoded_alone(audio: np.ndarray, spans: list[Span], server_args: list[str]) 
             request = Request(audio=piece, priority=Priority.FINAL, session="yardstick",
                               language=engine.language, beam_size=engine.beam_size,
                               word_timestamps=True)
-            texts.append(engine.decode_batch([request])[0].text)
+            texts.append(engine.decode_batch([request], spare=True)[0].text)
     finally:
         engine.stop()
     return texts
@@ -167,9 +168,16 @@ def _drain(pipe: IO[str]) -> None:
 
 
 async def run_level(url: str, audio: np.ndarray, spans: list[Span], sessions: int,
-                    speed: float, alone: list[str] | None) -> dict[str, Any]:
+                    speed: float, alone: list[str] | None,
+                    dump: Path | None = None) -> dict[str, Any]:
     runs = await asyncio.gather(*(stream_session(url, audio, i * 0.37, speed)
                                   for i in range(sessions)))
+    if dump is not None:
+        dump.parent.mkdir(parents=True, exist_ok=True)
+        dump.write_text(json.dumps({
+            "references": [[s.text, s.start, s.end] for s in spans], "alone": alone,
+            "sessions": [[{"at": round(r.at, 3), **r.msg} for r in run.messages]
+                         for run in runs]}, indent=1))
     scores = [score(r, spans, alone=alone) for r in runs]
     total = lambda key: sum(s[key] for s in scores)  # noqa: E731
     lat = [x for s in scores for x in s["latencies"]]
@@ -198,16 +206,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--url", help="benchmark a running server instead of starting one")
     ap.add_argument("--kinds", default="paused,run-on,long", help="streams to send")
-    ap.add_argument("--clips", type=int, default=40, help="prompts per stream (long: at most 20)")
+    ap.add_argument("--clips", type=int, default=40, help="prompts per stream")
+    ap.add_argument("--long-clips", type=int, default=20, help="prompts in the long stream")
     ap.add_argument("--seed", type=int, default=1, help="which prompts, in which order")
     ap.add_argument("--sessions", default="1", help="comma-separated concurrency levels")
     ap.add_argument("--speed", type=float, default=1.0, help="1.0 is real time")
     ap.add_argument("--no-yardstick", action="store_true", help="skip the decoded-alone WER")
     ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--dump", type=Path,
+                    help="write every message of each session here (KIND-N.json), with the "
+                         "references and the decoded-alone texts")
     ap.add_argument("server_args", nargs="*", help="extra `rtasr serve` arguments (after --)")
     args = ap.parse_args()
 
-    streams = {k: build(k, min(args.clips, 20) if k == "long" else args.clips, args.seed)
+    streams = {k: build(k, args.long_clips if k == "long" else args.clips, args.seed)
                for k in args.kinds.split(",")}
     results: dict[str, Any] = {"server_args": args.server_args, "levels": []}
     yardstick: dict[str, float] = {}
@@ -225,8 +237,9 @@ def main() -> None:
         for kind, (audio, spans, _) in streams.items():
             for n in (int(x) for x in args.sessions.split(",")):
                 cpu0, wall0 = (cpu_seconds(proc.pid) if proc else 0.0), time.monotonic()
+                dump = args.dump / f"{kind}-{n}.json" if args.dump else None
                 level = asyncio.run(run_level(url, audio, spans, n, args.speed,
-                                              alone.get(kind)))
+                                              alone.get(kind), dump))
                 if proc:
                     level["server_cpu"] = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic()
                                                                              - wall0)

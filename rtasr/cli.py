@@ -73,6 +73,11 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                             "seconds instead of the full 30 s window; 0: off; -1: auto (10 on "
                             "CPU, where tiny.en decodes 2.3x faster for ~0.3 points of WER; "
                             "off on CUDA)")
+    model.add_argument("--spare-encoder-window-s", type=float,
+                       default=d.spare_encoder_window_s,
+                       help="the wider window a final gets while the engine has capacity to "
+                            "spare (nothing queued, no other worker busy); -1: auto (15 on CPU "
+                            "with the 10 s window, off where the window is full)")
     model.add_argument("--no-speech-gate", action=argparse.BooleanOptionalAction,
                        default=d.no_speech_gate,
                        help="check audio with Silero VAD before decoding (stops words on music)")
@@ -123,12 +128,19 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                      help="silence that ends an utterance")
     vad.add_argument("--partial-interval-ms", type=int, default=d.partial_interval_ms,
                      help="new speech between two partials")
+    vad.add_argument("--commit-holdback-words", type=int, default=d.commit_holdback_words,
+                     help="words of the newest partial that are never committed yet: Whisper "
+                          "revises a word by what is said after it, and a final keeps every "
+                          "committed word")
     vad.add_argument("--pause-cut-s", type=float, default=d.pause_cut_s,
                      help="speech that resumes after a --pause-ms pause in an utterance this "
                           "long is cut into a final at the pause")
     vad.add_argument("--commit-cut-s", type=float, default=d.commit_cut_s,
                      help="on run-on speech, an utterance this long is cut into a final in "
                           "its longest silent gap (of at least 90 ms)")
+    vad.add_argument("--cut-context-chars", type=int, default=d.cut_context_chars,
+                     help="after a run-on cut, prompt the next utterance's decodes with this "
+                          "much of the text before the cut (0: no prompt)")
     vad.add_argument("--max-utterance-s", type=float, default=d.max_utterance_s,
                      help="an utterance is cut into finals at this length at the latest (at "
                           "any gap, else its quietest frame)")
@@ -193,12 +205,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
         cpu_threads=args.cpu_threads, context_chars=args.context_chars,
         no_speech_gate=args.no_speech_gate, max_batch_size=args.max_batch_size,
         batch_window_ms=args.batch_window_ms, encoder_window_s=args.encoder_window_s,
+        spare_encoder_window_s=args.spare_encoder_window_s,
         max_sessions=args.max_sessions, max_final_wait_ms=args.max_final_wait_ms,
         vad_aggressiveness=args.vad_aggressiveness, speech_start_ms=args.speech_start_ms,
         preroll_ms=args.preroll_ms, pause_ms=args.pause_ms,
         endpoint_silence_ms=args.endpoint_silence_ms,
         partial_interval_ms=args.partial_interval_ms, commit_cut_s=args.commit_cut_s,
-        pause_cut_s=args.pause_cut_s,
+        pause_cut_s=args.pause_cut_s, cut_context_chars=args.cut_context_chars,
+        commit_holdback_words=args.commit_holdback_words,
         max_utterance_s=args.max_utterance_s,
     )
 

@@ -38,6 +38,7 @@ class Config:
     max_batch_size: int = 0
     batch_window_ms: int = -1
     encoder_window_s: float = -1.0
+    spare_encoder_window_s: float = -1.0
 
     # Access and admission
     api_keys: tuple[str, ...] = ()
@@ -64,6 +65,8 @@ class Config:
     endpoint_silence_ms: int = 500
     partial_interval_ms: int = 500
     pause_cut_s: float = 1.0
+    commit_holdback_words: int = 6
+    cut_context_chars: int = 0
     commit_cut_s: float = 4.0
     max_utterance_s: float = 15.0
     max_buffer_s: float = 30.0
@@ -83,6 +86,9 @@ class Config:
             raise ConfigError(f"--vad-frame-ms must be 10, 20 or 30, not {self.vad_frame_ms}")
         if self.max_batch_size < 0 or self.max_sessions < 0:
             raise ConfigError("--max-batch-size and --max-sessions must be 0 (auto) or more")
+        if not (self.spare_encoder_window_s == -1 or 0 <= self.spare_encoder_window_s <= 30):
+            raise ConfigError("--spare-encoder-window-s must be -1 (auto), 0 (the full 30 s) "
+                              "or a step of up to 30 s")
         if not (self.encoder_window_s == -1 or 0 <= self.encoder_window_s <= 30):
             raise ConfigError("--encoder-window-s must be -1 (auto), 0 (the full 30 s) or "
                               "a step of up to 30 s")
@@ -105,6 +111,8 @@ class Config:
             raise ConfigError("--partial-interval-ms must be at least 100")
         if not 1.0 <= self.commit_cut_s <= self.max_utterance_s:
             raise ConfigError("--commit-cut-s must be between 1 and --max-utterance-s")
+        if self.commit_holdback_words < 0:
+            raise ConfigError("--commit-holdback-words must be 0 or more")
         if self.pause_cut_s < 0:
             raise ConfigError("--pause-cut-s must be 0 or more")
         if self.max_utterance_s + 5.0 > self.max_buffer_s:
@@ -119,6 +127,7 @@ class Config:
         if self.device == "cuda" and gpus == 0:
             raise ConfigError("--device cuda: CTranslate2 sees no CUDA GPU (try --device cpu)")
         cuda = self.device == "cuda" or (self.device == "auto" and gpus > 0)
+        window = self.encoder_window_s if self.encoder_window_s >= 0 else (0.0 if cuda else 10.0)
         auto_window_ms = 5 if cuda else 0
         return self.replace(
             device="cuda" if cuda else "cpu",
@@ -142,8 +151,11 @@ class Config:
             # tiny.en decodes 2.3x faster with the utterance padded to 10 s steps instead of
             # 30 s, for about 0.3 points of WER; 5 s steps wreck it. Unmeasured on GPU: the
             # full window there.
-            encoder_window_s=self.encoder_window_s if self.encoder_window_s >= 0 else
-            (0.0 if cuda else 10.0),
+            encoder_window_s=window,
+            # While a worker would otherwise idle, a final gets a wider window: on tiny.en 15 s
+            # instead of 10 costs ~0.15 s per decode for ~0.6 points of WER (benchmarks.md).
+            spare_encoder_window_s=self.spare_encoder_window_s
+            if self.spare_encoder_window_s >= 0 else (0.0 if not window else max(window, 15.0)),
             # Sessions the device can carry (docs/benchmarks.md, load_bench.py); refusing the
             # next one beats slowing every one down.
             max_sessions=self.max_sessions or (256 if cuda else 8 * cpus),

@@ -154,7 +154,7 @@ class DeepgramDialect(Dialect):
     def render(self, message: ServerMessage) -> list[str]:
         if isinstance(message, SpeechStart):
             self._open.add(message.utterance)
-            if self.vad_events:
+            if self.vad_events and not message.continues:  # a cut is no new speech
                 return [_json({"type": "SpeechStarted", "channel": _CHANNEL,
                                "timestamp": message.start})]
         elif isinstance(message, Partial):

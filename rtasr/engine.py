@@ -258,8 +258,12 @@ class Engine:
     def _run(self, batch: list[Job]) -> None:
         requests = [job.payload for job in batch]
         waited = time.monotonic() - min(job.submitted for job in batch)
+        # Spare capacity buys accuracy: a final decoded while nothing else waits and no other
+        # worker is busy gets the wider encoder window (docs/benchmarks.md); under load, the
+        # narrow one, and every batch the same.
+        spare = len(batch) == 1 and not batch[0].partial and self.scheduler.idle_but_one
         try:
-            results = self.decode_batch(requests)
+            results = self.decode_batch(requests, spare=spare)
         except Exception as exc:
             if len(batch) == 1:
                 log.exception("decode failed for session %s", batch[0].session)
@@ -287,13 +291,15 @@ class Engine:
 
     # the model ---------------------------------------------------------------------------
 
-    def _window_frames(self, samples: int) -> int:
-        """Mel frames the encoder sees: the full 30 s window, or a shorter one that fits."""
+    def _window_frames(self, samples: int, spare: bool = False) -> int:
+        """Mel frames the encoder sees: the full 30 s window, or a shorter one that fits
+        (`spare`: the wider window a final gets while the engine has capacity to spare)."""
         full = N_FRAMES
-        if not self.config.encoder_window_s:
+        window_s = self.config.spare_encoder_window_s if spare else self.config.encoder_window_s
+        if not window_s:
             return full
         frames = samples // HOP + 1
-        step = int(self.config.encoder_window_s * 100)
+        step = int(window_s * 100)
         return min(full, -(-frames // step) * step)
 
     def _tokenizer(self, language: str | None, task: Task = "transcribe") -> Any:
@@ -307,31 +313,33 @@ class Engine:
             self._tokenizers[key] = tok
         return tok
 
-    def decode_batch(self, requests: list[Request], *, gate: bool = True) -> list[Transcript]:
+    def decode_batch(self, requests: list[Request], *, gate: bool = True,
+                     spare: bool = False) -> list[Transcript]:
         """Decode requests that share a batch key in one model call; one Transcript each.
 
         The same code path decodes a batch of one, so a request gets the same text alone or
-        batched: every item is padded to the same encoder window either way.
+        batched: every item is padded to the same encoder window either way (`spare`: the
+        spare-capacity window, --spare-encoder-window-s).
         """
         t0 = time.perf_counter()
         results: list[Transcript] = [EMPTY] * len(requests)
         todo = [i for i, r in enumerate(requests)
                 if not gate or not self.config.no_speech_gate or self._has_speech(r.audio)]
         if todo:
-            for i, transcript in zip(todo, self._decode([requests[i] for i in todo]),
+            for i, transcript in zip(todo, self._decode([requests[i] for i in todo], spare),
                                      strict=True):
                 results[i] = transcript
         self.decodes += len(todo)
         spent = time.perf_counter() - t0
         return [dataclasses.replace(r, decode_s=spent) for r in results]
 
-    def _decode(self, requests: list[Request]) -> list[Transcript]:
+    def _decode(self, requests: list[Request], spare: bool = False) -> list[Transcript]:
         """One encoder pass for the batch; the language detected for the requests that have
         none; then one generate call per (language, task, prompt length) group."""
         from faster_whisper.audio import pad_or_trim
 
         model = self._model
-        window = self._window_frames(max(len(r.audio) for r in requests))
+        window = self._window_frames(max(len(r.audio) for r in requests), spare)
         features, frames = [], []
         for r in requests:
             mel = model.feature_extractor(r.audio)

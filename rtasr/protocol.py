@@ -148,6 +148,7 @@ class SpeechStart(_Message):
     type: ClassVar[str] = "speech_start"
     utterance: int
     start: float
+    continues: bool = False  # the speech did not pause: a run-on cut split it here
 
 
 @dataclass(frozen=True, kw_only=True)

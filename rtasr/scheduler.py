@@ -282,6 +282,11 @@ class Scheduler:
         return len(self._queue)
 
     @property
+    def idle_but_one(self) -> bool:
+        """Nothing waits and at most one worker (the caller's) is busy."""
+        return self._busy <= 1 and not self._queue
+
+    @property
     def load(self) -> float:
         """Work per worker: 1.0 means every worker is busy and nothing waits."""
         return (self._busy + len(self._queue)) / max(1, self.workers)

@@ -34,6 +34,7 @@ Policies:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Literal
@@ -101,6 +102,7 @@ class _Utterance:
     final_job: DecodeJob | None = None
     final_span: tuple[int, int, Audio] | None = None  # a final waiting for the decode in flight
     cut_check: int = 0  # when to look for a cut point next
+    continues: bool = False  # opened by a cut: its speech goes on from the last final's
     closed: bool = False
     endpoint: bool = False  # ended because the speaker paused (not flushed, cut or too long)
 
@@ -131,6 +133,7 @@ class Session:
         self._finals: dict[int, Final | None] = {}
         self._next_final = 0
         self._context = ""
+        self._last_text = ""  # the last final's text: the prompt of a cut's continuation
         self.ended = False
         ms = SAMPLE_RATE_HZ // 1000
         self._preroll = config.preroll_ms * ms
@@ -194,9 +197,11 @@ class Session:
                 self._on_ended(event, actions)
         self._next_decodes(actions)
 
-    def _open(self, index: int, start: int, actions: list[Action]) -> None:
-        self._utts[index] = _Utterance(index, start, partial_from=start + self._preroll)
-        actions.append(SpeechStart(utterance=index, start=_s(start)))
+    def _open(self, index: int, start: int, actions: list[Action], *,
+              continues: bool = False) -> None:
+        self._utts[index] = _Utterance(index, start, partial_from=start + self._preroll,
+                                       continues=continues)
+        actions.append(SpeechStart(utterance=index, start=_s(start), continues=continues))
 
     def _serves_as_final(self, job: DecodeJob, start: int, end: int) -> bool:
         """Whether `job` decoded the audio a final for [start, end) needs, as a final would."""
@@ -284,7 +289,7 @@ class Session:
             session=self.id,
             language=self.language,
             task=self.params.task,
-            prompt=self._context or None,
+            prompt=self._prompt(utt),
             initial_prompt=self.params.prompt,
             beam_size=1 if partial else self.config.beam_size,
             word_timestamps=not greedy_only,
@@ -355,8 +360,11 @@ class Session:
         # "I want to" + "I wanna go home" shows "I want to go home".
         j, _ = splice(utt.committed, words)
         tail = words[j:]
-        if utt.tail is not None:  # LocalAgreement-2: settled when two hypotheses agree
-            agreed = _common_prefix(tail, utt.tail)
+        if utt.tail is not None:  # LocalAgreement-2: settled when two hypotheses agree, ...
+            # ... short of the newest hypothesis' last words: Whisper revises a word by what
+            # is said after it, so only words with speech decoded after them can settle
+            holdback = self.config.commit_holdback_words
+            agreed = min(_common_prefix(tail, utt.tail), max(0, len(tail) - holdback))
             utt.committed = utt.committed + tail[:agreed]
             tail = tail[agreed:]
         utt.tail = tail
@@ -404,7 +412,16 @@ class Session:
         audio = self.segmenter.buffer.read(utt.start, at)
         started = self.segmenter.cut(at)
         self._on_ended(SpeechEnded(utt.index, utt.start, at, audio, forced=True), actions)
-        self._open(started.utterance, started.start, actions)
+        self._open(started.utterance, started.start, actions, continues=True)
+
+    def _prompt(self, utt: _Utterance) -> str | None:
+        """The decoder prompt: the running context (--context-chars), or, where the
+        utterance continues a cut one, the text before the cut (--cut-context-chars)."""
+        if self._context:
+            return self._context
+        if utt.continues and self.config.cut_context_chars > 0 and self._last_text:
+            return self._last_text[-self.config.cut_context_chars :]
+        return None
 
     def _complete(self, utt: _Utterance, job: DecodeJob, result: Transcript | None,
                   actions: list[Action]) -> None:
@@ -428,6 +445,7 @@ class Session:
             ready = self._finals.pop(self._next_final)
             self._next_final += 1
             if ready is not None:
+                self._last_text = ready.text
                 if self.config.context_chars > 0:
                     context = self._context + " " + ready.text
                     self._context = context[-self.config.context_chars :]
@@ -453,9 +471,9 @@ class Session:
             nxt.skip = committed[k:]
             del nxt.committed[: strip_prefix(nxt.skip, nxt.committed)]
         head = timed[:j]
-        if [norm(w.word) for w in head] == [norm(w) for w in committed]:
-            kept = head
-        else:  # the committed spelling, over the time its version in the decode took
+        if len(head) == len(committed):  # the committed spelling, with the decode's times
+            kept = [dataclasses.replace(w, word=c) for w, c in zip(head, committed, strict=True)]
+        else:  # the committed words, over the time the decode's version of them took
             lo = head[0].start if head else (timed[0].start if timed else offset)
             hi = head[-1].end if head else lo
             kept = _spread(committed, lo, hi)

@@ -112,7 +112,8 @@ async def test_sdk_live_client_gets_interim_and_final_results(server: Server) ->
     results = of(messages, "Results")
     finals = [r for r in results if r.is_final]
     assert wer(" ".join(TRANSCRIPTS[n] for n in names), transcript(results)) <= 0.15
-    assert len(finals) == 2 and all(r.speech_final for r in finals)
+    # one speech_final per clip: the final at its pause (a long clip may also be cut before)
+    assert sum(r.speech_final for r in finals) == 2 and finals[-1].speech_final
     assert results.index(finals[0]) > 0 and not results[0].is_final  # interim first
     words = finals[0].channel.alternatives[0].words
     assert words[0].punctuated_word[0].isupper() and words[0].word.islower()
@@ -121,7 +122,9 @@ async def test_sdk_live_client_gets_interim_and_final_results(server: Server) ->
     assert 0 < finals[0].channel.alternatives[0].confidence <= 1
     assert len(of(messages, "SpeechStarted")) == 2
     ends = of(messages, "UtteranceEnd")
-    assert ends and abs(ends[0].last_word_end - words[-1].end) < 0.01
+    before = [m for m in messages[: messages.index(ends[0])] if m in finals] if ends else []
+    last_words = before[-1].channel.alternatives[0].words if before else []
+    assert ends and abs(ends[0].last_word_end - last_words[-1].end) < 0.01
     metadata = of(messages, "Metadata")
     assert messages[-1] is metadata[0]
     assert metadata[0].sha256 == hashlib.sha256(data).hexdigest()

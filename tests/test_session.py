@@ -52,7 +52,8 @@ class Driver:
 SPEECH = clip_at("agent-alreadyon", 16000)
 
 
-NO_CUTS = Config(beam_size=1, pause_cut_s=20, commit_cut_s=20, max_utterance_s=20)
+NO_CUTS = Config(beam_size=1, pause_cut_s=20, commit_cut_s=20, max_utterance_s=20,
+                 commit_holdback_words=0)
 
 
 def test_committed_grows_by_local_agreement_and_never_shrinks() -> None:
@@ -188,7 +189,7 @@ def test_a_hypothesis_spelling_committed_words_differently_neither_drops_nor_dou
 
 
 def test_committed_words_after_a_cut_stay_in_the_head_and_are_not_doubled() -> None:
-    d = Driver(Config(beam_size=1, pause_cut_s=1.0))
+    d = Driver(Config(beam_size=1, pause_cut_s=1.0, commit_holdback_words=0))
     d.feed(np.concatenate([silence(0.5, 16000), SPEECH[:32000]]))
     d.answer(d.pop("partial"), "press one to mute")
     d.feed(SPEECH[32000:40000])
@@ -233,3 +234,13 @@ def test_partials_come_less_often_under_load() -> None:
     normal, loaded = partial_ends(1.0), partial_ends(2.0)
     assert len(normal) >= 6 and len(loaded) <= len(normal) // 2 + 1
     assert min(b - a for a, b in itertools.pairwise(loaded)) >= 0.95
+
+
+def test_the_newest_words_of_a_partial_are_never_committed() -> None:
+    d = Driver(NO_CUTS.replace(commit_holdback_words=3))
+    d.feed(np.concatenate([silence(0.5, 16000), SPEECH[:24000]]))
+    for text in ["please enter your", "please enter your agent number"]:
+        d.answer(d.pop("partial"), text)
+        d.feed(SPEECH[24000:32000])
+    # "please enter your" agreed, but "your" is among the newest three words of the second
+    assert d.of(Partial)[-1].committed == "please enter"

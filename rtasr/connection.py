@@ -16,7 +16,7 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,13 +32,14 @@ from .errors import (
     FinalTimeoutError,
     FrameTooLargeError,
     IdleTimeoutError,
+    ParameterError,
     ProtocolError,
     RtasrError,
     SessionTooLongError,
     SlowConsumerError,
 )
 from .metrics import Metrics
-from .protocol import Dialect, End, Error, Final, Flush, ServerMessage
+from .protocol import AudioIn, Dialect, End, Error, Final, Flush, Reconfigure, ServerMessage
 from .session import Action, Cancel, DecodeJob, Session
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,10 @@ class Outcome:
 
 class Connection:
     def __init__(self, ws: Socket, session: Session, engine: EngineLike,
-                 config: Config, dialect: Dialect, metrics: Metrics) -> None:
+                 config: Config, dialect: Dialect, metrics: Metrics,
+                 rebuild: Callable[[Reconfigure], Session] | None = None) -> None:
         self.ws = ws
+        self.rebuild = rebuild  # a new session for a dialect's Reconfigure (gateway.py)
         self.session = session
         self.dialect = dialect
         self.engine = engine
@@ -172,31 +175,53 @@ class Connection:
     def _take(self, message: str | bytes) -> Outcome | None:
         """Hand one frame to the session; an Outcome when it ends the session."""
         if isinstance(message, bytes):
-            self.session.partial_backoff = self.engine.partial_backoff
-            before = self.session.duration_s
-            try:
-                self._dispatch(self.session.feed(message))
-            except RtasrError as exc:
-                return Outcome(exc.close_code or CLOSE_INTERNAL, exc)
-            self.metrics.audio_seconds.inc(self.session.duration_s - before)
-            position = self.session.duration_s
-            self._marks.append((position, time.monotonic()))
-            while self._marks[0][0] < position - MARKS_S:  # bounded on endless silence too
-                self._marks.popleft()
-            for text in self.dialect.on_audio(message, self.session.duration_s):
-                self._put(text)
-            return None
+            return self._audio(message)
         try:
             control = self.dialect.control(message)
         except ProtocolError as exc:
             self._send(Error(code=exc.code, message=str(exc)))
             self.metrics.errors.labels(exc.code).inc()
             return None
+        for text in self.dialect.replies():
+            self._put(text)
+        if isinstance(control, AudioIn):
+            return self._audio(control.data)
         if isinstance(control, Flush):
             self._dispatch(self.session.flush())
+        elif isinstance(control, Reconfigure):
+            self._reconfigure(control)
         elif isinstance(control, End):
             return Outcome(CLOSE_NORMAL)
         return None
+
+    def _audio(self, message: bytes) -> Outcome | None:
+        self.session.partial_backoff = self.engine.partial_backoff
+        before = self.session.duration_s
+        try:
+            self._dispatch(self.session.feed(message))
+        except RtasrError as exc:
+            return Outcome(exc.close_code or CLOSE_INTERNAL, exc)
+        self.metrics.audio_seconds.inc(self.session.duration_s - before)
+        position = self.session.duration_s
+        self._marks.append((position, time.monotonic()))
+        while self._marks[0][0] < position - MARKS_S:  # bounded on endless silence too
+            self._marks.popleft()
+        for text in self.dialect.on_audio(message, self.session.duration_s):
+            self._put(text)
+        return None
+
+    def _reconfigure(self, change: Reconfigure) -> None:
+        """A new session with the client's new settings: only before any audio, where
+        nothing of the old one is lost."""
+        try:
+            if self.rebuild is None or self.session.duration_s > 0:
+                raise ParameterError("session settings can change only before the first audio")
+            self.session = self.rebuild(change)
+        except ParameterError as exc:
+            self._send(Error(code=exc.code, message=str(exc)))
+            return
+        for text in self.dialect.reconfigured(change):
+            self._put(text)
 
     async def _pace(self) -> None:
         """Stop reading while the client is more than BURST_S ahead of --max-speed."""
@@ -288,6 +313,10 @@ class Connection:
                     cancelled.cancel()
             else:
                 self._send(action)
+        if not self.session.awaiting_finals:
+            speaking = self.session.segmenter.open_utterance
+            for text in self.dialect.settled(None if speaking is None else speaking.index):
+                self._put(text)
 
     def _forget(self, job: DecodeJob, _: object) -> None:
         self._jobs.pop(job, None)

@@ -28,7 +28,8 @@ from .decoding import ModelInfo
 from .deepgram import DEEPGRAM_PATH, DeepgramDialect
 from .errors import CLOSE_INTERNAL, OverloadedError, ParameterError, RtasrError
 from .metrics import Metrics
-from .protocol import Dialect, Error, Hello, Refusal
+from .openai_realtime import REALTIME_PATH, OpenAIRealtimeDialect
+from .protocol import Dialect, Error, Hello, Reconfigure, Refusal, StreamParams
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ def register(path: str, dialect: type[Dialect]) -> None:
 register("/", Dialect)
 register("/ws", Dialect)
 register(DEEPGRAM_PATH, DeepgramDialect)
+register(REALTIME_PATH, OpenAIRealtimeDialect)
 
 
 def authorized(keys: tuple[str, ...], headers: Mapping[str, str], query: str) -> bool:
@@ -156,12 +158,22 @@ class Gateway:
                 self.idle.set()
 
     def _connection(self, ws: Socket, dialect: Dialect, session_id: str) -> Connection:
-        params = dialect.params
+        def rebuild(change: Reconfigure) -> Session:
+            self.model.check(change.params.language, change.params.task)
+            changes = dict(change.changes)
+            if "endpoint_silence_ms" in changes:
+                changes["pause_ms"] = min(self.config.pause_ms, changes["endpoint_silence_ms"])
+            return self._session(change.params, session_id, changes)
+
+        session = self._session(dialect.params, session_id,
+                                dialect.config_changes(self.config.pause_ms))
+        return Connection(ws, session, self.engine, self.config, dialect, self.metrics, rebuild)
+
+    def _session(self, params: StreamParams, session_id: str,
+                 changes: Mapping[str, int]) -> Session:
         config = self.config.replace(beam_size=self.model.beam_size,
-                                     context_chars=self.model.context_chars,
-                                     **dialect.config_changes(self.config.pause_ms))
-        session = Session(config, params, session_id, params.language)
-        return Connection(ws, session, self.engine, self.config, dialect, self.metrics)
+                                     context_chars=self.model.context_chars, **changes)
+        return Session(config, params, session_id, params.language)
 
 
 def refusal_body(refusal: Refusal) -> tuple[bytes, list[tuple[str, str]]]:

@@ -96,7 +96,23 @@ class End:
     """Finalize everything, send the remaining finals, then `end`, then close."""
 
 
-ClientMessage = Flush | End
+@dataclass(frozen=True)
+class AudioIn:
+    """Audio that came in a text frame (a dialect whose audio is base64 in JSON)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Reconfigure:
+    """The client changed its session's settings: rebuild the session with these (allowed
+    before any audio; a dialect acknowledges with `Dialect.reconfigured`)."""
+
+    params: StreamParams
+    changes: tuple[tuple[str, int], ...] = ()  # Config fields, as `config_changes` gives
+
+
+ClientMessage = Flush | End | AudioIn | Reconfigure
 
 
 def parse_client_message(text: str) -> ClientMessage | None:
@@ -251,6 +267,21 @@ class Dialect:
 
     def on_audio(self, data: bytes, position_s: float) -> list[str]:
         """Called for every audio frame, after the session took it."""
+        return []
+
+    def replies(self) -> list[str]:
+        """What to answer the last control message with, sent before the session acts on it
+        (none in the native protocol)."""
+        return []
+
+    def reconfigured(self, change: Reconfigure) -> list[str]:
+        """The session was rebuilt as `change` asked: take it as current and acknowledge."""
+        self.params = change.params
+        return []
+
+    def settled(self, open_utterance: int | None) -> list[str]:
+        """Called whenever no ended utterance awaits its final (so a flush that found no
+        words is over); `open_utterance` is the one still being spoken, if any."""
         return []
 
     def render(self, message: ServerMessage) -> list[str]:

@@ -26,8 +26,10 @@ from .config import Config
 from .engine import Engine
 from .errors import ConfigError, OverloadedError
 from .gateway import DIALECTS, UNAUTHORIZED, Gateway, authorized, refusal_body
+from .http_front import front
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .monitor import LoopMonitor
+from .openai_rest import OpenAIRest, models_body
 from .protocol import Refusal
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ class Server:
         self.metrics = Metrics()
         self.gateway = Gateway(config, self.engine, self.engine.info, self.metrics,
                                self.admission_error)
+        self.rest: OpenAIRest | None = None  # POST /v1/audio/*, built on the running loop
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -106,10 +109,13 @@ class Server:
         tls = self._tls()  # a bad certificate fails before the model loads
         if self._owns_engine:
             await asyncio.to_thread(self.engine.start)
+        self.rest = OpenAIRest(self.config, self.engine, self.engine.info,
+                               self.engine.config.workers)
         self._ws = await serve(
             self._handle,
             self.config.host,
             self.config.port,
+            create_connection=front(self.rest.handle),
             process_request=self._http,
             ssl=tls,
             max_size=self.config.max_frame_bytes * OVERSIZE_FACTOR,
@@ -190,6 +196,10 @@ class Server:
             headers = Headers([("Content-Type", CONTENT_TYPE_LATEST),
                                ("Content-Length", str(len(body)))])
             return Response(HTTPStatus.OK.value, "OK", headers, body)
+        if path == "/v1/models":
+            if not authorized(self.config.api_keys, request.headers, query):
+                return _answer(UNAUTHORIZED)
+            return _json_response(HTTPStatus.OK, models_body(self.engine.info))
         if path == "/healthz":
             health = self.health()
             status = HTTPStatus.OK if health["ready"] else HTTPStatus.SERVICE_UNAVAILABLE

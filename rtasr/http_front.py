@@ -1,0 +1,167 @@
+"""Plain HTTP requests with a body (POST) on the websocket port.
+
+websockets' server answers GET requests only (the handshake and `process_request`), and
+refuses a request with a body. `front()` gives it a connection class that looks at the first
+bytes of each connection: a POST is read here, with a bounded buffer (the socket stops being
+read while the handler is behind), and answered by a `PostHandler`; anything else goes on to
+websockets unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+
+log = logging.getLogger(__name__)
+
+HEAD_LIMIT = 64 * 1024  # request line and headers
+READ_LIMIT = 256 * 1024  # body bytes buffered before the socket stops being read
+READ_TIMEOUT_S = 30.0  # a client that stops sending its request is dropped
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]  # names lower-cased
+    reader: asyncio.StreamReader  # the body, Content-Length bytes
+
+    @property
+    def length(self) -> int:
+        return int(self.headers.get("content-length", "0") or 0)
+
+
+class Reply:
+    """Writes one HTTP/1.1 response: whole (`send`) or as server-sent events (`events`)."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.started = False
+
+    def send(self, status: int, body: bytes, content_type: str,
+             headers: tuple[tuple[str, str], ...] = ()) -> None:
+        self._head(status, content_type, (("Content-Length", str(len(body))), *headers))
+        self.transport.write(body)
+
+    def json(self, status: int, data: Any) -> None:
+        self.send(status, json.dumps(data, ensure_ascii=False).encode(), "application/json")
+
+    def start_events(self) -> None:
+        self._head(200, "text/event-stream", (("Cache-Control", "no-cache"),))
+
+    def event(self, data: Any) -> None:
+        self.transport.write(f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode())
+
+    def _head(self, status: int, content_type: str, headers: tuple[tuple[str, str], ...]) -> None:
+        self.started = True
+        lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Server: rtasr",
+                 f"Content-Type: {content_type}", "Connection: close",
+                 *(f"{k}: {v}" for k, v in headers)]
+        self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+
+
+PostHandler = Callable[[HttpRequest, Reply], Awaitable[None]]
+
+
+async def _serve(reader: asyncio.StreamReader, transport: asyncio.Transport,
+                 handler: PostHandler) -> None:
+    reply = Reply(transport)
+    try:
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            head = await reader.readuntil(b"\r\n\r\n")
+        line, *fields = head.decode("latin-1").split("\r\n")
+        method, target, _ = line.split(" ", 2)
+        headers = {}
+        for field in filter(None, fields):
+            name, _, value = field.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            reply.json(411, {"error": {"type": "invalid_request_error", "code": "length_required",
+                                       "message": "send a Content-Length", "param": None}})
+            return
+        path, _, query = target.partition("?")
+        await handler(HttpRequest(method, path, query, headers, reader), reply)
+    except (asyncio.LimitOverrunError, asyncio.IncompleteReadError, ValueError, TimeoutError):
+        if not reply.started:
+            reply.json(400, {"error": {"type": "invalid_request_error", "code": "bad_request",
+                                       "message": "malformed or incomplete HTTP request",
+                                       "param": None}})
+    except Exception:
+        log.exception("request failed")
+        if not reply.started:
+            reply.json(500, {"error": {"type": "server_error", "code": "internal_error",
+                                       "message": "internal error", "param": None}})
+    finally:
+        with contextlib.suppress(Exception):
+            transport.close()
+
+
+def front(handler: PostHandler) -> type[ServerConnection]:
+    """A websockets connection class that hands POST requests to `handler`."""
+
+    class Front(ServerConnection):
+        _mode = ""  # "", "ws" or "post"
+        _head = b""
+        _reader: asyncio.StreamReader
+        _task: asyncio.Task[None]
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self._transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            if self._mode == "ws":
+                super().data_received(data)
+            elif self._mode == "post":
+                self._reader.feed_data(data)
+            else:
+                self._head += data
+                if len(self._head) >= 5:
+                    self._choose()
+
+        def _choose(self) -> None:
+            head, self._head = self._head, b""
+            transport = self._transport
+            if head.startswith(b"POST "):
+                self._mode = "post"
+                self._reader = asyncio.StreamReader(limit=READ_LIMIT)
+                self._reader.set_transport(transport)
+                self._reader.feed_data(head)
+                self._task = asyncio.get_running_loop().create_task(
+                    _serve(self._reader, transport, handler))  # type: ignore[arg-type]
+            else:
+                self._mode = "ws"
+                super().connection_made(transport)
+                super().data_received(head)
+
+        def eof_received(self) -> bool | None:  # type: ignore[override]
+            if self._mode == "ws":
+                return super().eof_received()
+            if self._mode != "post":
+                return None
+            self._reader.feed_eof()
+            return True  # keep the transport open: the answer may still be written
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._mode == "ws":
+                super().connection_lost(exc)
+            elif self._mode == "post":
+                self._reader.feed_eof()
+
+        def pause_writing(self) -> None:
+            if self._mode == "ws":
+                super().pause_writing()
+
+        def resume_writing(self) -> None:
+            if self._mode == "ws":
+                super().resume_writing()
+
+    return Front

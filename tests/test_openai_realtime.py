@@ -1,0 +1,144 @@
+"""OpenAI's official Python SDK, unchanged, pointed at rtasr's `/v1/realtime?intent=transcription`.
+
+The SDK's own realtime client connects, sends `session.update`, `input_audio_buffer.append`
+and `commit`, and parses every server event into its own types, as it would against OpenAI.
+The model is the real bundled one, the audio real recorded speech at 24 kHz.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from rtasr.config import Config
+from rtasr.engine import Engine
+from rtasr.server import Server
+from rtasr.wer import wer
+
+from .helpers import TRANSCRIPTS, clip_at, encode, silence
+
+pytest.importorskip("openai")
+from openai import AsyncOpenAI
+
+pytestmark = pytest.mark.e2e
+RATE = 24_000
+CHUNK = RATE // 10  # 100 ms
+
+
+@pytest.fixture(scope="module")
+async def keyed(engine: Engine) -> AsyncIterator[Server]:
+    async with Server(Config(host="127.0.0.1", port=0, api_keys=("s3cret",)), engine) as srv:
+        yield srv
+
+
+def session(turn_detection: dict[str, Any] | None) -> dict[str, Any]:
+    return {"type": "transcription",
+            "audio": {"input": {"format": {"type": "audio/pcm", "rate": RATE},
+                                "transcription": {"model": "whisper-1", "language": "en"},
+                                "turn_detection": turn_detection,
+                                "noise_reduction": {"type": "near_field"}}}}
+
+
+async def transcribe(port: int, audio: np.ndarray, *, turn_detection: dict[str, Any] | None,
+                     commit: bool = False, key: str = "s3cret", speed: float = 3.0
+                     ) -> list[Any]:
+    """Stream `audio` through the SDK's realtime client; the events until every turn is
+    completed, then close."""
+    client = AsyncOpenAI(api_key=key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
+    events: list[Any] = []
+    async with client.realtime.connect(extra_query={"intent": "transcription"},
+                                       max_retries=0) as conn:
+        first = await conn.recv()
+        assert first.type == "session.created"
+        await conn.session.update(session=session(turn_detection))  # type: ignore[arg-type]
+        updated = await conn.recv()
+        assert updated.type == "session.updated", updated
+        pcm = encode(audio)
+        for i in range(0, len(pcm), CHUNK * 2):
+            await conn.input_audio_buffer.append(audio=base64.b64encode(
+                pcm[i : i + CHUNK * 2]).decode())
+            await asyncio.sleep(0.1 / speed)
+        if commit:
+            await conn.input_audio_buffer.commit()
+        async with asyncio.timeout(30):
+            async for event in conn:
+                events.append(event)
+                if settled(events):
+                    break
+    return events
+
+
+def settled(events: list[Any]) -> bool:
+    """Every turn that started has stopped, and every committed one is completed."""
+    kinds = [e.type for e in events]
+    done = kinds.count("conversation.item.input_audio_transcription.completed")
+    return done > 0 and done == kinds.count("input_audio_buffer.committed") and (
+        kinds.count("input_audio_buffer.speech_started")
+        == kinds.count("input_audio_buffer.speech_stopped"))
+
+
+def completed(events: list[Any]) -> list[Any]:
+    return [e for e in events if e.type == "conversation.item.input_audio_transcription.completed"]
+
+
+async def test_server_vad_streams_deltas_then_completed(server: Server) -> None:
+    name = "conf-usermenu-162"
+    audio = np.concatenate([silence(0.5, RATE), clip_at(name, RATE), silence(1.5, RATE)])
+    events = await transcribe(server.port, audio,
+                              turn_detection={"type": "server_vad", "silence_duration_ms": 600,
+                                              "prefix_padding_ms": 300, "threshold": 0.5})
+    finals = completed(events)
+    text = " ".join(e.transcript for e in finals)
+    assert wer(TRANSCRIPTS[name], text) < 0.25, text
+    kinds = [e.type for e in events]
+    assert kinds.count("input_audio_buffer.committed") == len(finals)
+    deltas = [e for e in events if e.type.endswith("transcription.delta")]
+    # a delta is never taken back: each item's deltas spell its transcript, and come first
+    for final in finals:
+        mine = [e for e in events if getattr(e, "item_id", None) == final.item_id]
+        assert mine[0].type == "input_audio_buffer.speech_started"
+        assert mine[-1] is final
+        assert "".join(e.delta for e in mine if e in deltas) == final.transcript
+        assert final.usage.type == "duration" and final.usage.seconds > 0
+    # partials came before the end of speech: some text arrived before its turn was stopped
+    assert any(e.type.endswith(".delta") and kinds[i + 1:].count(
+        "input_audio_buffer.speech_stopped") == len(finals) for i, e in enumerate(events))
+
+
+async def test_manual_commit_is_one_item(server: Server) -> None:
+    """turn_detection null: the pauses inside the clip end no turn; commit ends it."""
+    name = "vm-mismatch"
+    audio = np.concatenate([silence(0.3, RATE), clip_at(name, RATE), silence(0.3, RATE)])
+    events = await transcribe(server.port, audio, turn_detection=None, commit=True)
+    kinds = [e.type for e in events]
+    assert "input_audio_buffer.speech_started" not in kinds
+    [committed] = [e for e in events if e.type == "input_audio_buffer.committed"]
+    [final] = completed(events)
+    assert final.item_id == committed.item_id and events[-1] is final
+    deltas = [e.delta for e in events if e.type.endswith(".delta")]
+    assert len(deltas) > 1 and "".join(deltas) == final.transcript
+    assert {e.item_id for e in events} == {final.item_id}
+    assert wer(TRANSCRIPTS[name], final.transcript) < 0.25, final.transcript
+
+
+async def test_commit_of_silence_completes_empty(server: Server) -> None:
+    events = await transcribe(server.port, silence(1.0, RATE), turn_detection=None,
+                              commit=True)
+    assert [e.type for e in events] == ["input_audio_buffer.committed",
+                                        "conversation.item.input_audio_transcription.completed"]
+    assert events[1].transcript == ""
+
+
+async def test_key_is_checked(keyed: Server) -> None:
+    with pytest.raises(InvalidStatus) as refused:  # the SDK's Bearer key, refused
+        await transcribe(keyed.port, silence(0.2, RATE), turn_detection=None, key="wrong")
+    assert refused.value.response.status_code == 401
+    events = await transcribe(keyed.port, silence(0.2, RATE), turn_detection=None,
+                              commit=True)
+    assert completed(events)

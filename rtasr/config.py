@@ -64,7 +64,7 @@ class Config:
     pause_ms: int = 150
     endpoint_silence_ms: int = 500
     partial_interval_ms: int = 500
-    pause_cut_s: float = 1.0
+    pause_cut_s: float = 4.0
     commit_holdback_words: int = 6
     cut_context_chars: int = 0
     commit_cut_s: float = 4.0

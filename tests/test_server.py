@@ -31,7 +31,9 @@ async def test_real_time_stream_gives_partials_then_exact_finals(server: Server)
     names = ["agent-alreadyon", "cannot-complete-as-dialed"]
     result = await stream(server.url, with_pauses(names, 8000), rate=8000, speed=1.0)
     finals = result.of("final")
-    assert [f["utterance"] for f in finals] == [0, 1]
+    # one final per clip at its pause; the 5.5 s clip may also be cut before it (run-on rule)
+    assert [f["utterance"] for f in finals] == list(range(len(finals)))
+    assert sum(f["endpoint"] for f in finals) == 2 and finals[-1]["endpoint"]
     assert wer(" ".join(TRANSCRIPTS[n] for n in names), result.text) <= 0.1
     for f in finals:
         assert f["language"] == "en" and f["words"]
@@ -41,10 +43,12 @@ async def test_real_time_stream_gives_partials_then_exact_finals(server: Server)
     assert types[0] == "speech_start" and types[-1] == "end"
     partials = result.of("partial")
     assert partials and types.index("partial") < types.index("final")
-    for n in (0, 1):
+    for n in range(len(finals)):
         committed = [p["committed"] for p in partials if p["utterance"] == n]
         assert all(b.startswith(a) for a, b in itertools.pairwise(committed))
         assert all(p["text"].startswith(p["committed"]) for p in partials)
+        if committed:  # a final never takes back what its partials said was settled
+            assert finals[n]["text"].startswith(committed[-1])
     assert result.of("end")[0]["duration"] == pytest.approx(
         len(with_pauses(names, 8000)) / 8000, abs=0.01)
     assert result.close_code == 1000

@@ -427,10 +427,13 @@ class Engine:
         text = _strip_loops("".join(tok.decode(s["tokens"]) for s in segments).strip())
         words: tuple[Word, ...] = ()
         if text and with_words:
+            timed = [w for s in segments for w in s.get("words", ())]
+            if language not in _UNSPACED:
+                timed = _join_pieces(timed)
             words = tuple(
                 Word(word=w["word"], start=round(w["start"], 3), end=round(w["end"], 3),
                      probability=round(w["probability"], 3))
-                for s in segments for w in s.get("words", ())
+                for w in timed
             )
         return Transcript(text=text, words=words, language=language)
 
@@ -442,6 +445,24 @@ class Engine:
         )
         voiced: int = sum(s["end"] - s["start"] for s in spans)
         return voiced * 1000 >= self.config.min_voiced_ms * SAMPLE_RATE_HZ
+
+
+_UNSPACED = {"zh", "ja", "th", "lo", "my", "yue"}  # faster-whisper splits these by unicode
+
+
+def _join_pieces(words: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Words that do not begin with a space joined to the word before: faster-whisper splits
+    an elision ("n'est") into " n" and "'est", and a final's text is its words joined by
+    spaces."""
+    joined: list[dict[str, Any]] = []
+    for w in words:
+        if joined and not w["word"][:1].isspace():
+            last = joined[-1]
+            joined[-1] = dict(last, word=last["word"] + w["word"], end=w["end"],
+                              probability=min(last["probability"], w["probability"]))
+        else:
+            joined.append(w)
+    return joined
 
 
 _LOOP = re.compile(r"\b((?:\w+\W+){1,4}?)\1{3,}", re.IGNORECASE)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import numpy as np
 import pytest
 
 from rtasr.decoding import Priority, Request, Transcript
@@ -13,7 +14,7 @@ from rtasr.engine import Engine
 from rtasr.server import Server
 from rtasr.wer import wer
 
-from .helpers import DATA, clip_at, exchange, silence, stream
+from .helpers import DATA, clip_at, exchange, silence, stream, trimmed
 
 TEXTS: dict[str, str] = json.loads((DATA / "transcripts-multilingual.json").read_text())
 SPANISH, FRENCH = "es/conf-unlockednow", "fr/conf-now-unmuted"
@@ -109,3 +110,19 @@ async def test_an_elided_word_is_one_word(base: Engine) -> None:
     result = await decode(base, FRENCH, language="fr", word_timestamps=True)
     assert " ".join(w.word.strip() for w in result.words) == result.text
     assert "n'est" in [w.word.strip() for w in result.words]
+
+
+async def test_a_session_keeps_its_language_where_one_utterance_alone_is_misheard(
+        base: Engine, base_server: Server) -> None:
+    """Base hears this Spanish clip alone as Italian ("forse volentente di nuovo"); after two
+    Spanish utterances the session's vote (LanguageVotes) decodes it in Spanish."""
+    name = "es/please-try-again"
+    alone = await decode(base, name)
+    assert alone.language == "it", alone.text
+    pause = silence(1.0, 16000)
+    audio = np.concatenate([pause, trimmed(SPANISH), pause, trimmed(SPANISH), pause,
+                            trimmed(name), pause])
+    result = await stream(base_server.url, audio, speed=2.0)
+    finals = result.of("final")
+    assert [f["language"] for f in finals] == ["es"] * 3, result.text
+    assert wer(TEXTS[name], finals[-1]["text"]) <= MAX_WER, finals[-1]["text"]

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from rtasr.config import Config
 from rtasr.decoding import Priority, Request, Transcript
 from rtasr.engine import Engine
 from rtasr.server import Server
@@ -126,3 +127,13 @@ async def test_a_session_keeps_its_language_where_one_utterance_alone_is_mishear
     finals = result.of("final")
     assert [f["language"] for f in finals] == ["es"] * 3, result.text
     assert wer(TEXTS[name], finals[-1]["text"]) <= MAX_WER, finals[-1]["text"]
+
+
+async def test_a_server_that_loads_its_own_model_knows_its_languages() -> None:
+    """`rtasr serve --model base`: the server loads the model after it is built, and its
+    handshake must see the loaded model (not the English-only guess made before loading)."""
+    async with Server(Config(host="127.0.0.1", port=0, model="base", workers=1)) as srv:
+        messages, _ = await exchange(f"{srv.url}?language=es&task=translate",
+                                     json.dumps({"type": "end"}))
+    assert messages[0]["type"] == "ready", messages[0]
+    assert (messages[0]["language"], messages[0]["task"]) == ("es", "translate")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import math
 import uuid
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -19,6 +20,7 @@ from urllib.parse import parse_qs, urlencode
 from . import __version__
 from .errors import AudioFormatError, ParameterError, ProtocolError, RtasrError
 from .protocol import (
+    MAX_PROMPT_CHARS,
     ClientMessage,
     Dialect,
     End,
@@ -64,6 +66,32 @@ def _int(values: dict[str, str], name: str, default: int | None, low: int,
     return value
 
 
+def _terms(lists: dict[str, list[str]]) -> str | None:
+    """`keyterm` and `keywords` (`word:boost`, the boost dropped, words to suppress left out) as
+    one decoder prompt: the terms in order, each once, comma-separated; refused past the
+    prompt's bound."""
+    terms: list[str] = list(lists.get("keyterm", []))
+    for keyword in lists.get("keywords", []):
+        word, colon, boost = keyword.rpartition(":")
+        if not (colon and _is_number(boost)):
+            terms.append(keyword)
+        elif float(boost) >= 0:  # a negative boost asks to suppress: prompting would not
+            terms.append(word)
+    unique = list(dict.fromkeys(t.strip() for t in terms if t.strip()))
+    prompt = ", ".join(unique)
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ParameterError(f"keyterm and keywords must total at most {MAX_PROMPT_CHARS} "
+                             f"characters (they become the decoder's prompt), not {len(prompt)}")
+    return prompt or None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
 def _json(data: dict[str, Any]) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
@@ -72,7 +100,8 @@ class DeepgramDialect(Dialect):
     name = "deepgram"
 
     def __init__(self, query: str, *, default_language: str | None) -> None:
-        values = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        lists = parse_qs(query, keep_blank_values=True)
+        values = {k: v[-1] for k, v in lists.items()}
         encoding = values.get("encoding", "linear16").lower()
         if encoding not in _ENCODINGS:
             raise ParameterError(f"encoding {encoding!r} is not supported: use "
@@ -82,7 +111,10 @@ class DeepgramDialect(Dialect):
             raise ParameterError(f"channels={channels}: rtasr transcribes one channel; send mono "
                                  "audio")
         language = values.get("language", "").split("-")[0].lower() or default_language
-        if language == "multi":
+        # multi (streaming) and detect_language (prerecorded): Whisper detects each utterance's
+        # language; the finals then say which, as Deepgram's do
+        self.detect = language == "multi" or _flag(values, "detect_language", False)
+        if self.detect:
             language = None
         self.model = values.get("model", "")  # accepted; the server's model answers
         self.punctuate = _flag(values, "punctuate", False) or _flag(values, "smart_format",
@@ -99,6 +131,9 @@ class DeepgramDialect(Dialect):
                   "interim_results": str(_flag(values, "interim_results", False)).lower()}
         if language:
             native["language"] = language
+        prompt = _terms(lists)
+        if prompt:
+            native["prompt"] = prompt
         self.params = StreamParams.from_query(urlencode(native), default_language=None)
         self._request_id = str(uuid.uuid4())
         self._model_name = "whisper"
@@ -186,18 +221,23 @@ class DeepgramDialect(Dialect):
         flushed = self._finalizing == message.utterance
         if self._finalizing is not None and self._finalizing <= message.utterance:
             self._finalizing = None  # also when the flushed utterance had no words
-        words = [{"word": self._plain(w.word), "start": w.start, "end": w.end,
-                  "confidence": w.probability, "punctuated_word": w.word}
-                 for w in message.words]
+        words: list[dict[str, Any]] = [
+            {"word": self._plain(w.word), "start": w.start, "end": w.end,
+             "confidence": w.probability, "punctuated_word": w.word} for w in message.words]
+        language = message.language if self.detect else None
+        if language:
+            for word in words:
+                word["language"] = language
         return self._results(message.start, message.end, message.text, words, True,
-                             message.endpoint and self.endpointing, flushed)
+                             message.endpoint and self.endpointing, flushed, language)
 
     @staticmethod
     def _plain(word: str) -> str:
         return "".join(c for c in word.lower() if c.isalnum() or c in "'-")
 
     def _results(self, start: float, end: float, text: str, words: list[dict[str, Any]],
-                 is_final: bool, speech_final: bool, from_finalize: bool = False) -> str:
+                 is_final: bool, speech_final: bool, from_finalize: bool = False,
+                 language: str | None = None) -> str:
         transcript = text if self.punctuate else " ".join(
             filter(None, (self._plain(w) for w in text.split())))
         confidence = (sum(w["confidence"] for w in words) / len(words)) if words else 0.0
@@ -218,6 +258,9 @@ class DeepgramDialect(Dialect):
         }
         if from_finalize:
             result["from_finalize"] = True
+        if language:  # detected: Deepgram's `multi` and `detect_language` fields
+            result["channel"]["alternatives"][0]["languages"] = [language]
+            result["channel"]["detected_language"] = language
         return _json(result)
 
     def _metadata(self, duration_s: float) -> str:

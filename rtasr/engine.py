@@ -28,7 +28,7 @@ import numpy as np
 from . import models
 from .audio import Audio
 from .config import SAMPLE_RATE_HZ, Config
-from .decoding import EMPTY, ModelInfo, Priority, Request, Transcript, Word
+from .decoding import EMPTY, ModelInfo, Priority, Request, Transcript, Word, choose_language
 from .errors import ConfigError, EngineError
 from .protocol import Task
 from .scheduler import Job, Scheduler
@@ -42,6 +42,7 @@ HOP = 160  # samples per mel frame
 # faster-whisper's defaults: punctuation merged into the word before or after it
 _PREPEND = "\"'“¿([{-"
 _APPEND = "\"'.。,，!！?？:：”)]}、"  # noqa: RUF001
+_DETECTED_KEPT = 5  # languages kept from a detection (Transcript.detected)
 N_FRAMES = 3000  # mel frames in Whisper's 30 s window
 _HUB_REPO = re.compile(r"[\w.-]+/[\w.-]+")  # e.g. Systran/faster-whisper-base
 
@@ -348,7 +349,7 @@ class Engine:
             features.append(pad_or_trim(mel[:, :n], window))
         batch = np.stack(features)
         encoded = model.encode(batch)
-        languages = self._languages(requests, encoded)
+        languages, detected = self._languages(requests, encoded)
         prompts = [self._prompt(r, language) for r, language in zip(requests, languages,
                                                                     strict=True)]
         # CTranslate2 wants the start token at one position in a batch, and aligns words with
@@ -369,20 +370,26 @@ class Engine:
                                   [frames[i] for i in idx], self._tokenizer(language, task),
                                   language)
             for i, transcript in zip(idx, done, strict=True):
-                results[i] = transcript
+                results[i] = dataclasses.replace(transcript, detected=detected[i])
         return results
 
-    def _languages(self, requests: list[Request], encoded: Any) -> list[str]:
+    def _languages(self, requests: list[Request], encoded: Any
+                   ) -> tuple[list[str], list[tuple[tuple[str, float], ...]]]:
         """Each request's language: its own, the server's, or detected from its audio (one
-        decoder step over the encoder output the decode uses anyway)."""
+        decoder step over the encoder output the decode uses anyway) and weighed with the
+        session's vote (decoding.choose_language); and, for those detected, the likeliest
+        languages with their probabilities."""
         languages = [r.language or self.language for r in requests]
+        detected: list[tuple[tuple[str, float], ...]] = [()] * len(requests)
         todo = [i for i, language in enumerate(languages) if language is None]
         if todo:
-            detected = self._model.model.detect_language(encoded)
+            scores = self._model.model.detect_language(encoded)
             for i in todo:
-                languages[i] = detected[i][0][0][2:-2]  # "<|xx|>"
+                detected[i] = tuple((token[2:-2], round(prob, 4))  # "<|xx|>"
+                                    for token, prob in scores[i][:_DETECTED_KEPT])
+                languages[i] = choose_language(detected[i], requests[i].language_prior)
             self.detections += len(todo)
-        return [language or "en" for language in languages]
+        return [language or "en" for language in languages], detected
 
     def _prompt(self, request: Request, language: str) -> list[int]:
         """The decoder's prompt: the session's own prompt (bounded), then as much of the running
@@ -435,10 +442,13 @@ class Engine:
         text = _strip_loops("".join(tok.decode(s["tokens"]) for s in segments).strip())
         words: tuple[Word, ...] = ()
         if text and with_words:
+            timed = [w for s in segments for w in s.get("words", ())]
+            if language not in _UNSPACED:
+                timed = _join_pieces(timed)
             words = tuple(
                 Word(word=w["word"], start=round(w["start"], 3), end=round(w["end"], 3),
                      probability=round(w["probability"], 3))
-                for s in segments for w in s.get("words", ())
+                for w in timed
             )
         return Transcript(text=text, words=words, language=language)
 
@@ -450,6 +460,24 @@ class Engine:
         )
         voiced: int = sum(s["end"] - s["start"] for s in spans)
         return voiced * 1000 >= self.config.min_voiced_ms * SAMPLE_RATE_HZ
+
+
+_UNSPACED = {"zh", "ja", "th", "lo", "my", "yue"}  # faster-whisper splits these by unicode
+
+
+def _join_pieces(words: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Words that do not begin with a space joined to the word before: faster-whisper splits
+    an elision ("n'est") into " n" and "'est", and a final's text is its words joined by
+    spaces."""
+    joined: list[dict[str, Any]] = []
+    for w in words:
+        if joined and not w["word"][:1].isspace():
+            last = joined[-1]
+            joined[-1] = dict(last, word=last["word"] + w["word"], end=w["end"],
+                              probability=min(last["probability"], w["probability"]))
+        else:
+            joined.append(w)
+    return joined
 
 
 _LOOP = re.compile(r"\b((?:\w+\W+){1,4}?)\1{3,}", re.IGNORECASE)

@@ -109,6 +109,7 @@ class Server:
         tls = self._tls()  # a bad certificate fails before the model loads
         if self._owns_engine:
             await asyncio.to_thread(self.engine.start)
+            self.gateway.model = self.engine.info  # what __init__ saw was the unloaded model
         self.rest = OpenAIRest(self.config, self.engine, self.engine.info,
                                self.engine.config.workers)
         self._ws = await serve(

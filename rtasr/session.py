@@ -45,7 +45,7 @@ from .align import norm, splice, strip_prefix
 from .audio import Audio, PcmDecoder
 from .buffer import Segmenter, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted
 from .config import SAMPLE_RATE_HZ, Config
-from .decoding import Priority, Request, Transcript
+from .decoding import LanguageVotes, Priority, Request, Transcript
 from .protocol import (
     Error,
     Final,
@@ -127,6 +127,7 @@ class Session:
         self.config = config
         self.params = params
         self.language = language
+        self.votes = LanguageVotes()  # with no language: the detections of its finals so far
         self.decoder = PcmDecoder(params.sample_rate, params.encoding)
         self.segmenter = Segmenter(config)
         self._utts: dict[int, _Utterance] = {}
@@ -288,6 +289,7 @@ class Session:
             priority=Priority.PARTIAL if partial else Priority.FINAL,
             session=self.id,
             language=self.language,
+            language_prior=self.votes.prior,
             task=self.params.task,
             prompt=self._prompt(utt),
             initial_prompt=self.params.prompt,
@@ -427,6 +429,7 @@ class Session:
                   actions: list[Action]) -> None:
         final: Final | None = None
         if result is not None and result.text:
+            self.votes.add(result.detected)
             words = self._final_words(utt, result, _s(job.start), _s(job.end))
             if words:
                 final = Final(

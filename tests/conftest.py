@@ -23,3 +23,20 @@ async def server(engine: Engine) -> AsyncIterator[Server]:
     """A real server on a free loopback port, sharing the session's engine."""
     async with Server(Config(host="127.0.0.1", port=0), engine) as srv:
         yield srv
+
+
+@pytest.fixture(scope="module")
+def base() -> Iterator[Engine]:
+    """Multilingual Whisper base (rtasr[multilingual]), one worker, and a batch window wide
+    enough that requests submitted together are decoded together. Per module, so that its
+    worker is gone before test_engine.py counts threads."""
+    engine = Engine(Config(model="base", workers=1, batch_window_ms=300))
+    engine.start()
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="module")
+async def base_server(base: Engine) -> AsyncIterator[Server]:
+    async with Server(Config(host="127.0.0.1", port=0), base) as srv:
+        yield srv

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -23,13 +24,15 @@ from rtasr.engine import Engine
 from rtasr.server import Server
 from rtasr.wer import wer
 
-from .helpers import TRANSCRIPTS, clip_at, encode, silence
+from .helpers import DATA, TRANSCRIPTS, clip_at, encode, silence
 
 pytest.importorskip("deepgram")
 from deepgram import DeepgramClient
 from deepgram.core.api_error import ApiError
 from deepgram.core.events import EventType
 from deepgram.environment import DeepgramClientEnvironment
+
+MULTILINGUAL: dict[str, str] = json.loads((DATA / "transcripts-multilingual.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +167,16 @@ async def test_bad_parameters_are_refused_at_the_handshake(server: Server) -> No
 
 async def _in_thread(fn: Any, *args: Any, **kwargs: Any) -> Any:
     return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+async def test_multi_detects_spanish_and_says_so_with_keyterms_given(base_server: Server) -> None:
+    name = "es/conf-unlockednow"
+    data = encode(np.concatenate([silence(0.3, 16000), clip_at(name, 16000),
+                                  silence(1.2, 16000)]))
+    messages = await _in_thread(stream, base_server.port, data, speed=4.0, language="multi",
+                                keyterm="conferencia", keywords="desbloqueada:3",
+                                punctuate="true")
+    finals = [r for r in of(messages, "Results") if r.is_final]
+    assert wer(MULTILINGUAL[name], transcript(finals)) <= 0.2, transcript(finals)
+    assert [r.channel.alternatives[0].languages for r in finals] == [["es"]] * len(finals)
+    assert {w.language for r in finals for w in r.channel.alternatives[0].words} == {"es"}

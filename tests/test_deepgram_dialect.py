@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
+import pytest
+
 from rtasr.deepgram import DeepgramDialect
+from rtasr.errors import ParameterError
 from rtasr.protocol import Final, Flush, SpeechStart, WireWord
 
 
@@ -50,3 +54,35 @@ def test_a_late_final_does_not_end_the_next_utterance() -> None:
     assert dg.on_audio(b"", 4.0) == []
     end = [json.loads(t) for t in dg.on_audio(b"", 4.6)]
     assert [(e["type"], e["last_word_end"]) for e in end] == [("UtteranceEnd", 3.5)]
+
+
+def test_keywords_and_keyterms_become_the_prompt_without_boosts() -> None:
+    dg = dialect("keywords=Asterisk:2&keywords=PBX&keywords=ratio:1.5:3&keywords=um:-10"
+                 "&keyterm=voice+mail&keyterm=PBX&model=nova-3")
+    assert dg.params.prompt == "voice mail, PBX, Asterisk, ratio:1.5"
+    assert dialect("keyterm=&keywords=").params.prompt is None
+
+
+def test_too_many_keyterms_are_refused() -> None:
+    with pytest.raises(ParameterError, match="at most 500"):
+        dialect("&".join(f"keyterm=term{i}" for i in range(100)))
+
+
+@pytest.mark.parametrize("query", ["language=multi", "detect_language=true",
+                                   "language=fr&detect_language=true"])
+def test_multi_and_detect_language_detect_and_report_it(query: str) -> None:
+    dg = dialect(query)
+    assert dg.params.language is None
+    out = rendered(dg, SpeechStart(utterance=0, start=0.0),
+                   dataclasses.replace(final(0, 0.0, 1.0), language="es"))
+    assert out[0]["channel"]["alternatives"][0]["languages"] == ["es"]
+    assert out[0]["channel"]["detected_language"] == "es"
+    assert {w["language"] for w in out[0]["channel"]["alternatives"][0]["words"]} == {"es"}
+
+
+def test_a_given_language_is_passed_on_and_not_reported() -> None:
+    dg = dialect("language=es-419&detect_language=false")
+    assert dg.params.language == "es"
+    out = rendered(dg, dataclasses.replace(final(0, 0.0, 1.0), language="es"))
+    assert "languages" not in out[0]["channel"]["alternatives"][0]
+    assert "language" not in out[0]["channel"]["alternatives"][0]["words"][0]

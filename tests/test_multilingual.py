@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
 
+import numpy as np
 import pytest
 
 from rtasr.config import Config
@@ -15,27 +15,11 @@ from rtasr.engine import Engine
 from rtasr.server import Server
 from rtasr.wer import wer
 
-from .helpers import DATA, clip_at, exchange, silence, stream
+from .helpers import DATA, clip_at, exchange, silence, stream, trimmed
 
 TEXTS: dict[str, str] = json.loads((DATA / "transcripts-multilingual.json").read_text())
 SPANISH, FRENCH = "es/conf-unlockednow", "fr/conf-now-unmuted"
 MAX_WER = 0.2  # base gets these clips word-perfect; 0.2 allows one word in five
-
-
-@pytest.fixture(scope="module")
-def base() -> Iterator[Engine]:
-    """Whisper base, one worker, and a batch window wide enough that requests submitted
-    together are decoded together."""
-    engine = Engine(Config(model="base", workers=1, batch_window_ms=300))
-    engine.start()
-    yield engine
-    engine.stop()
-
-
-@pytest.fixture(scope="module")
-async def base_server(base: Engine) -> AsyncIterator[Server]:
-    async with Server(Config(host="127.0.0.1", port=0), base) as srv:
-        yield srv
 
 
 def request(name: str, **fields: object) -> Request:
@@ -76,14 +60,12 @@ async def test_a_prompt_fixes_a_misrecognized_term(base: Engine) -> None:
 
 
 async def test_auto_detected_languages_share_one_model_call(base: Engine) -> None:
-    sizes: list[int] = []
-    base.observers.append(lambda priority, seconds, size: sizes.append(size))
-    detections = base.detections
-    try:
-        spanish, french = await asyncio.gather(decode(base, SPANISH), decode(base, FRENCH))
-    finally:
-        base.observers.pop()
-    assert sizes == [2]
+    # the scheduler counts a batch when a worker takes it, before its results resolve (the
+    # engine's observers run after, so a test cannot wait on them)
+    sched, detections = base.scheduler, base.detections
+    batches, jobs = sched.batches, sched.batched_jobs
+    spanish, french = await asyncio.gather(decode(base, SPANISH), decode(base, FRENCH))
+    assert (sched.batches - batches, sched.batched_jobs - jobs) == (1, 2)
     assert base.detections == detections + 2
     assert (spanish.language, french.language) == ("es", "fr")
     assert wer(TEXTS[SPANISH], spanish.text) <= MAX_WER, spanish.text
@@ -121,3 +103,37 @@ async def test_an_unknown_language_is_refused_at_the_handshake(base_server: Serv
 async def test_an_english_only_model_refuses_translation(server: Server) -> None:
     messages, code = await exchange(f"{server.url}?task=translate")
     assert code == 1008 and "English-only" in messages[0]["message"]
+
+
+async def test_an_elided_word_is_one_word(base: Engine) -> None:
+    """faster-whisper splits "n'est" into " n" and "'est": the words must still read as the
+    text does (a final's text is its words joined by spaces)."""
+    result = await decode(base, FRENCH, language="fr", word_timestamps=True)
+    assert " ".join(w.word.strip() for w in result.words) == result.text
+    assert "n'est" in [w.word.strip() for w in result.words]
+
+
+async def test_a_session_keeps_its_language_where_one_utterance_alone_is_misheard(
+        base: Engine, base_server: Server) -> None:
+    """Base hears this Spanish clip alone as Italian ("forse volentente di nuovo"); after two
+    Spanish utterances the session's vote (LanguageVotes) decodes it in Spanish."""
+    name = "es/please-try-again"
+    alone = await decode(base, name)
+    assert alone.language == "it", alone.text
+    pause = silence(1.0, 16000)
+    audio = np.concatenate([pause, trimmed(SPANISH), pause, trimmed(SPANISH), pause,
+                            trimmed(name), pause])
+    result = await stream(base_server.url, audio, speed=2.0)
+    finals = result.of("final")
+    assert [f["language"] for f in finals] == ["es"] * 3, result.text
+    assert wer(TEXTS[name], finals[-1]["text"]) <= MAX_WER, finals[-1]["text"]
+
+
+async def test_a_server_that_loads_its_own_model_knows_its_languages() -> None:
+    """`rtasr serve --model base`: the server loads the model after it is built, and its
+    handshake must see the loaded model (not the English-only guess made before loading)."""
+    async with Server(Config(host="127.0.0.1", port=0, model="base", workers=1)) as srv:
+        messages, _ = await exchange(f"{srv.url}?language=es&task=translate",
+                                     json.dumps({"type": "end"}))
+    assert messages[0]["type"] == "ready", messages[0]
+    assert (messages[0]["language"], messages[0]["task"]) == ("es", "translate")

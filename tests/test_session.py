@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 
 from rtasr.config import Config
-from rtasr.decoding import Transcript, Word
+from rtasr.decoding import LanguageVotes, Transcript, Word, choose_language
 from rtasr.errors import EngineError
 from rtasr.protocol import Error, Final, Partial, SpeechStart, StreamParams
 from rtasr.session import Action, Cancel, DecodeJob, Session
@@ -16,9 +16,10 @@ from .helpers import clip_at, encode, silence
 
 
 class Driver:
-    def __init__(self, config: Config | None = None, interim: bool = True) -> None:
+    def __init__(self, config: Config | None = None, interim: bool = True,
+                 language: str | None = "en") -> None:
         self.session = Session(config or Config(beam_size=1), StreamParams(interim_results=interim),
-                               "test", "en")
+                               "test", language)
         self.jobs: list[DecodeJob] = []
         self.messages: list[object] = []
         self.cancelled: list[DecodeJob] = []
@@ -42,8 +43,10 @@ class Driver:
         self.jobs.remove(job)
         return job
 
-    def answer(self, job: DecodeJob, text: str, words: tuple[Word, ...] = ()) -> None:
-        self.take(self.session.on_result(job, Transcript(text=text, words=words, language="en")))
+    def answer(self, job: DecodeJob, text: str, words: tuple[Word, ...] = (),
+               language: str = "en", detected: tuple[tuple[str, float], ...] = ()) -> None:
+        self.take(self.session.on_result(job, Transcript(text=text, words=words,
+                                                         language=language, detected=detected)))
 
     def of(self, cls: type) -> list:
         return [m for m in self.messages if isinstance(m, cls)]
@@ -244,3 +247,52 @@ def test_the_newest_words_of_a_partial_are_never_committed() -> None:
         d.feed(SPEECH[24000:32000])
     # "please enter your" agreed, but "your" is among the newest three words of the second
     assert d.of(Partial)[-1].committed == "please enter"
+
+
+def test_a_session_without_a_language_passes_its_detections_on() -> None:
+    d = Driver(interim=False, language=None)
+    clip = clip_at("tt-weasels", 16000)
+    d.feed(np.concatenate([silence(0.5, 16000), clip, silence(1, 16000)]))
+    first = d.pop("candidate")
+    assert first.request.language is None and first.request.language_prior == ()
+    d.answer(first, "La conferencia", language="it", detected=(("it", 0.6), ("es", 0.3)))
+    d.feed(np.concatenate([clip, silence(1, 16000)]))
+    second = d.pop("candidate")
+    assert second.request.language_prior == (("it", 0.6), ("es", 0.3))
+    d.answer(second, "ha sido desbloqueada", language="es", detected=(("es", 0.95),))
+    assert [f.language for f in d.of(Final)] == ["it", "es"]  # each final's own language
+    assert d.session.votes.prior == (("es", 1.13), ("it", 0.36))  # it: 0.6 decayed by 0.6
+
+
+def test_a_given_language_sends_no_prior() -> None:
+    d = Driver(interim=False, language="es")
+    clip = clip_at("tt-weasels", 16000)
+    d.feed(np.concatenate([silence(0.5, 16000), clip, silence(1, 16000)]))
+    d.answer(d.pop("candidate"), "uno", language="es")
+    d.feed(np.concatenate([clip, silence(1, 16000)]))
+    job = d.pop("candidate")
+    assert job.request.language == "es" and job.request.language_prior == ()
+
+
+def test_an_unsure_detection_leans_to_the_session_and_a_sure_one_wins() -> None:
+    votes = LanguageVotes()
+    for detected in ((("es", 0.7), ("it", 0.2)), (("es", 0.5), ("pt", 0.4))):
+        votes.add(detected)
+    assert choose_language((("it", 0.55), ("es", 0.3)), votes.prior) == "es"
+    assert choose_language((("it", 0.92), ("es", 0.05)), votes.prior) == "it"
+    assert choose_language((("it", 0.55), ("es", 0.3)), ()) == "it"  # no vote yet
+
+
+def test_a_session_that_changes_language_follows_it() -> None:
+    """After a long Spanish session, unsure French detections win from the third utterance
+    (the vote decays), a sure one at once."""
+    votes = LanguageVotes()
+    for _ in range(20):
+        votes.add((("es", 0.8), ("it", 0.1)))
+    chosen = []
+    for _ in range(3):
+        detected = (("fr", 0.6), ("es", 0.2))
+        chosen.append(choose_language(detected, votes.prior))
+        votes.add(detected)
+    assert chosen == ["es", "es", "fr"]
+    assert choose_language((("it", 0.9), ("es", 0.05)), votes.prior) == "it"

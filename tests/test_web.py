@@ -13,6 +13,7 @@ import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ import pytest
 from rtasr.server import Server
 from rtasr.wer import wer
 
-from .helpers import TRANSCRIPTS, clip_at, silence
+from .helpers import TRANSCRIPTS, clip_at, silence, trimmed
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -83,10 +84,17 @@ class Page:
         assert self.problems == []
 
 
+MIC_LEAD_S = 0.8
+MIC_SPEECH = trimmed("agent-alreadyon")  # two sentences: finals may come per sentence
+# Waits until a final ends where the microphone's speech does (its time as the page shows it)
+LAST_FINAL = """(end) => [...document.querySelectorAll('#finals .time')].some((t) => {
+  const [m, s] = t.textContent.split('\u2192')[1].trim().split(':');
+  return 60 * Number(m) + Number(s) >= end; })"""
+
+
 @pytest.fixture(scope="module")
 def mic_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    audio = np.concatenate([silence(0.8, 16000), clip_at("agent-alreadyon", 16000),
-                            silence(3.0, 16000)])
+    audio = np.concatenate([silence(MIC_LEAD_S, 16000), MIC_SPEECH, silence(3.0, 16000)])
     return write_wav(tmp_path_factory.mktemp("web") / "mic.wav", audio)
 
 
@@ -106,7 +114,7 @@ async def browser(mic_wav: Path) -> AsyncIterator[Any]:
 
 
 async def open_client(browser: Any, server: Server, *, init_script: str = "",
-                      **options: Any) -> Page:
+                      model: str = "tiny.en", **options: Any) -> Page:
     context = await browser.new_context(**options)
     await context.grant_permissions(["microphone"])
     if init_script:
@@ -114,7 +122,7 @@ async def open_client(browser: Any, server: Server, *, init_script: str = "",
     page = Page(await context.new_page())
     await page.page.goto(f"http://127.0.0.1:{server.port}/")
     await page.page.wait_for_function(
-        "() => document.getElementById('server-info').textContent.includes('tiny.en')")
+        f"() => document.getElementById('server-info').textContent.includes('{model}')")
     return page
 
 
@@ -123,13 +131,18 @@ async def test_microphone_to_final_text(browser: Any, server: Server) -> None:
     page = client.page
     await page.focus("#start")  # keyboard-usable: Enter on the focused button starts it
     await page.keyboard.press("Enter")
-    await page.wait_for_selector("#finals li", timeout=30_000)
+    speech_end_s = MIC_LEAD_S + len(MIC_SPEECH) / 16000
+    await page.wait_for_function(LAST_FINAL, arg=speech_end_s - 0.3, timeout=30_000)
     text = await client.final_text()
     assert wer(TRANSCRIPTS["agent-alreadyon"], text) <= 0.2, text
     types = client.types()
     assert types[0] == "ready" and "partial" in types
     assert types.index("partial") < types.index("final")  # tentative text came first
-    assert await page.locator("#finals .lat").count() == 1  # the final's latency is shown
+    finals = await page.locator("#finals li").count()
+    assert await page.locator("#finals .lat").count() == finals  # each final's latency shown
+    # an English-only model: no language or translation to choose
+    assert await page.locator("#language-label").is_hidden()
+    assert await page.locator("#translate-label").is_hidden()
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "web-client.png"), full_page=True)
     await client.stop_and_check()
@@ -192,7 +205,8 @@ async def test_firefox_microphone_falls_back_to_its_native_rate(browser: Any,
     client = await open_client(browser, server, init_script=FIREFOX_MIC)
     page = client.page
     await page.click("#start")
-    await page.wait_for_selector("#finals li", timeout=30_000)
+    speech_end_s = MIC_LEAD_S + len(MIC_SPEECH) / 16000
+    await page.wait_for_function(LAST_FINAL, arg=speech_end_s - 0.3, timeout=30_000)
     text = await client.final_text()
     assert wer(TRANSCRIPTS["agent-alreadyon"], text) <= 0.2, text
     rate = int(re.findall(r"sample_rate=(\d+)", client.urls[0])[0])
@@ -356,3 +370,27 @@ async def test_text_meets_wcag_aa_contrast(browser: Any, server: Server) -> None
                    "text": "three four", "committed": "three"})
     live = await page.evaluate(LOW_CONTRAST)
     assert (connecting, live) == ([], [])
+
+
+async def test_language_and_translation_chosen_on_a_multilingual_model(
+        browser: Any, base_server: Server, tmp_path: Path) -> None:
+    client = await open_client(browser, base_server, model="base")
+    page = client.page
+    choices = await page.locator("#language option").evaluate_all(
+        "options => options.map(o => [o.value, o.textContent])")
+    assert choices[0] == ["", "auto-detect"] and ["es", "Spanish (es)"] in choices
+    assert len(choices) == 1 + len(base_server.engine.languages)
+    await page.select_option("#language", "es")
+    await page.check("#translate")
+    audio = np.concatenate([silence(0.5, 16000), clip_at("es/conf-unlockednow", 16000),
+                            silence(1.0, 16000)])
+    await page.set_input_files("#file", str(write_wav(tmp_path / "es.wav", audio)))
+    await page.wait_for_function(
+        "() => document.getElementById('state').dataset.state === 'idle' && "
+        "document.querySelectorAll('#finals li').length > 0", timeout=30_000)
+    query = parse_qs(urlsplit(client.urls[-1]).query)
+    assert (query["language"], query["task"]) == (["es"], ["translate"])
+    text = (await client.final_text()).lower()
+    assert "conference" in text and "unlocked" in text, text
+    assert await page.locator("#finals li").first.get_attribute("lang") == "en"
+    assert client.problems == []

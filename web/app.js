@@ -4,7 +4,8 @@
 const $ = (id) => document.getElementById(id);
 const ui = {
   start: $("start"), stop: $("stop"), file: $("file"), language: $("language"),
-  languageLabel: $("language-label"), state: $("state"), speech: $("speech"), level: $("level"),
+  languageLabel: $("language-label"), translate: $("translate"),
+  translateLabel: $("translate-label"), state: $("state"), speech: $("speech"), level: $("level"),
   latency: $("latency"), message: $("message"), finals: $("finals"), partial: $("partial"),
   placeholder: $("placeholder"), drop: $("drop"), info: $("server-info"),
   clear: $("clear"), copy: $("copy"), txt: $("download-txt"), srt: $("download-srt"),
@@ -24,14 +25,28 @@ async function loadServerInfo() {
     const health = await response.json();
     ui.info.textContent = `${health.model} on ${health.device} · ${health.sessions} open ` +
       `session${health.sessions === 1 ? "" : "s"}` + (health.ready ? "" : " · server full");
-    if (health.multilingual) {
-      ui.language.replaceChildren(new Option("auto-detect", ""),
-        ...health.languages.map((code) => new Option(code, code)));
+    if (health.multilingual && ui.languageLabel.hidden) { // once: keep the user's choice
+      ui.language.replaceChildren(new Option("auto-detect", ""), ...languageOptions(health));
       ui.languageLabel.hidden = false;
+      ui.translateLabel.hidden = false;
     }
   } catch {
     ui.info.textContent = "The server is not answering.";
   }
+}
+
+// The model's languages by name ("Spanish (es)"), sorted by name; codes where the browser
+// has no name for one.
+function languageOptions(health) {
+  let names = null;
+  try { names = new Intl.DisplayNames(["en"], { type: "language" }); } catch { /* old browser */ }
+  const named = health.languages.map((code) => {
+    let name = code;
+    try { name = names ? names.of(code) || code : code; } catch { /* not a valid tag */ }
+    return [name === code ? code : `${name} (${code})`, code];
+  });
+  named.sort(([a], [b]) => a.localeCompare(b));
+  return named.map(([label, code]) => new Option(label, code));
 }
 
 // ------------------------------------------------------------------------------ the socket
@@ -40,6 +55,7 @@ function socketUrl(rate) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const params = new URLSearchParams({ sample_rate: String(rate), encoding: "pcm_s16le" });
   if (ui.language.value) params.set("language", ui.language.value);
+  if (!ui.translateLabel.hidden && ui.translate.checked) params.set("task", "translate");
   const token = new URLSearchParams(location.search).get("token"); // servers with --api-key
   if (token) params.set("token", token);
   return `${scheme}//${location.host}/ws?${params}`;
@@ -286,6 +302,7 @@ function addFinal(msg) {
   time.className = "time";
   time.textContent = `${fmt(msg.start)} → ${fmt(msg.end)}`;
   li.append(time, document.createTextNode(msg.text));
+  if (msg.language) li.lang = ui.translate.checked ? "en" : msg.language; // for screen readers
   if (latency !== null) {
     const lat = document.createElement("span");
     lat.className = "lat";
@@ -339,6 +356,7 @@ function setBusy(busy) {
   ui.start.disabled = busy;
   ui.file.disabled = busy;
   ui.language.disabled = busy;
+  ui.translate.disabled = busy;
   ui.stop.disabled = !busy;
 }
 

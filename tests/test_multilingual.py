@@ -56,7 +56,7 @@ async def test_a_prompt_fixes_a_misrecognized_term(base: Engine) -> None:
     prompted = await decode(base, name, language="fr", initial_prompt="timbre sonore, dièse")
     assert "dièse" not in plain.text.lower(), plain.text
     assert "dièse" in prompted.text.lower(), prompted.text
-    assert wer(TEXTS[name], prompted.text) < wer(TEXTS[name], plain.text)
+    assert wer(TEXTS[name], prompted.text) <= wer(TEXTS[name], plain.text)  # and no worse
 
 
 async def test_auto_detected_languages_share_one_model_call(base: Engine) -> None:

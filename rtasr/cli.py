@@ -76,8 +76,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     model.add_argument("--spare-encoder-window-s", type=float,
                        default=d.spare_encoder_window_s,
                        help="the wider window a final gets while the engine has capacity to "
-                            "spare (nothing queued, no other worker busy); -1: auto (15 on CPU "
-                            "with the 10 s window, off where the window is full)")
+                            "spare (nothing queued, no other worker busy), e.g. 15; 0: the full "
+                            "30 s; -1: auto (off: the --encoder-window-s)")
     model.add_argument("--no-speech-gate", action=argparse.BooleanOptionalAction,
                        default=d.no_speech_gate,
                        help="check audio with Silero VAD before decoding (stops words on music)")

@@ -152,10 +152,12 @@ class Config:
             # 30 s, for about 0.3 points of WER; 5 s steps wreck it. Unmeasured on GPU: the
             # full window there.
             encoder_window_s=window,
-            # While a worker would otherwise idle, a final gets a wider window: on tiny.en 15 s
-            # instead of 10 costs ~0.15 s per decode for ~0.6 points of WER (benchmarks.md).
+            # A wider window for finals while a worker would otherwise idle: off by default. On
+            # tiny.en 15 s instead of 10 gained 0.2-0.6 points on clips decoded alone but
+            # nothing on a streamed run, and it flipped base's results on some clips
+            # (docs/benchmarks.md).
             spare_encoder_window_s=self.spare_encoder_window_s
-            if self.spare_encoder_window_s >= 0 else (0.0 if not window else max(window, 15.0)),
+            if self.spare_encoder_window_s >= 0 else window,
             # Sessions the device can carry (docs/benchmarks.md, load_bench.py); refusing the
             # next one beats slowing every one down.
             max_sessions=self.max_sessions or (256 if cuda else 8 * cpus),

@@ -201,3 +201,36 @@ async def append(conn: Any, audio: np.ndarray, speed: float = 3.0) -> None:
         await conn.input_audio_buffer.append(audio=base64.b64encode(
             pcm[i : i + CHUNK * 2]).decode())
         await asyncio.sleep(0.1 / speed)
+
+
+async def test_switching_to_server_vad_mid_call_commits_the_manual_turn(server: Server) -> None:
+    """turn_detection null, then server_vad while the first turn is still open: that turn is
+    committed (before `session.updated`) and completed with its words; what follows is
+    turned by the server's VAD."""
+    names = ["conf-noempty", "transfer"]
+    client = AsyncOpenAI(api_key="any", base_url=f"http://127.0.0.1:{server.port}/v1",
+                         max_retries=0)
+    events: list[Any] = []
+    async with client.realtime.connect(extra_query={"intent": "transcription"},
+                                       max_retries=0) as conn:
+        await conn.session.update(session=session(None))  # type: ignore[arg-type]
+        await append(conn, np.concatenate([silence(0.3, RATE), clip_at(names[0], RATE),
+                                           silence(0.3, RATE)]))
+        await conn.session.update(session=session(  # type: ignore[arg-type]
+            {"type": "server_vad", "silence_duration_ms": 600}))
+        await append(conn, np.concatenate([clip_at(names[1], RATE), silence(1.5, RATE)]))
+        async with asyncio.timeout(30):
+            async for event in conn:
+                events.append(event)
+                if settled(events) and event.type.endswith(".completed") and any(
+                        e.type == "input_audio_buffer.speech_stopped" for e in events):
+                    break
+    kinds = [e.type for e in events]
+    assert "error" not in kinds
+    manual, *turned = completed(events)
+    assert kinds.index("input_audio_buffer.committed") < kinds.index("session.updated", 2)
+    assert not any(e.type == "input_audio_buffer.speech_started" and e.item_id == manual.item_id
+                   for e in events)
+    assert wer(TRANSCRIPTS[names[0]], manual.transcript) < 0.25, manual.transcript
+    text = " ".join(e.transcript for e in turned)
+    assert wer(TRANSCRIPTS[names[1]], text) < 0.25, text

@@ -104,13 +104,9 @@ class Segmenter:
     """Turns a stream of 16 kHz audio into utterances with WebRTC VAD."""
 
     def __init__(self, config: Config) -> None:
-        ms = SAMPLE_RATE_HZ // 1000
         self._vad = FrameVad(config.vad_aggressiveness, config.vad_frame_ms)
         self._frame = config.frame_samples
-        self._start_frames = max(1, -(-config.speech_start_ms // config.vad_frame_ms))
-        self._preroll = config.preroll_ms * ms
-        self._pause = config.pause_ms * ms
-        self._endpoint = config.endpoint_silence_ms * ms
+        self.retune(config)
         self._hard_limit = int((config.max_buffer_s - 1.0) * SAMPLE_RATE_HZ)
         self.buffer = RingBuffer(int(config.max_buffer_s * SAMPLE_RATE_HZ))
         self._framed = 0  # absolute index up to which frames were classified
@@ -119,6 +115,15 @@ class Segmenter:
         self._open: _Open | None = None
         self._next_index = 0
         self._closed_end = 0  # where the last utterance ended: the next never starts before it
+
+    def retune(self, config: Config) -> None:
+        """Take `config`'s speech start, pre-roll, pause and endpoint silence from the next
+        frame on (the VAD and the buffer's size stay)."""
+        ms = SAMPLE_RATE_HZ // 1000
+        self._start_frames = max(1, -(-config.speech_start_ms // config.vad_frame_ms))
+        self._preroll = config.preroll_ms * ms
+        self._pause = config.pause_ms * ms
+        self._endpoint = config.endpoint_silence_ms * ms
 
     @property
     def position(self) -> int:

@@ -39,7 +39,17 @@ from .errors import (
     SlowConsumerError,
 )
 from .metrics import Metrics
-from .protocol import AudioIn, Dialect, End, Error, Final, Flush, Reconfigure, ServerMessage
+from .protocol import (
+    AudioIn,
+    Dialect,
+    End,
+    Error,
+    Final,
+    Flush,
+    Reconfigure,
+    ServerMessage,
+    StreamParams,
+)
 from .session import Action, Cancel, DecodeJob, Session
 
 log = logging.getLogger(__name__)
@@ -89,9 +99,10 @@ class Outcome:
 class Connection:
     def __init__(self, ws: Socket, session: Session, engine: EngineLike,
                  config: Config, dialect: Dialect, metrics: Metrics,
-                 rebuild: Callable[[Reconfigure], Session] | None = None) -> None:
+                 settings: Callable[[Reconfigure], tuple[Config, StreamParams]] | None = None
+                 ) -> None:
         self.ws = ws
-        self.rebuild = rebuild  # a new session for a dialect's Reconfigure (gateway.py)
+        self.settings = settings  # a dialect's Reconfigure, checked (gateway.py)
         self.session = session
         self.dialect = dialect
         self.engine = engine
@@ -211,17 +222,20 @@ class Connection:
         return None
 
     def _reconfigure(self, change: Reconfigure) -> None:
-        """A new session with the client's new settings: only before any audio, where
-        nothing of the old one is lost."""
+        """The client's new settings, at any time: checked, acknowledged, then taken by the
+        session from now on (a change of how turns end first ends the open one)."""
         try:
-            if self.rebuild is None or self.session.duration_s > 0:
-                raise ParameterError("session settings can change only before the first audio")
-            self.session = self.rebuild(change)
+            if self.settings is None:
+                raise ParameterError("this protocol has no session settings")
+            config, params = self.settings(change)
         except ParameterError as exc:
             self._send(Error(code=exc.code, message=str(exc)))
             return
         for text in self.dialect.reconfigured(change):
             self._put(text)
+        if change.flush:
+            self._dispatch(self.session.flush())
+        self._dispatch(self.session.retune(config, params))
 
     async def _pace(self) -> None:
         """Stop reading while the client is more than BURST_S ahead of --max-speed."""

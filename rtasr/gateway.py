@@ -158,22 +158,22 @@ class Gateway:
                 self.idle.set()
 
     def _connection(self, ws: Socket, dialect: Dialect, session_id: str) -> Connection:
-        def rebuild(change: Reconfigure) -> Session:
+        def settings(change: Reconfigure) -> tuple[Config, StreamParams]:
             self.model.check(change.params.language, change.params.task)
             changes = dict(change.changes)
             if "endpoint_silence_ms" in changes:
                 changes["pause_ms"] = min(self.config.pause_ms, changes["endpoint_silence_ms"])
-            return self._session(change.params, session_id, changes)
+            return self._config(changes), change.params
 
-        session = self._session(dialect.params, session_id,
-                                dialect.config_changes(self.config.pause_ms))
-        return Connection(ws, session, self.engine, self.config, dialect, self.metrics, rebuild)
+        config = self._config(dialect.config_changes(self.config.pause_ms))
+        session = Session(config, dialect.params, session_id, dialect.params.language)
+        return Connection(ws, session, self.engine, self.config, dialect, self.metrics, settings)
 
-    def _session(self, params: StreamParams, session_id: str,
-                 changes: Mapping[str, int]) -> Session:
-        config = self.config.replace(beam_size=self.model.beam_size,
-                                     context_chars=self.model.context_chars, **changes)
-        return Session(config, params, session_id, params.language)
+    def _config(self, changes: Mapping[str, int]) -> Config:
+        """The server's config for one session: the model's beam and context, and what the
+        client's dialect changed."""
+        return self.config.replace(beam_size=self.model.beam_size,
+                                   context_chars=self.model.context_chars, **changes)
 
 
 def refusal_body(refusal: Refusal) -> tuple[bytes, list[tuple[str, str]]]:

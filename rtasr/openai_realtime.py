@@ -2,8 +2,9 @@
 of the official `openai` SDK's `types/realtime`) as a dialect over the session core.
 
 Audio comes base64 in `input_audio_buffer.append`; `commit` is a flush, `clear` a flush whose
-words are dropped, `session.update` rebuilds the session (format, language, prompt, turn
-detection) before the first audio. The session's messages become `speech_started` /
+words are dropped, `session.update` retunes the session at any time (format, language,
+prompt, turn detection: what follows it uses them; a change between server VAD and manual
+turns first ends the open turn under the old one). The session's messages become `speech_started` /
 `speech_stopped`, `committed`, `conversation.item.input_audio_transcription.delta` (the
 partials' committed prefix: a delta is never taken back) and `.completed`. With
 `turn_detection: null` only `commit` ends an item: the session's finals up to it are joined.
@@ -114,6 +115,8 @@ class OpenAIRealtimeDialect(Dialect):
         # server VAD: one item per utterance; those whose speech_started went out
         self._items: dict[int, _Item] = {}
         self._started: set[int] = set()
+        # (first utterance, manual): the turn detection each utterance opened under
+        self._modes: list[tuple[int, bool]] = [(0, False)]
         # manual (turn_detection null): the item collecting, the committed ones awaiting
         # their last final (the item, the utterance it ends with)
         self._open: _Item | None = None
@@ -186,12 +189,21 @@ class OpenAIRealtimeDialect(Dialect):
             raise ProtocolError("input_audio_buffer.append: 'audio' is not base64") from None
         return AudioIn(pcm) if pcm else None
 
+    def _manual_at(self, utterance: int) -> bool:
+        """Whether `utterance` opened with no turn detection (only commit ends its item)."""
+        return next(manual for first, manual in reversed(self._modes) if first <= utterance)
+
     def _commit(self) -> Flush:
         if self._manual:
-            item, self._open = self._open or _Item(), None
-            self._replies.append(self._committed(item))
-            self._committing.append((item, item.last))
+            self._replies.append(self._commit_open())
         return Flush()
+
+    def _commit_open(self) -> str:
+        """Commit the manual turn being collected: `committed` now, `completed` with the
+        final of the last utterance it holds."""
+        item, self._open = self._open or _Item(), None
+        self._committing.append((item, item.last))
+        return self._committed(item)
 
     def _clear(self) -> None:
         """Drop the open turn: the flush ends it, and what it said is never sent."""
@@ -229,16 +241,25 @@ class OpenAIRealtimeDialect(Dialect):
                 vad = {**_DEFAULT_VAD, **vad, "type": "server_vad"}  # semantic_vad too
         self._noise = audio_in.get("noise_reduction", self._noise)
         self._pending_view = {"format": fmt, "vad": vad}
+        switch = (vad is None) != self._manual  # the open turn ends under the old detection
         silence = _MANUAL_SILENCE_MS if vad is None else max(
             int(vad["silence_duration_ms"]), _MIN_SILENCE_MS)
         preroll = 300 if vad is None else min(max(int(vad["prefix_padding_ms"]), 0), 1000)
-        return Reconfigure(params, (("endpoint_silence_ms", silence), ("preroll_ms", preroll)))
+        return Reconfigure(params, (("endpoint_silence_ms", silence), ("preroll_ms", preroll)),
+                           flush=switch)
 
     def reconfigured(self, change: Reconfigure) -> list[str]:
+        """Acknowledge; a switch of turn detection applies from the next utterance (the
+        connection flushes the open one), and a manual turn being collected is committed."""
+        out = []
+        if change.flush:
+            if self._manual and self._open is not None:
+                out.append(self._commit_open())
+            self._modes.append((self._latest + 1, self._pending_view["vad"] is None))
         self.params = change.params
         self._format = self._pending_view["format"]
         self._vad = self._pending_view["vad"]
-        return [_event("session.updated", session=self._view())]
+        return [*out, _event("session.updated", session=self._view())]
 
     # session messages -------------------------------------------------------------------
 
@@ -250,14 +271,17 @@ class OpenAIRealtimeDialect(Dialect):
         self._latest = max(self._latest, message.utterance)
         if message.utterance <= self._dropped:
             return []
+        manual = self._manual_at(message.utterance)
         if isinstance(message, Final):
-            return self._manual_final(message) if self._manual else self._vad_final(message)
+            while len(self._modes) > 1 and self._modes[1][0] <= message.utterance:
+                self._modes.pop(0)  # finals come in order: no earlier utterance speaks again
+            return self._manual_final(message) if manual else self._vad_final(message)
         item = self._item_for(message.utterance)
         if item.start_s is None:
             item.start_s = message.start
         if isinstance(message, Partial):
             return self._delta(item, item.text(message.committed.strip()))
-        if self._manual:
+        if manual:
             return []
         self._started.add(message.utterance)
         return [_event("input_audio_buffer.speech_started",
@@ -265,7 +289,7 @@ class OpenAIRealtimeDialect(Dialect):
 
     def _item_for(self, utterance: int) -> _Item:
         """The item an utterance's words belong to."""
-        if not self._manual:
+        if not self._manual_at(utterance):
             item = self._items.setdefault(utterance, _Item())
         else:
             item = next((i for i, upto in self._committing if utterance <= upto), None) \

@@ -105,11 +105,13 @@ class AudioIn:
 
 @dataclass(frozen=True)
 class Reconfigure:
-    """The client changed its session's settings: rebuild the session with these (allowed
-    before any audio; a dialect acknowledges with `Dialect.reconfigured`)."""
+    """The client changed its session's settings: the session takes these from now on
+    (`Session.retune`; a dialect acknowledges with `Dialect.reconfigured`). `flush`: end the
+    open utterance first, under the old settings (a change of how turns end)."""
 
     params: StreamParams
     changes: tuple[tuple[str, int], ...] = ()  # Config fields, as `config_changes` gives
+    flush: bool = False
 
 
 ClientMessage = Flush | End | AudioIn | Reconfigure

@@ -136,6 +136,13 @@ class Session:
         self._context = ""
         self._last_text = ""  # the last final's text: the prompt of a cut's continuation
         self.ended = False
+        self._earlier_s = 0.0  # audio taken in a format the session had before `retune`
+        self._tune(config)
+        self.partial_backoff = 1.0  # the transport stretches the partial cadence under load
+        self.realtime = True  # the transport clears it while the client sends faster than real
+        # time (a file): its decodes then yield to live sessions' (scheduler.py)
+
+    def _tune(self, config: Config) -> None:
         ms = SAMPLE_RATE_HZ // 1000
         self._preroll = config.preroll_ms * ms
         self._pause = config.pause_ms * ms
@@ -145,9 +152,23 @@ class Session:
         self._max_utt = int(config.max_utterance_s * SAMPLE_RATE_HZ)
         # Greedy finals: a partial is decoded exactly as a final would be, so it can serve as one.
         self._final_grade_partials = config.beam_size <= 1
-        self.partial_backoff = 1.0  # the transport stretches the partial cadence under load
-        self.realtime = True  # the transport clears it while the client sends faster than real
-        # time (a file): its decodes then yield to live sessions' (scheduler.py)
+
+    def retune(self, config: Config, params: StreamParams) -> list[Action]:
+        """New settings mid-stream (OpenAI's `session.update`), nothing already taken lost or
+        taken again: the decodes asked for from now on use the new prompt, language and task;
+        the segmenter's endpoint and pause silences and pre-roll apply from its next VAD frame;
+        a new audio format or rate applies to the frames fed after this (the old resampler's
+        last samples are pushed first). The buffer size and the VAD stay as they were."""
+        actions: list[Action] = []
+        if (params.sample_rate, params.encoding) != (self.decoder.sample_rate_hz,
+                                                     self.decoder.encoding):
+            self._push(self.decoder.flush(), actions)
+            self._earlier_s += self.decoder.duration_s
+            self.decoder = PcmDecoder(params.sample_rate, params.encoding)
+        self.config, self.params, self.language = config, params, params.language
+        self._tune(config)
+        self.segmenter.retune(config)
+        return actions
 
     # input -------------------------------------------------------------------------------
 
@@ -184,7 +205,7 @@ class Session:
 
     @property
     def duration_s(self) -> float:
-        return round(self.decoder.duration_s, 3)
+        return round(self._earlier_s + self.decoder.duration_s, 3)
 
     def _push(self, samples: Audio, actions: list[Action]) -> None:
         for event in self.segmenter.push(samples):

@@ -142,3 +142,95 @@ async def test_key_is_checked(keyed: Server) -> None:
     events = await transcribe(keyed.port, silence(0.2, RATE), turn_detection=None,
                               commit=True)
     assert completed(events)
+
+
+async def test_session_update_mid_call_is_applied_not_refused(server: Server) -> None:
+    """Pipecat sends a new `session.update` whenever its settings change mid-call (a new
+    prompt or language) and takes any `error` as fatal. The update, in the middle of the
+    first utterance, is acknowledged; the speech before and after it is transcribed; and
+    the connection stays open."""
+    names = ["agent-alreadyon", "vm-mismatch"]
+    vad = {"type": "server_vad", "silence_duration_ms": 600}
+    first = clip_at(names[0], RATE)
+    half = len(first) // 2
+    before = np.concatenate([silence(0.3, RATE), first[:half]])
+    gap = np.concatenate([first[half:], silence(1.2, RATE)])
+    after = np.concatenate([gap, clip_at(names[1], RATE), silence(1.5, RATE)])
+    second_ms = (len(before) + len(gap)) * 1000 // RATE
+    client = AsyncOpenAI(api_key="any", base_url=f"http://127.0.0.1:{server.port}/v1",
+                         max_retries=0)
+    events: list[Any] = []
+    async with client.realtime.connect(extra_query={"intent": "transcription"},
+                                       max_retries=0) as conn:
+        assert (await conn.recv()).type == "session.created"
+        await conn.session.update(session=session(vad))  # type: ignore[arg-type]
+        assert (await conn.recv()).type == "session.updated"
+        await append(conn, before)
+        update = session(vad)
+        update["audio"]["input"]["transcription"].update(
+            language="en", prompt="Agent logon, passwords.")
+        await conn.session.update(session=update)  # type: ignore[arg-type]
+        await append(conn, after)
+        async with asyncio.timeout(30):
+            async for event in conn:
+                events.append(event)
+                if settled(events) and event.type.endswith(".completed") and any(
+                        e.type == "input_audio_buffer.speech_stopped"
+                        and e.audio_end_ms > second_ms for e in events):
+                    break
+        # still open: another update is answered on the same socket
+        await conn.session.update(session=session(None))  # type: ignore[arg-type]
+        async with asyncio.timeout(10):
+            again = await conn.recv()
+    assert [e for e in events if e.type == "error"] == []
+    [updated] = [e for e in events if e.type == "session.updated"]
+    assert updated.session.audio.input.transcription.prompt == "Agent logon, passwords."
+    assert again.type == "session.updated" and again.session.audio.input.turn_detection is None
+    started = {e.item_id: e.audio_start_ms for e in events
+               if e.type == "input_audio_buffer.speech_started"}
+    for name, later in zip(names, (False, True), strict=True):  # the pause in the first
+        text = " ".join(e.transcript for e in completed(events)  # may make it two items
+                        if (started[e.item_id] > second_ms - 300) == later)
+        assert wer(TRANSCRIPTS[name], text) < 0.25, text
+
+
+async def append(conn: Any, audio: np.ndarray, speed: float = 3.0) -> None:
+    """`audio` in 100 ms `input_audio_buffer.append` events, at `speed` x real time."""
+    pcm = encode(audio)
+    for i in range(0, len(pcm), CHUNK * 2):
+        await conn.input_audio_buffer.append(audio=base64.b64encode(
+            pcm[i : i + CHUNK * 2]).decode())
+        await asyncio.sleep(0.1 / speed)
+
+
+async def test_switching_to_server_vad_mid_call_commits_the_manual_turn(server: Server) -> None:
+    """turn_detection null, then server_vad while the first turn is still open: that turn is
+    committed (before `session.updated`) and completed with its words; what follows is
+    turned by the server's VAD."""
+    names = ["conf-noempty", "transfer"]
+    client = AsyncOpenAI(api_key="any", base_url=f"http://127.0.0.1:{server.port}/v1",
+                         max_retries=0)
+    events: list[Any] = []
+    async with client.realtime.connect(extra_query={"intent": "transcription"},
+                                       max_retries=0) as conn:
+        await conn.session.update(session=session(None))  # type: ignore[arg-type]
+        await append(conn, np.concatenate([silence(0.3, RATE), clip_at(names[0], RATE),
+                                           silence(0.3, RATE)]))
+        await conn.session.update(session=session(  # type: ignore[arg-type]
+            {"type": "server_vad", "silence_duration_ms": 600}))
+        await append(conn, np.concatenate([clip_at(names[1], RATE), silence(1.5, RATE)]))
+        async with asyncio.timeout(30):
+            async for event in conn:
+                events.append(event)
+                if settled(events) and event.type.endswith(".completed") and any(
+                        e.type == "input_audio_buffer.speech_stopped" for e in events):
+                    break
+    kinds = [e.type for e in events]
+    assert "error" not in kinds
+    manual, *turned = completed(events)
+    assert kinds.index("input_audio_buffer.committed") < kinds.index("session.updated", 2)
+    assert not any(e.type == "input_audio_buffer.speech_started" and e.item_id == manual.item_id
+                   for e in events)
+    assert wer(TRANSCRIPTS[names[0]], manual.transcript) < 0.25, manual.transcript
+    text = " ".join(e.transcript for e in turned)
+    assert wer(TRANSCRIPTS[names[1]], text) < 0.25, text

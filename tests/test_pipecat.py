@@ -12,6 +12,7 @@ processor at the end that collects what the service pushes downstream. Shutdown 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ from pipecat.frames.frames import (
     InputAudioRawFrame,
     InterimTranscriptionFrame,
     StartFrame,
+    STTUpdateSettingsFrame,
     TranscriptionFrame,
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
@@ -41,6 +43,7 @@ from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.deepgram.stt import DeepgramSTTService
 from pipecat.services.openai.stt import OpenAIRealtimeSTTService, OpenAISTTService
+from pipecat.transcriptions.language import Language
 
 pytestmark = pytest.mark.e2e
 RATE = 16000  # the pipeline's input rate; each service resamples as it needs
@@ -162,6 +165,38 @@ async def test_openai_realtime_service(server: Server,
         assert "".join(f.text for f in c.out.of(InterimTranscriptionFrame)
                        if f.result["item_id"] == item) == frame.text
     assert c.out.of(ErrorFrame) == []
+
+
+async def test_openai_realtime_settings_change_mid_call_keeps_the_connection(
+        server: Server, call: Callable[[FrameProcessor], Call],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An STTUpdateSettingsFrame (a new prompt and language) in the middle of an utterance:
+    the service sends `session.update` on the open socket; rtasr acknowledges it (an `error`
+    would make Pipecat drop the socket and reconnect), so the server sees one session and
+    both utterances, the one the update interrupted included, are transcribed."""
+    caplog.set_level(logging.INFO, logger="rtasr.gateway")
+    names = ["transfer", "vm-mismatch"]
+    c = call(OpenAIRealtimeSTTService(
+        api_key="any", base_url=f"ws://127.0.0.1:{server.port}/v1/realtime",
+        settings=OpenAIRealtimeSTTService.Settings(model="whisper-1")))
+    await c.started()
+    await c.audio(silence(0.3, RATE))
+    await c.utterance(trimmed(names[0], RATE))
+    await c.out.until(finals_count(1))
+    second = trimmed(names[1], RATE)
+    await c.task.queue_frame(VADUserStartedSpeakingFrame())
+    await c.audio(second[: len(second) // 2])
+    await c.task.queue_frame(STTUpdateSettingsFrame(delta=OpenAIRealtimeSTTService.Settings(
+        prompt="Passwords and extensions.", language=Language.EN)))
+    await c.audio(np.concatenate([second[len(second) // 2 :], silence(STOP_S, RATE)]))
+    await c.task.queue_frame(VADUserStoppedSpeakingFrame(stop_secs=STOP_S))
+    await c.out.until(finals_count(2))
+    await c.end()
+    for name, frame in zip(names, c.out.of(TranscriptionFrame), strict=True):
+        assert wer(TRANSCRIPTS[name], frame.text) < 0.25, frame.text
+    assert c.out.of(ErrorFrame) == []
+    opened = [r for r in caplog.records if r.getMessage().startswith("open (openai-realtime)")]
+    assert len(opened) == 1
 
 
 async def test_openai_rest_service(server: Server, call: Callable[[FrameProcessor], Call]) -> None:

@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 FINALS_GRACE_S = 30.0  # how long a closing session waits for its last finals
 SEND_GRACE_S = 10.0  # how long the last messages may take to go out
 BURST_S = 5.0  # audio a client may send ahead of the --max-speed budget
+REALTIME_SLACK = 1.25  # a client sending audio up to this much faster than it plays is live
 MARKS_S = 60.0  # how far back arrival times are kept for the final-latency metric
 
 
@@ -207,6 +208,10 @@ class Connection:
 
     def _audio(self, message: bytes) -> Outcome | None:
         self.session.partial_backoff = self.engine.partial_backoff
+        # A client well ahead of real time (a file) has its decodes wait behind live
+        # sessions' finals (scheduler.py), and its backlog does not refuse new sessions.
+        live_s = (time.monotonic() - self._opened) * REALTIME_SLACK + BURST_S
+        self.session.realtime = self.session.duration_s <= live_s
         before = self.session.duration_s
         try:
             self._dispatch(self.session.feed(message))

@@ -188,3 +188,22 @@ async def test_web_client_files_are_served_and_nothing_else(server: Server) -> N
                    "/web/../../pyproject.toml", "/app.js%00.html", "/.", "/%2e%2e%2f"):
         status, _, body = await raw_get(server.port, attack)
         assert status == 404 and b"tool.setuptools" not in body and b"root:" not in body, attack
+
+
+async def test_a_client_sending_faster_than_real_time_is_not_treated_as_live(
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its decodes are marked realtime=False, so they queue behind live sessions' finals."""
+    seen: list[bool] = []
+    transcribe = server.engine.transcribe
+
+    async def spy(request):  # type: ignore[no-untyped-def]
+        seen.append(request.realtime)
+        return await transcribe(request)
+
+    monkeypatch.setattr(server.engine, "transcribe", spy)
+    audio = with_pauses(["agent-alreadyon", "tt-weasels", "cannot-complete-as-dialed"], 16000)
+    await stream(server.url, audio, speed=50.0)  # 14 s of audio in well under a second
+    assert seen and not seen[-1]
+    seen.clear()
+    await stream(server.url, with_pauses(["tt-weasels"], 16000), speed=1.0)
+    assert seen and all(seen)

@@ -391,6 +391,8 @@ async def test_language_and_translation_chosen_on_a_multilingual_model(
     query = parse_qs(urlsplit(client.urls[-1]).query)
     assert (query["language"], query["task"]) == (["es"], ["translate"])
     text = (await client.final_text()).lower()
-    assert "conference" in text and "unlocked" in text, text
+    # English, not Spanish ("La conferencia ha sido desbloqueada"); base translates the verb
+    # as "unlocked" or, some runs, "blocked": the words asserted are the translation's own
+    assert "conference" in text and "conferencia" not in text, text
     assert await page.locator("#finals li").first.get_attribute("lang") == "en"
     assert client.problems == []

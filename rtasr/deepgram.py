@@ -33,6 +33,7 @@ from .protocol import (
     ServerMessage,
     SpeechStart,
     StreamParams,
+    json_object,
 )
 
 DEEPGRAM_PATH = "/v1/listen"
@@ -162,10 +163,7 @@ class DeepgramDialect(Dialect):
         return []  # Deepgram says nothing until there are results
 
     def control(self, text: str) -> ClientMessage | None:
-        try:
-            kind = json.loads(text).get("type")
-        except (json.JSONDecodeError, AttributeError, RecursionError):
-            raise ProtocolError("text frames must be JSON objects") from None
+        kind = json_object(text).get("type")
         if kind == "KeepAlive":
             return None
         if kind == "Finalize":  # flushes the open utterance, if any: its final is marked

@@ -37,6 +37,7 @@ from .protocol import (
     ServerMessage,
     SpeechStart,
     StreamParams,
+    json_object,
 )
 
 REALTIME_PATH = "/v1/realtime"
@@ -149,12 +150,7 @@ class OpenAIRealtimeDialect(Dialect):
     # client messages --------------------------------------------------------------------
 
     def control(self, text: str) -> ClientMessage | None:
-        try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError):
-            raise ProtocolError("text frames must be JSON objects") from None
-        if not isinstance(data, dict):
-            raise ProtocolError("text frames must be JSON objects")
+        data = json_object(text)
         kind, event_id = data.get("type"), data.get("event_id")
         try:
             if kind == "input_audio_buffer.append":

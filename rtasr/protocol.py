@@ -117,14 +117,20 @@ class Reconfigure:
 ClientMessage = Flush | End | AudioIn | Reconfigure
 
 
-def parse_client_message(text: str) -> ClientMessage | None:
-    """A text frame as Flush or End; None for a keep-alive. Raises ProtocolError."""
+def json_object(text: str) -> dict[str, Any]:
+    """A client text frame as a JSON object (every dialect's control messages are one)."""
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, RecursionError):
         raise ProtocolError("text frames must be JSON objects") from None
     if not isinstance(data, dict):
         raise ProtocolError("text frames must be JSON objects")
+    return data
+
+
+def parse_client_message(text: str) -> ClientMessage | None:
+    """A text frame as Flush or End; None for a keep-alive. Raises ProtocolError."""
+    data = json_object(text)
     kind = data.get("type")
     if kind == "flush":
         return Flush()

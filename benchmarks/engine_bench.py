@@ -68,11 +68,14 @@ def window_study(args: argparse.Namespace, clips: list[Clip]) -> list[dict[str, 
 
 
 def batch_study(args: argparse.Namespace, clips: list[Clip]) -> list[dict[str, object]]:
-    engine = _engine(args, max_batch_size=64, encoder_window_s=args.encoder_window_s)
+    engine = _engine(args, max_batch_size=max(int(s) for s in args.sizes.split(",")),
+                     encoder_window_s=args.encoder_window_s)
+    sizes = [int(s) for s in args.sizes.split(",")]
     requests = _requests(clips, engine)
+    requests *= -(-max(sizes) // len(requests))  # at least one batch of the largest size
     rows: list[dict[str, object]] = []
     alone = [engine.decode_batch([r], gate=False)[0].text for r in requests]
-    for size in [int(s) for s in args.sizes.split(",")]:
+    for size in sizes:
         batches = [list(range(i, i + size)) for i in range(0, len(requests) - size + 1, size)]
         t0 = time.perf_counter()
         same = 0

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import random
+import subprocess
 import sys
 import time
 import urllib.request
@@ -29,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from corpus import RATE, Clip, Span, build_stream, load_clips
-from stream_bench import cpu_seconds, pct, score, start_server, stream_session
+from stream_bench import SessionRun, cpu_seconds, pct, score, start_server, stream_session
 
 from rtasr.wer import corpus_wer
 
@@ -80,21 +81,56 @@ def chosen_streams(streams: list[Stream], clients: int) -> list[Stream]:
     return [streams[i % len(streams)] for i in range(clients)]
 
 
+def gpu_sample() -> tuple[float, float] | None:
+    """(GPU utilization %, GPU memory used MiB) from nvidia-smi; None without one."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu,memory.used",
+                              "--format=csv,noheader,nounits"], capture_output=True,
+                             text=True, timeout=5, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    util, mem = out.splitlines()[0].split(",")
+    return float(util), float(mem)
+
+
+async def sample_gpu(samples: list[tuple[float, float]], stop: asyncio.Event) -> None:
+    while not stop.is_set() and (sample := await asyncio.to_thread(gpu_sample)) is not None:
+        samples.append(sample)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+
+
+def timed(run: SessionRun, spans: list[Span]) -> dict[str, object]:
+    """Latency without the words (a random-weights model says nothing right): each reference
+    utterance's final is the last final whose audio overlaps it."""
+    finals = [(r.at, r.msg) for r in run.messages if r.msg["type"] == "final"]
+    latencies = []
+    for span in spans:
+        mine = [at for at, f in finals if f["start"] < span.end and f["end"] > span.start]
+        if mine:
+            latencies.append(max(mine) - span.end)
+    return {"latencies": latencies, "missing": len(spans) - len(latencies),
+            "errors": 0, "words": 1}
+
+
 async def run_level(url: str, streams: list[Stream], clients: int,
-                    stagger_s: float) -> dict[str, object]:
+                    stagger_s: float, timing_only: bool = False) -> dict[str, object]:
     rng = random.Random(clients)
     samples: list[dict[str, object]] = []
+    gpu: list[tuple[float, float]] = []
     stop = asyncio.Event()
     hurl = health_url(url)
     before = get_health(hurl)["engine"]
-    sampler = asyncio.create_task(sample_health(hurl, samples, stop))
+    samplers = [asyncio.create_task(sample_health(hurl, samples, stop)),
+                asyncio.create_task(sample_gpu(gpu, stop))]
     chosen = chosen_streams(streams, clients)
     runs = await asyncio.gather(*(stream_session(url, audio, rng.uniform(0, stagger_s), 1.0)
                                   for audio, _, _ in chosen))
     stop.set()
-    await sampler
+    await asyncio.gather(*samplers)
     after = get_health(hurl)["engine"]
-    scores = [score(run, spans, False) for run, (_, spans, _) in zip(runs, chosen, strict=True)]
+    scores = [{**score(run, spans, False), **(timed(run, spans) if timing_only else {})}
+              for run, (_, spans, _) in zip(runs, chosen, strict=True)]
     lat = [x for s in scores for x in s["latencies"]]  # type: ignore[attr-defined]
     first = [x for s in scores for x in s["first_text"]]  # type: ignore[attr-defined]
     utterances = sum(len(spans) for _, spans, _ in chosen)
@@ -104,7 +140,8 @@ async def run_level(url: str, streams: list[Stream], clients: int,
     return {
         "clients": clients,
         "errors": sum(run.error is not None for run in runs),
-        "wer": sum(s["errors"] for s in scores) / sum(s["words"] for s in scores),  # type: ignore[misc]
+        "wer": float("nan") if timing_only else
+        sum(s["errors"] for s in scores) / sum(s["words"] for s in scores),  # type: ignore[misc]
         "final_p50": pct(lat, 50), "final_p95": pct(lat, 95), "final_max": max(lat, default=0),
         "first_p50": pct(first, 50), "first_p95": pct(first, 95),
         "missing": sum(s["missing"] for s in scores),  # type: ignore[misc]
@@ -116,10 +153,19 @@ async def run_level(url: str, streams: list[Stream], clients: int,
         "queue_max": max((e["queue_depth"] for e in engine), default=0),  # type: ignore[index]
         "loop_lag_p99_ms": max((float(s["loop_lag_p99_ms"]) for s in samples),  # type: ignore[arg-type]
                                default=0.0),
+        # the GPU busy share while the streams ran (nvidia-smi), and its memory use
+        "gpu_util": sum(u for u, _ in gpu) / len(gpu) if gpu else float("nan"),
+        "gpu_mem_mib": max((m for _, m in gpu), default=float("nan")),
     }
 
 
 Stream = tuple[np.ndarray, list[Span], list[Clip]]
+
+
+def holds(level: dict[str, object], target_p95_s: float) -> bool:
+    """The level met the target: final p95 within it, no utterance lost, none refused."""
+    return (float(level["final_p95"]) <= target_p95_s  # type: ignore[arg-type]
+            and level["missing"] == 0 and not level["errors"])
 
 
 def build_streams(clips: list[Clip], count: int, per_stream: int) -> list[Stream]:
@@ -136,8 +182,8 @@ def markdown(results: dict[str, object]) -> str:
     rows = [
         "| clients | final p50 | final p95 | final max | first text p50 | WER | offline WER "
         "(same settings / 30 s window) | refused | no final | partials/utt | decodes/utt "
-        "| mean batch | final wait max | loop lag p99 | server CPU |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| mean batch | final wait max | loop lag p99 | server CPU | GPU busy |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lv in results["levels"]:  # type: ignore[attr-defined]
         rows.append(
@@ -148,7 +194,7 @@ def markdown(results: dict[str, object]) -> str:
             f"| {lv['partials_per_utt']:.1f} "
             f"| {lv['decodes_per_utt']:.1f} | {lv['mean_batch']:.1f} "
             f"| {lv['final_wait_max']:.2f} s | {lv['loop_lag_p99_ms']:.1f} ms "
-            f"| {lv.get('server_cpu', float('nan')):.0%} |")
+            f"| {lv.get('server_cpu', nan):.0%} | {lv.get('gpu_util', nan):.0f} % |")
     rows += ["", f"largest N with final p95 <= {results['target_p95_s']} s and no utterance "
                  f"lost: {results['max_clients']}"]
     return "\n".join(rows)
@@ -186,6 +232,11 @@ def main() -> None:
     ap.add_argument("--stagger-s", type=float, default=5.0, help="spread of session starts")
     ap.add_argument("--target-p95-s", type=float, default=1.5)
     ap.add_argument("--no-offline", action="store_true", help="skip the offline yardstick")
+    ap.add_argument("--timing-only", action="store_true",
+                    help="latency by time, not by words: for a model whose words mean nothing "
+                         "(random_whisper.py)")
+    ap.add_argument("--stop-after-miss", action="store_true",
+                    help="end the sweep after the first level that misses the target")
     ap.add_argument("--model", default=None, help="model of the server and the yardstick")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--title", default="rtasr load, bundled tiny.en int8, 2-vCPU VM")
@@ -216,7 +267,9 @@ def main() -> None:
     try:
         for n in (int(x) for x in args.clients.split(",")):
             cpu0, wall0 = (cpu_seconds(proc.pid) if proc else 0.0), time.monotonic()
-            level = asyncio.run(run_level(url, streams, n, args.stagger_s))
+            client0 = time.process_time()
+            level = asyncio.run(run_level(url, streams, n, args.stagger_s, args.timing_only))
+            level["client_cpu"] = (time.process_time() - client0) / (time.monotonic() - wall0)
             if proc:
                 level["server_cpu"] = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - wall0)
             spoken = [c for _, _, order in chosen_streams(streams, n) for c in order]
@@ -226,12 +279,14 @@ def main() -> None:
             results["levels"].append(level)  # type: ignore[attr-defined]
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
                               for k, v in level.items()}), flush=True)
+            if args.stop_after_miss and not holds(level, args.target_p95_s):
+                break
     finally:
         if proc:
             proc.terminate()
             proc.wait(30)
     ok = [lv["clients"] for lv in results["levels"]  # type: ignore[attr-defined]
-          if lv["final_p95"] <= args.target_p95_s and lv["missing"] == 0 and not lv["errors"]]
+          if holds(lv, args.target_p95_s)]
     results["max_clients"] = max(ok, default=0)
     table = markdown(results)
     print("\n" + table)

@@ -39,6 +39,7 @@ class Config:
     batch_window_ms: int = -1
     encoder_window_s: float = -1.0
     spare_encoder_window_s: float = -1.0
+    max_tokens_per_s: float = 0.0
 
     # Access and admission
     api_keys: tuple[str, ...] = ()
@@ -92,6 +93,8 @@ class Config:
         if not (self.encoder_window_s == -1 or 0 <= self.encoder_window_s <= 30):
             raise ConfigError("--encoder-window-s must be -1 (auto), 0 (the full 30 s) or "
                               "a step of up to 30 s")
+        if self.max_tokens_per_s < 0:
+            raise ConfigError("--max-tokens-per-s must be 0 (the model's limit) or more")
         if self.max_final_wait_ms <= 0:
             raise ConfigError("--max-final-wait-ms must be above 0")
         if self.max_speed < 1.0:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import os
 import re
 import threading
@@ -44,6 +45,7 @@ _PREPEND = "\"'“¿([{-"
 _APPEND = "\"'.。,，!！?？:：”)]}、"  # noqa: RUF001
 _DETECTED_KEPT = 5  # languages kept from a detection (Transcript.detected)
 N_FRAMES = 3000  # mel frames in Whisper's 30 s window
+_CAP_SLACK_TOKENS = 4  # --max-tokens-per-s: room for the timestamps and the end token
 _HUB_REPO = re.compile(r"[\w.-]+/[\w.-]+")  # e.g. Systran/faster-whisper-base
 
 
@@ -411,7 +413,7 @@ class Engine:
         model = self._model
         outputs = model.model.generate(
             encoded, prompts, beam_size=requests[0].beam_size, patience=1.0,
-            length_penalty=1.0, max_length=model.max_length, return_scores=True,
+            length_penalty=1.0, max_length=self._max_length(prompts, frames), return_scores=True,
             return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress,
             max_initial_timestamp_index=50,
         )
@@ -435,6 +437,17 @@ class Engine:
                                       last_speech_timestamp=0.0)
         return [self._transcript(segments, tok, language, r.word_timestamps)
                 for segments, r in zip(items, requests, strict=True)]
+
+    def _max_length(self, prompts: list[list[int]], frames: list[int]) -> int:
+        """CTranslate2's max_length: the model's 448, or with --max-tokens-per-s that many
+        tokens per second of the longest audio, plus a few for the timestamps and the end.
+        CTranslate2 generates at most max_length minus the prompt, and at most half of it."""
+        limit: int = self._model.max_length
+        per_s = self.config.max_tokens_per_s
+        if not per_s:
+            return limit
+        generated = math.ceil(per_s * max(frames) / 100) + _CAP_SLACK_TOKENS
+        return min(limit, max(max(len(p) for p in prompts) + generated, 2 * generated))
 
     @staticmethod
     def _transcript(segments: list[dict[str, Any]], tok: Any, language: str,

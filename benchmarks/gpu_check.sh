@@ -45,7 +45,7 @@ install() {  # .gpu/a: ct2.tar.xz, whl/, data/, mnm/ (tiny.en without model.bin)
     mkdir -p "$ROOT/site" "$ROOT/cu12"
     python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" \
         .gpu/a/ct2.tar.xz "$ROOT/site" || return 1
-    python3 -m pip install -q --no-index --no-deps --no-compile --target "$ROOT/site" \
+    python3 -m pip install -q --upgrade --no-index --no-deps --no-compile --target "$ROOT/site" \
         .gpu/a/whl/*.whl || return 1
     # PyAV (35 MB) does not fit beside CTranslate2; faster-whisper imports it but only uses it
     # to read files, which these checks never ask of it.
@@ -147,8 +147,36 @@ PY
     say "done"
 }
 
+stage_profile() {  # where a batch's time goes (carry .gpu/c: .gpu/a without tiny.en, + py-spy)
+    [ -d .gpu/c ] && rm -rf .gpu/a && cp -r .gpu/c .gpu/a
+    stage_setup
+    corpus
+    [ -s "$ROOT/large/model.bin" ] || python3 benchmarks/random_whisper.py "$ROOT/large" || exit 1
+    local e=(benchmarks/engine_bench.py batch --model "$ROOT/large" --device "$DEVICE" --clips 16
+             --sizes 1,16,32 --max-tokens-per-s 4.5)
+    say "batch, as served"; timeout 60 python3 "${e[@]}"
+    say "batch, no word timestamps"; timeout 60 python3 "${e[@]}" --no-word-timestamps
+    say "batch, 1 CPU thread"; timeout 60 python3 "${e[@]}" --cpu-threads 1
+    say "py-spy"
+    timeout 90 "$ROOT/site/bin/py-spy" record --native --format raw --rate 200 \
+        -o "$OUT/pyspy.txt" -- python3 "${e[@]}" || say "py-spy failed"
+    python3 - "$OUT/pyspy.txt" <<'PY'
+import collections, sys
+self_count, total = collections.Counter(), 0
+for line in open(sys.argv[1]):
+    stack, _, n = line.rstrip().rpartition(" ")
+    frames = stack.split(";")
+    total += int(n)
+    self_count[frames[-1][:150]] += int(n)
+for frame, n in self_count.most_common(25):
+    print(f"{n / total:6.1%}  {frame}")
+PY
+    say "done"
+}
+
 case $STAGE in
     setup) stage_setup ;;
+    profile) stage_profile ;;
     large) stage_large ;;
     tiny) stage_tiny ;;
     *) echo "unknown stage $STAGE (large or tiny)"; exit 2 ;;

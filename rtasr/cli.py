@@ -52,22 +52,22 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                        help="default language code of the streams (default: en for .en models, "
                             "auto-detect for multilingual ones)")
     model.add_argument("--beam-size", type=int, default=d.beam_size,
-                       help="beam size of final decodes; 0: auto (5 on CUDA; 1 on CPU, where "
-                            "beam search cost 25%% more time for no WER gain, docs/benchmarks.md)")
+                       help="beam size of final decodes; 0: auto (1: beam search cost 25%% more "
+                            "time on CPU and 60%% on an H100 for no WER gain, docs/benchmarks.md)")
     model.add_argument("--context-chars", type=int, default=d.context_chars,
                        help="characters of the session's recent finals passed as the prompt; "
-                            "-1: auto (200 on CUDA, 0 on CPU where it costs 30-60%% more time)")
+                            "-1: auto (0: it cost 30-60%% more time on CPU for no WER gain)")
     model.add_argument("--workers", type=int, default=d.workers,
                        help="decodes that run at once (0: auto, 2)")
     model.add_argument("--cpu-threads", type=int, default=d.cpu_threads,
-                       help="CPU threads per worker (0: auto, every core up to 8, for each "
-                            "worker)")
+                       help="CPU threads per worker (0: auto: on CPU every core up to 8, for "
+                            "each worker; on CUDA 1)")
     model.add_argument("--max-batch-size", type=int, default=d.max_batch_size,
                        help="requests waiting together decoded in one model call; 0: auto "
-                            "(16 on CUDA, 4 on CPU)")
+                            "(4 on CPU; 1 on CUDA, where batches measured slower)")
     model.add_argument("--batch-window-ms", type=int, default=d.batch_window_ms,
                        help="how long a free worker waits for more requests to batch; "
-                            "-1: auto (5 on CUDA, 0 on CPU)")
+                            "-1: auto (0)")
     model.add_argument("--encoder-window-s", type=float, default=d.encoder_window_s,
                        help="feed the encoder the utterance padded to a multiple of this many "
                             "seconds instead of the full 30 s window; 0: off; -1: auto (10 on "
@@ -81,7 +81,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     model.add_argument("--max-tokens-per-s", type=float, default=d.max_tokens_per_s,
                        help="cap each decode at this many tokens per second of audio (plus 4), "
                             "so a decode stuck in a loop stops early; 0: the model's limit, "
-                            "448 (real English speech gives 3-5 tokens a second)")
+                            "448 (the Asterisk prompts' transcripts average 4.5 tokens a second, "
+                            "6 at the 95th percentile)")
     model.add_argument("--no-speech-gate", action=argparse.BooleanOptionalAction,
                        default=d.no_speech_gate,
                        help="check audio with Silero VAD before decoding (stops words on music)")
@@ -99,7 +100,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     adm.add_argument("--keyfile", default=None, help="TLS private key (PEM)")
     adm.add_argument("--max-sessions", type=int, default=d.max_sessions,
                      help="open sessions at most; the next is refused with `overloaded` "
-                          "(0: auto, 256 on CUDA, 8 per CPU core)")
+                          "(0: auto, 32 on CUDA, 8 per CPU core)")
     adm.add_argument("--max-final-wait-ms", type=int, default=d.max_final_wait_ms,
                      help="refuse new sessions while finals have waited this long for the "
                           "model in the last 5 s")

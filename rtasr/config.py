@@ -131,39 +131,41 @@ class Config:
             raise ConfigError("--device cuda: CTranslate2 sees no CUDA GPU (try --device cpu)")
         cuda = self.device == "cuda" or (self.device == "auto" and gpus > 0)
         window = self.encoder_window_s if self.encoder_window_s >= 0 else (0.0 if cuda else 10.0)
-        auto_window_ms = 5 if cuda else 0
+        # Each value below was measured (docs/benchmarks.md: "Many streams on one model" for the
+        # CPU, "GPU" for an H100 with tiny.en float16 and a large-v3-turbo-shaped model).
         return self.replace(
             device="cuda" if cuda else "cpu",
             compute_type=("float16" if cuda else "int8") if self.compute_type == "auto"
             else self.compute_type,
-            # CPU defaults favour latency: beam search and a context prompt each cost tiny.en
-            # 25-60 % more decode time there for no WER gain (docs/benchmarks.md).
-            beam_size=self.beam_size or (5 if cuda else 1),
-            context_chars=self.context_chars if self.context_chars >= 0 else
-            (200 if cuda else 0),
+            # Beam search gave tiny.en the same WER as greedy on both devices, for 25 % (CPU)
+            # to 60 % (H100) more decode time; a context prompt cost 30-60 % more time on CPU
+            # for no gain, and made run-on speech worse after a cut.
+            beam_size=self.beam_size or 1,
+            context_chars=self.context_chars if self.context_chars >= 0 else 0,
             workers=self.workers or 2,
-            # Each worker gets every core (up to 8): alone, a decode runs at full speed;
-            # together, two workers of two threads decode as much per second as two of one.
-            cpu_threads=self.cpu_threads or min(8, cpus),
+            # On CPU each worker gets every core (up to 8): alone, a decode runs at full speed;
+            # together, two workers of two threads decode as much per second as two of one. On
+            # CUDA, CTranslate2's CPU threads idle: one each decoded as fast as eight.
+            cpu_threads=self.cpu_threads or (1 if cuda else min(8, cpus)),
             # Batches form only when requests wait, so they cost nothing at light load. On CPU
             # with 10 s windows a batch of 4 decodes 1.6x as much per second as one at a time,
-            # in 0.7 s (docs/benchmarks.md); a GPU batches far wider.
-            max_batch_size=self.max_batch_size or (16 if cuda else 4),
-            batch_window_ms=self.batch_window_ms if self.batch_window_ms >= 0 else
-            auto_window_ms,
-            # tiny.en decodes 2.3x faster with the utterance padded to 10 s steps instead of
-            # 30 s, for about 0.3 points of WER; 5 s steps wreck it. Unmeasured on GPU: the
-            # full window there.
+            # in 0.7 s. On an H100, rtasr's batched decode got slower per request as batches
+            # grew (22 decodes/s alone, 19 in fours, 11 in sixteens): batching is off there.
+            max_batch_size=self.max_batch_size or (1 if cuda else 4),
+            batch_window_ms=self.batch_window_ms if self.batch_window_ms >= 0 else 0,
+            # tiny.en decodes 2.3x faster on CPU with the utterance padded to 10 s steps instead
+            # of 30 s, for about 0.3 points of WER; 5 s steps wreck it. On an H100 the 10 s
+            # window saved nothing (26 vs 27 ms) and cost WER: the full window there.
             encoder_window_s=window,
             # A wider window for finals while a worker would otherwise idle: off by default. On
             # tiny.en 15 s instead of 10 gained 0.2-0.6 points on clips decoded alone but
-            # nothing on a streamed run, and it flipped base's results on some clips
-            # (docs/benchmarks.md).
+            # nothing on a streamed run, and it flipped base's results on some clips.
             spare_encoder_window_s=self.spare_encoder_window_s
             if self.spare_encoder_window_s >= 0 else window,
-            # Sessions the device can carry (docs/benchmarks.md, load_bench.py); refusing the
-            # next one beats slowing every one down.
-            max_sessions=self.max_sessions or (256 if cuda else 8 * cpus),
+            # Sessions the device can carry (load_bench.py); refusing the next one beats
+            # slowing every one down. An H100 with tiny.en held 16 sessions and missed the
+            # target at 64 (final p95 1.7 s): 32 until the GPU decode path batches.
+            max_sessions=self.max_sessions or (32 if cuda else 8 * cpus),
         )
 
     def replace(self, **changes: object) -> Config:

@@ -34,7 +34,8 @@ from rtasr.wer import corpus_wer
 def _engine(args: argparse.Namespace, **changes: object) -> Engine:
     config = Config(model=args.model, device=args.device, compute_type=args.compute_type,
                     workers=1, cpu_threads=args.cpu_threads,
-                    max_tokens_per_s=args.max_tokens_per_s).replace(**changes)
+                    max_tokens_per_s=args.max_tokens_per_s,
+                    timestamp_tokens=args.timestamp_tokens).replace(**changes)
     engine = Engine(config)
     engine.start()
     return engine
@@ -112,6 +113,8 @@ def main() -> None:
     p.add_argument("--cpu-threads", type=int, default=0)
     p.add_argument("--max-tokens-per-s", type=float, default=0.0,
                    help="cap each decode (rtasr serve --max-tokens-per-s)")
+    p.add_argument("--timestamp-tokens", action=argparse.BooleanOptionalAction, default=True,
+                   help="rtasr serve --timestamp-tokens")
     p.add_argument("--no-word-timestamps", action="store_true",
                    help="batch study: decode without word timestamps")
     p.add_argument("--json", type=Path, help="also write the rows here")

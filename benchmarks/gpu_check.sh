@@ -22,7 +22,7 @@
 # runtime is static (12.x), which the 580 driver runs.
 #
 # Writes into $OUT (the device tool brings back 8 files): log.txt, env.txt, speed.jsonl,
-# large_load.json, large_w10.json; then tiny_load.json, tiny_context0.json, engine.json.
+# large_load.json, large_batched.json, large_w10.json; then tiny_load.json, tiny_batched.json, engine.json.
 # `setup` alone installs again (a fresh machine) without measuring.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -109,6 +109,10 @@ stage_large() {
     # Asterisk prompts' transcripts average 4.5 tokens a second)
     load large_load "$LEVELS_LARGE" --no-offline --timing-only --model "$ROOT/large" -- \
         --max-tokens-per-s 4.5 --max-sessions 2048
+    # the suspect of the first H100 run (docs/benchmarks.md): batches slow with timestamp rules
+    load large_batched "$LEVELS_LARGE" --no-offline --timing-only --model "$ROOT/large" -- \
+        --max-tokens-per-s 4.5 --max-sessions 2048 --no-timestamp-tokens --max-batch-size 16 \
+        --batch-window-ms 5
     if [ $(($(date +%s) - t_start)) -lt "${W10_IF_BEFORE_S:-300}" ]; then
         # the encoder's cost scales with its window: the same sweep on 10 s windows
         load large_w10 "${LEVELS_W10:-128,256,384}" --no-offline --timing-only \
@@ -133,17 +137,20 @@ stage_tiny() {
         --json "$ROOT/e_cpu.json"
     timeout 150 python3 $e batch --clips "$CLIPS" --sizes "${BATCH_SIZES:-1,4,16,32,64}" --device "$DEVICE" \
         --json "$ROOT/e_batch.json"
+    timeout 150 python3 $e batch --clips "$CLIPS" --sizes "${BATCH_SIZES:-1,4,16,32,64}" --device "$DEVICE" \
+        --no-timestamp-tokens --json "$ROOT/e_batch_notimestamps.json"
     python3 - "$ROOT" <<'PY'
 import json, sys
 from pathlib import Path
 root = Path(sys.argv[1])
 out = {k: json.loads(p.read_text()) if (p := root / f"e_{k}.json").is_file() else None
-       for k in ("window", "cpu", "batch")}
+       for k in ("window", "cpu", "batch", "batch_notimestamps")}
 (root / "engine.json").write_text(json.dumps(out, indent=1))
 PY
     cp "$ROOT/engine.json" "$OUT/"
     load tiny_load "$LEVELS_TINY" -- --max-sessions 2048
-    load tiny_context0 "${LEVEL_CONTEXT:-128}" --no-offline -- --max-sessions 2048 --context-chars 0
+    load tiny_batched "$LEVELS_TINY" --no-offline -- --max-sessions 2048 --no-timestamp-tokens \
+        --max-batch-size 16 --batch-window-ms 5
     say "done"
 }
 

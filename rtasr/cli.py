@@ -83,6 +83,11 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                             "so a decode stuck in a loop stops early; 0: the model's limit, "
                             "448 (the Asterisk prompts' transcripts average 4.5 tokens a second, "
                             "6 at the 95th percentile)")
+    model.add_argument("--timestamp-tokens", action=argparse.BooleanOptionalAction,
+                       default=d.timestamp_tokens,
+                       help="decode Whisper's timestamp tokens; off: text tokens only, which "
+                            "spares CTranslate2 its per-request timestamp rules at every step "
+                            "(words keep their times, from alignment)")
     model.add_argument("--no-speech-gate", action=argparse.BooleanOptionalAction,
                        default=d.no_speech_gate,
                        help="check audio with Silero VAD before decoding (stops words on music)")
@@ -211,7 +216,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         no_speech_gate=args.no_speech_gate, max_batch_size=args.max_batch_size,
         batch_window_ms=args.batch_window_ms, encoder_window_s=args.encoder_window_s,
         spare_encoder_window_s=args.spare_encoder_window_s,
-        max_tokens_per_s=args.max_tokens_per_s,
+        max_tokens_per_s=args.max_tokens_per_s, timestamp_tokens=args.timestamp_tokens,
         max_sessions=args.max_sessions, max_final_wait_ms=args.max_final_wait_ms,
         vad_aggressiveness=args.vad_aggressiveness, speech_start_ms=args.speech_start_ms,
         preroll_ms=args.preroll_ms, pause_ms=args.pause_ms,

@@ -40,6 +40,7 @@ class Config:
     encoder_window_s: float = -1.0
     spare_encoder_window_s: float = -1.0
     max_tokens_per_s: float = 0.0
+    timestamp_tokens: bool = True
 
     # Access and admission
     api_keys: tuple[str, ...] = ()

@@ -403,7 +403,8 @@ class Engine:
             previous = tok.encode(" " + request.initial_prompt.strip())[: room // 2]
         if request.prompt and room > len(previous):
             previous += tok.encode(" " + request.prompt.strip())[-(room - len(previous)):]
-        prompt: list[int] = self._model.get_prompt(tok, previous, without_timestamps=False)
+        prompt: list[int] = self._model.get_prompt(
+            tok, previous, without_timestamps=not self.config.timestamp_tokens)
         return prompt
 
     def _generate(self, encoded: Any, requests: list[Request], prompts: list[list[int]],
@@ -435,7 +436,12 @@ class Engine:
         if any(r.word_timestamps for r in requests):
             model.add_word_timestamps(items, tok, encoded, frames, _PREPEND, _APPEND,
                                       last_speech_timestamp=0.0)
-        return [self._transcript(segments, tok, language, r.word_timestamps)
+            if not self.config.timestamp_tokens:  # the padding guard, by the words' times
+                for segments, n in zip(items, frames, strict=True):
+                    for seg in segments:
+                        seg["words"] = [w for w in seg.get("words", ()) if w["start"] < n / 100]
+        return [self._transcript(segments, tok, language, r.word_timestamps,
+                                 from_words=not self.config.timestamp_tokens)
                 for segments, r in zip(items, requests, strict=True)]
 
     def _max_length(self, prompts: list[list[int]], frames: list[int]) -> int:
@@ -451,7 +457,9 @@ class Engine:
 
     @staticmethod
     def _transcript(segments: list[dict[str, Any]], tok: Any, language: str,
-                    with_words: bool) -> Transcript:
+                    with_words: bool, from_words: bool = False) -> Transcript:
+        """The text, and with `with_words` its timed words; `from_words`: the text is the
+        words' (those the padding guard kept), not the tokens'."""
         text = _strip_loops("".join(tok.decode(s["tokens"]) for s in segments).strip())
         words: tuple[Word, ...] = ()
         if text and with_words:
@@ -463,6 +471,8 @@ class Engine:
                      probability=round(w["probability"], 3))
                 for w in timed
             )
+            if from_words:
+                text = _strip_loops("".join(w.word for w in words).strip())
         return Transcript(text=text, words=words, language=language)
 
     def _has_speech(self, audio: Audio) -> bool:

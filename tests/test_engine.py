@@ -355,3 +355,17 @@ def test_max_tokens_per_s_caps_each_decode(engine: Engine,
     assert wer(TRANSCRIPTS["tt-weasels"], full) <= 0.2
     assert 0 < len(capped.split()) < len(full.split()), (full, capped)
     assert full.startswith(capped), (full, capped)
+
+
+def test_without_timestamp_tokens_the_words_keep_their_times(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--no-timestamp-tokens: the decoder samples text only (no timestamp rules); the words
+    are still timed, by alignment, and still within the audio."""
+    names = ["agent-alreadyon", "tt-weasels"]
+    monkeypatch.setattr(engine, "config", engine.config.replace(timestamp_tokens=False))
+    results = engine.decode_batch([req(n, session=n) for n in names])
+    for name, result in zip(names, results, strict=True):
+        assert wer(TRANSCRIPTS[name], result.text) <= 0.2, result.text
+        assert result.text == "".join(w.word for w in result.words).strip()
+        assert all(0 <= w.start <= w.end <= len(clip_at(name, 16000)) / 16000 + 0.1
+                   for w in result.words)

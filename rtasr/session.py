@@ -22,9 +22,10 @@ Policies:
   the audio is silent, never between two word timestamps. Speech that resumes after a pause
   of `pause_ms` in an utterance of at least `pause_cut_s` is cut at that pause, and the
   pause's speculative decode is the head's final; past `commit_cut_s`, the utterance is cut
-  in the middle of its longest silent gap (VAD frames) and the head is decoded alone; past
-  `max_utterance_s` with no gap at all, at its quietest frame. The rest carries on as the next
-  utterance.
+  in the middle of its longest quiet gap (frame energy) of at least 200 ms, or 150, 120, 90 ms
+  1, 2, 3 s later (a breath inside a sentence is shorter than a pause between two), and the
+  head is decoded alone; past `max_utterance_s` with no gap at all, at its quietest frame. The
+  rest carries on as the next utterance.
 - `committed` words are never taken back: a hypothesis that spells them differently is
   aligned to them by characters (align.py) and only its words after them are new; the final
   begins with them too. Committed words that the head's decode lacks after a cut (spoken just
@@ -64,9 +65,8 @@ _MIN_PART = SAMPLE_RATE_HZ  # neither side of a cut is shorter than this
 # utterance is: a pause between sentences is longer than a breath inside one, and a sentence
 # cut at a breath garbles the words either side, so a young utterance waits for a long gap
 # and takes a short one only as it grows.
-_CUT_GAPS = ((0, SAMPLE_RATE_HZ * 200 // 1000),  # (samples past commit_cut_s, gap samples)
-             (2 * SAMPLE_RATE_HZ, SAMPLE_RATE_HZ * 120 // 1000),
-             (4 * SAMPLE_RATE_HZ, SAMPLE_RATE_HZ * 90 // 1000))
+_CUT_GAPS = tuple((s * SAMPLE_RATE_HZ, ms * SAMPLE_RATE_HZ // 1000)  # (samples past it, gap)
+                  for s, ms in ((0, 200), (1, 150), (2, 120), (3, 90)))
 _CUT_CHECK = SAMPLE_RATE_HZ // 5  # how often a long utterance looks for a cut point
 _MIN_TAIL = SAMPLE_RATE_HZ * 60 // 1000  # a partial serves as the final with >= 60 ms of pause
 
@@ -438,7 +438,8 @@ class Session:
     def _min_gap(self, age: int) -> int:
         """The shortest quiet gap that is a cut point in an utterance `age` samples long."""
         past = age - self._commit_cut
-        return next((gap for after, gap in reversed(_CUT_GAPS) if past >= after), _CUT_GAPS[0][1])
+        return next((gap for after, gap in reversed(_CUT_GAPS) if past >= after),
+                    _CUT_GAPS[0][1])
 
     def _cut(self, utt: _Utterance, at: int, actions: list[Action]) -> None:
         """End `utt` at sample `at` (a final for [start, at)) and open the next there."""

@@ -147,7 +147,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                           "long is cut into a final at the pause")
     vad.add_argument("--commit-cut-s", type=float, default=d.commit_cut_s,
                      help="on run-on speech, an utterance this long is cut into a final in "
-                          "its longest silent gap (of at least 90 ms)")
+                          "its longest silent gap of at least 200 ms (150, 120, 90 ms 1, 2, "
+                          "3 s later)")
     vad.add_argument("--cut-context-chars", type=int, default=d.cut_context_chars,
                      help="after a run-on cut, prompt the next utterance's decodes with this "
                           "much of the text before the cut (0: no prompt)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 
 from rtasr.config import Config
 from rtasr.decoding import LanguageVotes, Transcript, Word, choose_language
@@ -152,7 +153,7 @@ def test_speech_resuming_after_a_pause_in_a_long_utterance_is_cut_at_the_pause()
 
 
 def test_run_on_speech_is_cut_in_its_longest_silent_gap() -> None:
-    d = Driver(Config(beam_size=1, commit_cut_s=3.0))
+    d = Driver(Config(beam_size=1, commit_cut_s=1.0))  # gaps of 120 ms qualify past 3 s
     piece = SPEECH[8000:24000]
     gaps = [0.1, 0.13, 0.1]  # shorter than the 150 ms pause: no candidate, no pause cut
     parts = [silence(0.5, 16000)]
@@ -163,6 +164,42 @@ def test_run_on_speech_is_cut_in_its_longest_silent_gap() -> None:
     gap_start = 0.5 + 2 * len(piece) / 16000 + 0.1  # the 130 ms gap
     assert gap_start - 0.03 <= final_job.end / 16000 <= gap_start + 0.16
     assert d.of(SpeechStart)[1].start == final_job.end / 16000
+
+
+def _first_cut(d: Driver, gaps: list[float]) -> tuple[float, float]:
+    """Run-on speech: 1 s pieces of speech with `gaps` between, fed 100 ms at a time. The
+    utterance's age (s) when its first cut was asked for, and where the cut is (s)."""
+    piece = SPEECH[8000:24000]  # no quiet gap of its own
+    audio = np.concatenate([silence(0.5, 16000), piece,
+                            *(np.concatenate([silence(g, 16000), piece]) for g in gaps)])
+    for i in range(0, len(audio), 1600):
+        d.feed(audio[i : i + 1600])
+        finals = [j for j in d.jobs if j.kind == "final"]
+        if finals:
+            start = d.of(SpeechStart)[0].start
+            return d.session.segmenter.position / 16000 - start, finals[0].end / 16000
+    raise AssertionError("no cut")
+
+
+def test_a_young_utterance_is_cut_at_a_long_gap_not_at_a_breath() -> None:
+    """Past commit_cut_s only a gap of 200 ms is a cut point: a 100 ms breath earlier is
+    passed over (cutting a sentence there garbles the words either side)."""
+    d = Driver(Config(beam_size=1, pause_cut_s=20))
+    age, at = _first_cut(d, [0.1, 0.1, 0.1, 0.22, 0.1, 0.1])
+    gap_start = 0.5 + 4 * 1.0 + 0.3  # the 220 ms gap, after four pieces and three breaths
+    assert gap_start <= at <= gap_start + 0.22
+    assert 4.0 < age < 5.5  # once the gap has been heard
+
+
+@pytest.mark.parametrize(("gap_s", "earliest_s"), [(0.16, 5.0), (0.13, 6.0), (0.1, 7.0)])
+def test_an_utterance_takes_shorter_gaps_as_it_grows(gap_s: float, earliest_s: float) -> None:
+    """With no long gap, a 150 ms gap is a cut point 1 s past commit_cut_s, 120 ms 2 s past,
+    90 ms 3 s past."""
+    d = Driver(Config(beam_size=1, pause_cut_s=20))
+    age, at = _first_cut(d, [gap_s] * 12)
+    assert earliest_s <= age <= earliest_s + 1.2 + gap_s  # the next gap at the latest
+    pieces = round((at - 0.5) / (1 + gap_s))  # the cut is in a gap between two pieces
+    assert 0 < (at - 0.5) - pieces * (1 + gap_s) + gap_s <= gap_s + 0.03
 
 
 def test_a_final_begins_with_the_committed_words_whatever_its_decode_says() -> None:

@@ -12,6 +12,7 @@ es_MX_f_Allison, fr_CA_f_June, it_IT_m_Carlo, ru_RU_f_IvrvoiceRU): found by its 
 from __future__ import annotations
 
 import gzip
+import os
 import random
 import subprocess
 import tempfile
@@ -22,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-DATA = Path(__file__).parent / ".data"
+# RTASR_CORPUS: somewhere else (gpu_check.sh, on a machine the corpus is carried to)
+DATA = Path(os.environ.get("RTASR_CORPUS") or Path(__file__).parent / ".data")
 LANGUAGES = ("en", "es", "fr", "it", "ru")
 RATE = 16_000
 

@@ -74,8 +74,8 @@ env_report() {
     cat "$OUT/env.txt"
 }
 
-corpus() {  # benchmarks/.data is where corpus.py looks
-    rm -rf benchmarks/.data && ln -s "$ROOT/data" benchmarks/.data
+corpus() {  # where corpus.py looks
+    export RTASR_CORPUS="$ROOT/data"
 }
 
 load() {  # load(name, levels, extra load_bench args ...)

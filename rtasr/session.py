@@ -22,10 +22,10 @@ Policies:
   the audio is silent, never between two word timestamps. Speech that resumes after a pause
   of `pause_ms` in an utterance of at least `pause_cut_s` is cut at that pause, and the
   pause's speculative decode is the head's final; past `commit_cut_s`, the utterance is cut
-  in the middle of its longest quiet gap (frame energy) of at least 200 ms, or 150, 120, 90 ms
-  1, 2, 3 s later (a breath inside a sentence is shorter than a pause between two), and the
-  head is decoded alone; past `max_utterance_s` with no gap at all, at its quietest frame. The
-  rest carries on as the next utterance.
+  in the middle of its longest quiet gap (frame energy) of at least 200 ms, or 150, 120, 90
+  ms 1, 2, 3 s later (cuts.py: a breath inside a sentence is shorter than a pause between
+  two), and the head is decoded alone; past `max_utterance_s` with no gap at all, at its
+  quietest frame. The rest carries on as the next utterance.
 - `committed` words are never taken back: a hypothesis that spells them differently is
   aligned to them by characters (align.py) and only its words after them are new; the final
   begins with them too. Committed words that the head's decode lacks after a cut (spoken just
@@ -40,8 +40,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Literal
 
-import numpy as np
-
+from . import cuts
 from .align import norm, splice, strip_prefix
 from .audio import Audio, PcmDecoder
 from .buffer import Segmenter, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted
@@ -56,17 +55,10 @@ from .protocol import (
     StreamParams,
     WireWord,
 )
-from .vad import QUIET_HOP, quiet_runs
+from .vad import QUIET_HOP
 
 log = logging.getLogger(__name__)
 
-_MIN_PART = SAMPLE_RATE_HZ  # neither side of a cut is shorter than this
-# Past commit_cut_s, the shortest quiet gap that is a cut point, by how far past it the
-# utterance is: a pause between sentences is longer than a breath inside one, and a sentence
-# cut at a breath garbles the words either side, so a young utterance waits for a long gap
-# and takes a short one only as it grows.
-_CUT_GAPS = tuple((s * SAMPLE_RATE_HZ, ms * SAMPLE_RATE_HZ // 1000)  # (samples past it, gap)
-                  for s, ms in ((0, 200), (1, 150), (2, 120), (3, 90)))
 _CUT_CHECK = SAMPLE_RATE_HZ // 5  # how often a long utterance looks for a cut point
 _MIN_TAIL = SAMPLE_RATE_HZ * 60 // 1000  # a partial serves as the final with >= 60 ms of pause
 
@@ -415,31 +407,15 @@ class Session:
             self._cut(utt, utt.tail_end, actions)
 
     def _cut_point(self, start: int, pos: int) -> int | None:
-        """Where to cut the open utterance: the middle of its longest quiet gap (the latest of
-        equals) of at least `_min_gap` that leaves both sides `_MIN_PART` long; past
-        `max_utterance_s`, of any quiet gap, else at its quietest 10 ms. None: not yet."""
-        hard = pos - start >= self._max_utt
-        shortest = QUIET_HOP if hard else self._min_gap(pos - start)
-        lo = start + _MIN_PART
+        """Where to cut the open utterance [start, pos), leaving both sides `MIN_PART`
+        long (cuts.py). None: not yet."""
+        lo = start + cuts.MIN_PART
         if lo >= pos:
             return None
-        audio = self.segmenter.buffer.read(lo, pos)
-        runs = [(b - a, b, a) for a, b in quiet_runs(audio)
-                if b - a >= shortest]
-        if runs:
-            _, b, a = max(runs)
-            return lo + (a + b) // 2
-        if not hard:
-            return None
-        n = len(audio) // QUIET_HOP
-        energy = np.square(audio[: n * QUIET_HOP].reshape(n, QUIET_HOP)).sum(axis=1)
-        return lo + int(np.argmin(energy)) * QUIET_HOP + QUIET_HOP // 2
-
-    def _min_gap(self, age: int) -> int:
-        """The shortest quiet gap that is a cut point in an utterance `age` samples long."""
-        past = age - self._commit_cut
-        return next((gap for after, gap in reversed(_CUT_GAPS) if past >= after),
-                    _CUT_GAPS[0][1])
+        hard = pos - start >= self._max_utt
+        shortest = QUIET_HOP if hard else cuts.min_gap(pos - start - self._commit_cut)
+        at = cuts.cut_point(self.segmenter.buffer.read(lo, pos), shortest, hard)
+        return None if at is None else lo + at
 
     def _cut(self, utt: _Utterance, at: int, actions: list[Action]) -> None:
         """End `utt` at sample `at` (a final for [start, at)) and open the next there."""

@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from corpus import LANGUAGES, RATE, Clip, Span, build_stream, ensure_corpus, load_clips
 from corpus import read_transcripts as read_texts
-from stream_bench import SessionRun, pct, score, start_server
+from stream_bench import SessionRun, pct, score, start_server, stop_server, write_json
 
 from rtasr import client
 from rtasr.wer import corpus_wer, edit_distance, normalize
@@ -154,12 +154,9 @@ def main() -> None:
                                                       names))
                 print(json.dumps(results["translate"][-1]), flush=True)
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop_server(proc)
     print_table(results)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+    write_json(args.json, results)
 
 
 def print_table(results: dict[str, Any]) -> None:

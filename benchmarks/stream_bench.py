@@ -158,6 +158,18 @@ def start_server(extra: list[str]) -> tuple[subprocess.Popen[str], str]:
     raise SystemExit("the server did not start")
 
 
+def stop_server(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    proc.wait(30)
+
+
+def write_json(path: Path | None, results: dict[str, Any]) -> None:
+    """The results as JSON at `path` (none: nowhere)."""
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2))
+
+
 def _drain(pipe: IO[str]) -> None:
     """Keep reading the server's log: a full pipe would block the server."""
     log = Path(__file__).parent / "results" / "server.log"
@@ -250,12 +262,9 @@ def main() -> None:
                                   for k, v in level.items()}), flush=True)
     finally:
         if proc:
-            proc.terminate()
-            proc.wait(30)
+            stop_server(proc)
     print_table(results)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+    write_json(args.json, results)
 
 
 def print_table(results: dict[str, Any]) -> None:

@@ -80,9 +80,9 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                             "30 s; -1: auto (off: the --encoder-window-s)")
     model.add_argument("--max-tokens-per-s", type=float, default=d.max_tokens_per_s,
                        help="cap each decode at this many tokens per second of audio (plus 4), "
-                            "so a decode stuck in a loop stops early; 0: the model's limit, "
-                            "448 (the Asterisk prompts' transcripts average 4.5 tokens a second, "
-                            "6 at the 95th percentile)")
+                            "so a decode stuck in a loop stops early; 0: the model's limit, 224 "
+                            "generated tokens (the Asterisk prompts' transcripts average 4.5 "
+                            "tokens a second, 6 at the 95th percentile)")
     model.add_argument("--timestamp-tokens", action=argparse.BooleanOptionalAction,
                        default=d.timestamp_tokens,
                        help="decode Whisper's timestamp tokens; off: text tokens only, which "

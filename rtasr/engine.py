@@ -436,10 +436,6 @@ class Engine:
         if any(r.word_timestamps for r in requests):
             model.add_word_timestamps(items, tok, encoded, frames, _PREPEND, _APPEND,
                                       last_speech_timestamp=0.0)
-            if not self.config.timestamp_tokens:  # the padding guard, by the words' times
-                for segments, n in zip(items, frames, strict=True):
-                    for seg in segments:
-                        seg["words"] = [w for w in seg.get("words", ()) if w["start"] < n / 100]
         return [self._transcript(segments, tok, language, r.word_timestamps,
                                  from_words=not self.config.timestamp_tokens)
                 for segments, r in zip(items, requests, strict=True)]
@@ -459,7 +455,7 @@ class Engine:
     def _transcript(segments: list[dict[str, Any]], tok: Any, language: str,
                     with_words: bool, from_words: bool = False) -> Transcript:
         """The text, and with `with_words` its timed words; `from_words`: the text is the
-        words' (those the padding guard kept), not the tokens'."""
+        words' joined, not the tokens' (without timestamp tokens)."""
         text = _strip_loops("".join(tok.decode(s["tokens"]) for s in segments).strip())
         words: tuple[Word, ...] = ()
         if text and with_words:

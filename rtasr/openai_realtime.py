@@ -279,6 +279,12 @@ class OpenAIRealtimeDialect(Dialect):
             return self._delta(item, item.text(message.committed.strip()))
         if manual:
             return []
+        if message.continues and message.utterance - 1 in self._started:
+            # a cut in running speech (session.py opens the next before it finals the cut
+            # one): the turn goes on into this item; no stop, no new start
+            self._started.discard(message.utterance - 1)
+            self._started.add(message.utterance)
+            return []
         self._started.add(message.utterance)
         return [_event("input_audio_buffer.speech_started",
                        audio_start_ms=round(message.start * 1000), item_id=item.id)]

@@ -423,8 +423,10 @@ class Session:
             return
         audio = self.segmenter.buffer.read(utt.start, at)
         started = self.segmenter.cut(at)
-        self._on_ended(SpeechEnded(utt.index, utt.start, at, audio, forced=True), actions)
+        # the next utterance opens first: a client hears that the speech goes on before the
+        # cut one's final (ready at once where a candidate decoded it)
         self._open(started.utterance, started.start, actions, continues=True)
+        self._on_ended(SpeechEnded(utt.index, utt.start, at, audio, forced=True), actions)
 
     def _prompt(self, utt: _Utterance) -> str | None:
         """The decoder prompt: the running context (--context-chars), or, where the

@@ -83,6 +83,13 @@ def settled(events: list[Any]) -> bool:
         == kinds.count("input_audio_buffer.speech_stopped"))
 
 
+def turns(events: list[Any]) -> list[str]:
+    """The speech events, as a client tracking the user's turn sees them: they must
+    alternate, started then stopped (a cut in running speech ends no turn)."""
+    return [e.type.removeprefix("input_audio_buffer.speech_") for e in events
+            if e.type.startswith("input_audio_buffer.speech_")]
+
+
 def completed(events: list[Any]) -> list[Any]:
     return [e for e in events if e.type == "conversation.item.input_audio_transcription.completed"]
 
@@ -98,17 +105,19 @@ async def test_server_vad_streams_deltas_then_completed(server: Server) -> None:
     assert wer(TRANSCRIPTS[name], text) < 0.25, text
     kinds = [e.type for e in events]
     assert kinds.count("input_audio_buffer.committed") == len(finals)
+    assert turns(events) == ["started", "stopped"]
     deltas = [e for e in events if e.type.endswith("transcription.delta")]
-    # a delta is never taken back: each item's deltas spell its transcript, and come first
-    for final in finals:
+    # a delta is never taken back: each item's deltas spell its transcript, and come first;
+    # the turn's speech_started names its first item (a cut in the speech opens the next)
+    for n, final in enumerate(finals):
         mine = [e for e in events if getattr(e, "item_id", None) == final.item_id]
-        assert mine[0].type == "input_audio_buffer.speech_started"
+        assert (mine[0].type == "input_audio_buffer.speech_started") == (n == 0)
         assert mine[-1] is final
         assert "".join(e.delta for e in mine if e in deltas) == final.transcript
         assert final.usage.type == "duration" and final.usage.seconds > 0
     # partials came before the end of speech: some text arrived before its turn was stopped
-    assert any(e.type.endswith(".delta") and kinds[i + 1:].count(
-        "input_audio_buffer.speech_stopped") == len(finals) for i, e in enumerate(events))
+    assert kinds.index("conversation.item.input_audio_transcription.delta") < kinds.index(
+        "input_audio_buffer.speech_stopped")
 
 
 async def test_manual_commit_is_one_item(server: Server) -> None:
@@ -183,14 +192,18 @@ async def test_session_update_mid_call_is_applied_not_refused(server: Server) ->
         async with asyncio.timeout(10):
             again = await conn.recv()
     assert [e for e in events if e.type == "error"] == []
+    # the update and the pauses inside the clips end no turn: one per clip
+    assert turns(events) == ["started", "stopped"] * 2
     [updated] = [e for e in events if e.type == "session.updated"]
     assert updated.session.audio.input.transcription.prompt == "Agent logon, passwords."
     assert again.type == "session.updated" and again.session.audio.input.turn_detection is None
-    started = {e.item_id: e.audio_start_ms for e in events
-               if e.type == "input_audio_buffer.speech_started"}
-    for name, later in zip(names, (False, True), strict=True):  # the pause in the first
-        text = " ".join(e.transcript for e in completed(events)  # may make it two items
-                        if (started[e.item_id] > second_ms - 300) == later)
+    # items are committed in order; the first turn's speech_stopped names its last item
+    # (a pause inside a clip may cut it into two items, in one turn)
+    order = [e.item_id for e in events if e.type == "input_audio_buffer.committed"]
+    first_stop = next(e for e in events if e.type == "input_audio_buffer.speech_stopped")
+    split = order.index(first_stop.item_id) + 1
+    for name, items in zip(names, (order[:split], order[split:]), strict=True):
+        text = " ".join(e.transcript for e in completed(events) if e.item_id in items)
         assert wer(TRANSCRIPTS[name], text) < 0.25, text
 
 

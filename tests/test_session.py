@@ -152,6 +152,19 @@ def test_speech_resuming_after_a_pause_in_a_long_utterance_is_cut_at_the_pause()
     assert not any(j.kind == "final" for j in d.jobs)  # the candidate was the final's decode
 
 
+def test_a_cut_opens_the_next_utterance_before_it_finals_the_cut_one() -> None:
+    """The candidate is decoded before speech resumes, so the cut's final is ready at once;
+    still the next utterance's `speech_start` (continues) comes first, so a client knows the
+    speaker goes on before it sees the final (openai_realtime.py ends no turn there)."""
+    d = Driver(Config(beam_size=1, pause_cut_s=1.0))
+    d.feed(np.concatenate([silence(0.5, 16000), SPEECH[:32000], silence(0.3, 16000)]))
+    d.answer(d.pop("candidate"), "That agent is already logged on.")
+    d.feed(SPEECH[:16000])
+    order = [(type(m).__name__, m.utterance, getattr(m, "continues", None))
+             for m in d.messages if isinstance(m, SpeechStart | Final)]
+    assert order == [("SpeechStart", 0, False), ("SpeechStart", 1, True), ("Final", 0, None)]
+
+
 def test_run_on_speech_is_cut_in_its_longest_silent_gap() -> None:
     d = Driver(Config(beam_size=1, commit_cut_s=1.0))  # gaps of 120 ms qualify past 3 s
     piece = SPEECH[8000:24000]

@@ -35,6 +35,7 @@ from .protocol import (
     Reconfigure,
     Refusal,
     ServerMessage,
+    SpeechEnd,
     SpeechStart,
     StreamParams,
     json_object,
@@ -262,12 +263,14 @@ class OpenAIRealtimeDialect(Dialect):
     def render(self, message: ServerMessage) -> list[str]:
         if isinstance(message, Error):
             return [error_event(message.code, message.message, kind="server_error")]
-        if not isinstance(message, SpeechStart | Partial | Final):
+        if not isinstance(message, SpeechStart | SpeechEnd | Partial | Final):
             return []
         self._latest = max(self._latest, message.utterance)
         if message.utterance <= self._dropped:
             return []
         manual = self._manual_at(message.utterance)
+        if isinstance(message, SpeechEnd):
+            return [] if manual else self._stopped(message.utterance, message.end)
         if isinstance(message, Final):
             while len(self._modes) > 1 and self._modes[1][0] <= message.utterance:
                 self._modes.pop(0)  # finals come in order: no earlier utterance speaks again
@@ -305,13 +308,20 @@ class OpenAIRealtimeDialect(Dialect):
         item = self._items.pop(message.utterance, None) or _Item(start_s=message.start)
         item.finals.append(message.text.strip())
         item.end_s = message.end
-        out = []
-        if message.utterance in self._started:
-            self._started.discard(message.utterance)
-            out.append(_event("input_audio_buffer.speech_stopped",
-                              audio_end_ms=round(message.end * 1000), item_id=item.id))
+        out = self._stopped(message.utterance, message.end, item)  # a flush or the end
         out.append(self._committed(item))
         return out + self._delta(item, item.text()) + self._completed(item)
+
+    def _stopped(self, utterance: int, end: float, item: _Item | None = None) -> list[str]:
+        """`speech_stopped` for the turn `utterance` ends, if it is still open: at the pause
+        (SpeechEnd), or with the final where no pause ended it."""
+        if utterance not in self._started:
+            return []
+        self._started.discard(utterance)
+        item = item or self._item_for(utterance)
+        item.end_s = end
+        return [_event("input_audio_buffer.speech_stopped", audio_end_ms=round(end * 1000),
+                       item_id=item.id)]
 
     def _manual_final(self, message: Final) -> list[str]:
         out: list[str] = []

@@ -176,6 +176,17 @@ class SpeechStart(_Message):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SpeechEnd(_Message):
+    """The speaker paused for the endpoint silence: the utterance's speech ended at `end`.
+    Sent at once, before its final (which may still be decoding); only for a pause, so not
+    after a run-on cut, a flush or the stream's end."""
+
+    type: ClassVar[str] = "speech_end"
+    utterance: int
+    end: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class Partial(_Message):
     type: ClassVar[str] = "partial"
     utterance: int
@@ -218,7 +229,7 @@ class EndOfStream(_Message):
     duration: float
 
 
-ServerMessage = Ready | SpeechStart | Partial | Final | Error | EndOfStream
+ServerMessage = Ready | SpeechStart | SpeechEnd | Partial | Final | Error | EndOfStream
 
 
 # Dialects --------------------------------------------------------------------------------

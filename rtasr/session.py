@@ -51,6 +51,7 @@ from .protocol import (
     Final,
     Partial,
     ServerMessage,
+    SpeechEnd,
     SpeechStart,
     StreamParams,
     WireWord,
@@ -254,6 +255,8 @@ class Session:
         utt = self._utts[event.utterance]
         utt.closed = True
         utt.endpoint = not event.forced
+        if utt.endpoint:
+            actions.append(SpeechEnd(utterance=utt.index, end=_s(event.end)))
         if utt.inflight is not None and self._serves_as_final(utt.inflight, event.start,
                                                                event.end):
             utt.final_job = utt.inflight

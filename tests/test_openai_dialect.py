@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from rtasr.openai_realtime import OpenAIRealtimeDialect
-from rtasr.protocol import Final, SpeechStart
+from rtasr.protocol import Final, SpeechEnd, SpeechStart
 
 
 def rendered(dialect: OpenAIRealtimeDialect, *messages: Any) -> list[dict[str, Any]]:
@@ -47,3 +47,22 @@ def test_a_paused_speaker_ends_the_turn() -> None:
                       final(1, 3.0, 4.0, "Goodbye.", endpoint=True))
     turns = [e["type"] for e in events if "speech_" in e["type"]]
     assert turns == ["input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped"] * 2
+
+
+def test_the_turn_stops_at_the_pause_not_at_the_final() -> None:
+    """The next turn can begin before the last one's final is decoded (under load): its
+    speech_stopped came at the pause, so turns still alternate, each with its own item."""
+    dialect = OpenAIRealtimeDialect("intent=transcription", default_language="en")
+    events = rendered(dialect,
+                      SpeechStart(utterance=0, start=0.5),
+                      SpeechEnd(utterance=0, end=2.0),
+                      SpeechStart(utterance=1, start=3.0),
+                      final(0, 0.5, 2.0, "Hello.", endpoint=True),
+                      SpeechEnd(utterance=1, end=4.0),
+                      final(1, 3.0, 4.0, "Goodbye.", endpoint=True))
+    kinds = [e["type"].rsplit(".", 1)[-1] for e in events]
+    assert kinds == ["speech_started", "speech_stopped", "speech_started", "committed",
+                     "delta", "completed", "speech_stopped", "committed", "delta", "completed"]
+    assert events[1]["audio_end_ms"] == 2000 and events[6]["audio_end_ms"] == 4000
+    assert [e["item_id"] for e in events[:2]] == [events[3]["item_id"]] * 2
+    assert events[2]["item_id"] == events[7]["item_id"] != events[3]["item_id"]

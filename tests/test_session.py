@@ -10,7 +10,7 @@ import pytest
 from rtasr.config import Config
 from rtasr.decoding import LanguageVotes, Transcript, Word, choose_language
 from rtasr.errors import EngineError
-from rtasr.protocol import Error, Final, Partial, SpeechStart, StreamParams
+from rtasr.protocol import Error, Final, Partial, SpeechEnd, SpeechStart, StreamParams
 from rtasr.session import Action, Cancel, DecodeJob, Session
 
 from .helpers import clip_at, encode, silence
@@ -136,6 +136,34 @@ def test_empty_transcript_gives_no_final() -> None:
     d.feed(np.concatenate([silence(0.5, 16000), clip_at("tt-weasels", 16000), silence(1, 16000)]))
     d.answer(d.pop("candidate"), "")
     assert d.of(Final) == [] and not d.session.awaiting_finals
+
+
+def test_a_pause_that_ends_the_utterance_says_so_before_its_final() -> None:
+    """`speech_end` comes when the pause has lasted the endpoint silence, whether or not the
+    final's decode is done: a voice agent can take the turn on it."""
+    d = Driver(interim=False)
+    clip = clip_at("tt-weasels", 16000)
+    d.feed(np.concatenate([silence(0.5, 16000), clip, silence(1.0, 16000)]))
+    (end,) = d.of(SpeechEnd)
+    assert end.utterance == 0 and not d.of(Final)  # the candidate is still decoding
+    cand = d.pop("candidate")
+    assert end.end == round(cand.end / 16000, 3)
+    d.answer(cand, "Weasels have eaten our phone system.")
+    (final,) = d.of(Final)
+    assert final.endpoint and final.end == end.end
+    d.take(d.session.end())
+    assert len(d.of(SpeechEnd)) == 1
+
+
+def test_a_cut_flush_or_stream_end_is_no_speech_end() -> None:
+    d = Driver(Config(beam_size=1, pause_cut_s=1.0))
+    d.feed(np.concatenate([silence(0.5, 16000), SPEECH[:32000], silence(0.3, 16000)]))
+    d.answer(d.pop("candidate"), "That agent is already logged on.")
+    d.feed(SPEECH[:16000])  # a cut at the pause
+    d.take(d.session.flush())
+    d.feed(SPEECH[:16000])
+    d.take(d.session.end())
+    assert len(d.of(SpeechStart)) == 3 and d.of(SpeechEnd) == []
 
 
 def test_speech_resuming_after_a_pause_in_a_long_utterance_is_cut_at_the_pause() -> None:

@@ -38,5 +38,6 @@ def base() -> Iterator[Engine]:
 
 @pytest.fixture(scope="module")
 async def base_server(base: Engine) -> AsyncIterator[Server]:
-    async with Server(Config(host="127.0.0.1", port=0), base) as srv:
+    # its 300 ms batch window counts in every final's wait: no admission refusals here
+    async with Server(Config(host="127.0.0.1", port=0, max_final_wait_ms=60_000), base) as srv:
         yield srv

@@ -93,6 +93,14 @@ async def exchange(target: str, *frames: bytes | str, **kwargs: Any
     return messages, ws.close_code
 
 
+async def until(condition: Any, timeout: float = 5.0) -> None:
+    """Wait for `condition()` to hold: a closed socket leaves the server's count a few loop
+    turns after the client sees the close."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
 def wait_listening(proc: Any, scheme: str = "ws") -> int:
     """Read a `rtasr serve` subprocess's stderr (text or JSON log) until it listens; its port."""
     import re

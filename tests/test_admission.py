@@ -16,7 +16,7 @@ from rtasr.engine import Engine
 from rtasr.server import Server
 from rtasr.wer import wer
 
-from .helpers import TRANSCRIPTS, clip_at, silence, stream
+from .helpers import TRANSCRIPTS, clip_at, silence, stream, until
 
 
 async def refusal(url: str) -> tuple[dict[str, object], int | None]:
@@ -49,6 +49,7 @@ async def test_max_sessions_refuses_the_next_and_healthz_says_full(engine: Engin
         assert status == 503 and health["ready"] is False and health["sessions"] == 1
         result = await first  # the admitted session is untouched
         assert wer(TRANSCRIPTS["tt-weasels"], result.text) <= 0.2
+        await until(lambda: server.session_count == 0)  # the server saw the close
         status, health = await asyncio.to_thread(healthz, server.port)
         assert status == 200 and health["ready"] is True
 

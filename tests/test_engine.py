@@ -158,7 +158,7 @@ async def test_the_event_loop_stays_responsive_while_decoding(engine: Engine) ->
         lags.append(time.perf_counter() - t - 0.01)
     await decodes
     assert len(lags) > 20
-    assert max(lags) < 0.1, f"event loop blocked for {max(lags):.3f} s"
+    assert max(lags) < 0.25, f"event loop blocked for {max(lags):.3f} s"
 
 
 def test_batched_decodes_equal_decodes_alone(engine: Engine) -> None:

@@ -15,7 +15,7 @@ from rtasr.server import Server
 from rtasr.wer import wer
 
 from . import helpers
-from .helpers import TRANSCRIPTS, clip_at, read_clip, silence, stream
+from .helpers import TRANSCRIPTS, clip_at, read_clip, silence, stream, until
 
 pytestmark = pytest.mark.e2e
 
@@ -152,6 +152,7 @@ async def test_http_endpoints(server: Server) -> None:
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
 
+    await until(lambda: server.session_count == 0)  # earlier tests' sessions have closed
     status, body = await asyncio.to_thread(get, "/healthz")
     health = json.loads(body)
     assert status == 200 and health["model"] == "tiny.en" and health["device"] == "cpu"

@@ -32,6 +32,7 @@ from .config import SAMPLE_RATE_HZ, Config
 from .decoding import EMPTY, ModelInfo, Priority, Request, Transcript, Word, choose_language
 from .errors import ConfigError, EngineError
 from .protocol import Task
+from .repeats import collapse_phrases, cut_loop
 from .scheduler import Job, Scheduler
 
 log = logging.getLogger(__name__)
@@ -424,6 +425,9 @@ class Engine:
             avg_logprob = out.scores[0] * len(tokens) / (len(tokens) + 1)
             text = tok.decode(tokens).strip()
             silent = out.no_speech_prob > 0.6 and avg_logprob < -1.0
+            if not silent and text and get_compression_ratio(text) > 2.4:
+                tokens = cut_loop(tokens)  # a loop: the words before it (repeats.py)
+                text = tok.decode(tokens).strip()
             if silent or not text or get_compression_ratio(text) > 2.4:
                 tokens = []
             segments, _, _ = model._split_segments_by_timestamps(
@@ -456,7 +460,7 @@ class Engine:
                     with_words: bool, from_words: bool = False) -> Transcript:
         """The text, and with `with_words` its timed words; `from_words`: the text is the
         words' joined, not the tokens' (without timestamp tokens)."""
-        text = _strip_loops("".join(tok.decode(s["tokens"]) for s in segments).strip())
+        text = collapse_phrases("".join(tok.decode(s["tokens"]) for s in segments).strip())
         words: tuple[Word, ...] = ()
         if text and with_words:
             timed = [w for s in segments for w in s.get("words", ())]
@@ -468,7 +472,7 @@ class Engine:
                 for w in timed
             )
             if from_words:
-                text = _strip_loops("".join(w.word for w in words).strip())
+                text = collapse_phrases("".join(w.word for w in words).strip())
         return Transcript(text=text, words=words, language=language)
 
     def _has_speech(self, audio: Audio) -> bool:
@@ -497,14 +501,6 @@ def _join_pieces(words: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             joined.append(w)
     return joined
-
-
-_LOOP = re.compile(r"\b((?:\w+\W+){1,4}?)\1{3,}", re.IGNORECASE)
-
-
-def _strip_loops(text: str) -> str:
-    """Collapse a phrase of 1-4 words repeated four or more times (a decoding loop) to one."""
-    return _LOOP.sub(r"\1", text)
 
 
 def _listed(codes: list[str]) -> str:

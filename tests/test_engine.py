@@ -17,7 +17,7 @@ from rtasr.engine import Engine
 from rtasr.errors import EngineError
 from rtasr.wer import wer
 
-from .helpers import TRANSCRIPTS, clip_at
+from .helpers import TRANSCRIPTS, clip_at, trimmed
 
 
 def req(name: str, priority: Priority = Priority.FINAL, session: str = "s") -> Request:
@@ -369,3 +369,16 @@ def test_without_timestamp_tokens_the_words_keep_their_times(
         assert result.text == "".join(w.word for w in result.words).strip()
         assert all(0 <= w.start <= w.end <= len(clip_at(name, 16000)) / 16000 + 0.1
                    for w in result.words)
+
+
+def test_a_decode_that_loops_keeps_the_words_before_the_loop(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without timestamp tokens tiny.en does not stop after vm-opts's last word: it repeats
+    "Press 0 for mailbox options." up to the token limit. The repetition check used to drop
+    the whole decode (15 words lost); the loop is cut instead."""
+    monkeypatch.setattr(engine, "config", engine.config.replace(timestamp_tokens=False))
+    request = Request(audio=trimmed("vm-opts"), priority=Priority.FINAL, session="s",
+                      language="en", word_timestamps=True)
+    result = engine.decode_batch([request])[0]
+    assert wer(TRANSCRIPTS["vm-opts"], result.text) <= 0.1, result.text
+    assert result.text == "".join(w.word for w in result.words).strip()

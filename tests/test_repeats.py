@@ -1,0 +1,37 @@
+"""Decoding loops: cut where a phrase starts repeating, not dropped whole (repeats.py)."""
+
+from __future__ import annotations
+
+from rtasr.repeats import collapse_phrases, cut_loop
+
+PRESS = [5, 6, 7, 8, 9, 10]  # "Press 2 to change folders."
+OPTIONS = [11, 12, 13, 14, 15, 16]  # "Press 0 for mailbox options."
+
+
+def test_a_loop_after_real_words_keeps_them_and_one_copy() -> None:
+    assert cut_loop(PRESS + OPTIONS * 30) == PRESS + OPTIONS
+
+
+def test_a_loop_cut_off_inside_its_phrase_by_the_token_limit() -> None:
+    assert cut_loop(PRESS + OPTIONS * 30 + OPTIONS[:4]) == PRESS + OPTIONS
+
+
+def test_a_decode_that_is_nothing_but_a_loop_is_dropped() -> None:
+    """Music heard as "Thank you. Thank you. ...": no words came before the loop."""
+    assert cut_loop([3, 4] * 100) == []
+
+
+def test_words_repeated_less_than_three_times_are_no_loop() -> None:
+    tokens = PRESS + OPTIONS + OPTIONS + [1, 2]
+    assert cut_loop(tokens) == tokens
+
+
+def test_words_after_a_repetition_are_no_loop_unless_they_begin_it_again() -> None:
+    said = PRESS + OPTIONS * 3 + [1, 2]  # "Press 0 ..." said three times, then more words
+    assert cut_loop(said) == said
+
+
+def test_collapse_phrases_keeps_one_of_a_phrase_said_four_times_or_more() -> None:
+    assert collapse_phrases("Thank you. Thank you. Thank you. Thank you. Bye.") == (
+        "Thank you. Bye.")
+    assert collapse_phrases("no no no stop") == "no no no stop"

@@ -44,6 +44,7 @@ HOP = 160  # samples per mel frame
 # faster-whisper's defaults: punctuation merged into the word before or after it
 _PREPEND = "\"'“¿([{-"
 _APPEND = "\"'.。,，!！?？:：”)]}、"  # noqa: RUF001
+_SENTENCE_ENDS = (".", "?", "!", "。", "？", "！")  # noqa: RUF001
 _DETECTED_KEPT = 5  # languages kept from a detection (Transcript.detected)
 N_FRAMES = 3000  # mel frames in Whisper's 30 s window
 _CAP_SLACK_TOKENS = 4  # --max-tokens-per-s: room for the timestamps and the end token
@@ -426,7 +427,8 @@ class Engine:
             text = tok.decode(tokens).strip()
             silent = out.no_speech_prob > 0.6 and avg_logprob < -1.0
             if not silent and text and get_compression_ratio(text) > 2.4:
-                tokens = cut_loop(tokens)  # a loop: the words before it (repeats.py)
+                tokens = cut_loop(tokens, lambda t: tok.decode([t]).rstrip().endswith(
+                    _SENTENCE_ENDS))  # a loop: the words before it (repeats.py)
                 text = tok.decode(tokens).strip()
             if silent or not text or get_compression_ratio(text) > 2.4:
                 tokens = []

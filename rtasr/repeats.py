@@ -13,6 +13,7 @@ dropped. Pure functions on token ids and text; no model.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 MIN_REPEATS = 3  # copies of a phrase in a row that make a loop
 MAX_PHRASE = 48  # tokens in the longest phrase looked for
@@ -20,27 +21,33 @@ MAX_PHRASE = 48  # tokens in the longest phrase looked for
 _PHRASE_LOOP = re.compile(r"\b((?:\w+\W+){1,4}?)\1{3,}", re.IGNORECASE)
 
 
-def cut_loop(tokens: list[int]) -> list[int]:
-    """`tokens` up to the end of the first copy of the phrase they end repeating (at least
-    MIN_REPEATS times in a row; the last copy may be cut short by the token limit), or [] if
-    nothing came before the repetition. Unchanged if they do not end in a loop."""
+def cut_loop(tokens: list[int], ends_sentence: Callable[[int], bool] = lambda _: False
+             ) -> list[int]:
+    """`tokens` without the loop they end in, if they do: a phrase repeated at least
+    MIN_REPEATS times in a row to the end (the last copy may be cut short by the token
+    limit). One copy is kept, and where it can end with a sentence (`ends_sentence` of its
+    last token) it does: "advanced options. Press 0 for mailbox options. Press 0 ..." is
+    periodic from the first "options", but the copy said is "Press 0 for mailbox options.".
+    [] if nothing came before the loop; `tokens` unchanged if they end in none."""
     n = len(tokens)
-    keep: int | None = None
+    best: tuple[int, int] | None = None  # (where the repetition begins, phrase length)
     for size in range(1, min(MAX_PHRASE, n // MIN_REPEATS) + 1):
-        for short in range(size):  # the last copy, cut off `short` tokens early
-            end = n - short
-            phrase = tokens[end - size : end]
-            if tokens[end:] != phrase[:short]:
-                continue
-            copies = 1
-            while (end - (copies + 1) * size >= 0
-                   and tokens[end - (copies + 1) * size : end - copies * size] == phrase):
-                copies += 1
-            if copies >= MIN_REPEATS:
-                first = end - copies * size
-                at = 0 if first == 0 else first + size
-                keep = at if keep is None else min(keep, at)
-    return tokens if keep is None else tokens[:keep]
+        j = n  # tokens[j:] each equal the token `size` before them
+        while j - size > 0 and tokens[j - 1] == tokens[j - 1 - size]:
+            j -= 1
+        first = j - size
+        if n - first >= MIN_REPEATS * size and (best is None or first < best[0]):
+            best = (first, size)
+    if best is None:
+        return tokens
+    first, size = best
+    if first == 0:
+        return []
+    at = first + size
+    for end in range(at, min(at + size, n + 1)):
+        if ends_sentence(tokens[end - 1]):
+            return tokens[:end]
+    return tokens[:at]
 
 
 def collapse_phrases(text: str) -> str:

@@ -16,6 +16,16 @@ def test_a_loop_cut_off_inside_its_phrase_by_the_token_limit() -> None:
     assert cut_loop(PRESS + OPTIONS * 30 + OPTIONS[:4]) == PRESS + OPTIONS
 
 
+def test_the_copy_kept_ends_with_its_sentence() -> None:
+    """ "advanced options. | Press 0 for mailbox options." repeating: periodic from the first
+    "options", but the copy kept is the sentence."""
+    options = [11, 12, 13, 14, 20, 21]  # " Press", " 0", " for", " mailbox", " options", "."
+    advanced = [5, 6, 7, 8, 9, 30, 20, 21]  # "... Press 3 for advanced options."
+    tokens = advanced + options * 20 + options[:3]
+    assert cut_loop(tokens) == advanced + options[:4]  # no sentences known: the period
+    assert cut_loop(tokens, lambda t: t == 21) == advanced + options
+
+
 def test_a_decode_that_is_nothing_but_a_loop_is_dropped() -> None:
     """Music heard as "Thank you. Thank you. ...": no words came before the loop."""
     assert cut_loop([3, 4] * 100) == []

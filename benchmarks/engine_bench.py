@@ -113,7 +113,8 @@ def main() -> None:
     p.add_argument("--cpu-threads", type=int, default=0)
     p.add_argument("--max-tokens-per-s", type=float, default=0.0,
                    help="cap each decode (rtasr serve --max-tokens-per-s)")
-    p.add_argument("--timestamp-tokens", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--timestamp-tokens", action=argparse.BooleanOptionalAction,
+                   default=Config().timestamp_tokens,
                    help="rtasr serve --timestamp-tokens")
     p.add_argument("--no-word-timestamps", action="store_true",
                    help="batch study: decode without word timestamps")

@@ -107,16 +107,16 @@ stage_large() {
     cat "$ROOT/speed.jsonl"; cp "$ROOT/speed.jsonl" "$OUT/"
     # random weights: WER means nothing; each decode capped at what real speech gives (the
     # Asterisk prompts' transcripts average 4.5 tokens a second)
+    # With timestamp tokens: without their rules a random model repeats one token, the
+    # repetition check empties every final, and no latency can be read. (tiny_batched
+    # measures text-only decoding on real speech.)
     load large_load "$LEVELS_LARGE" --no-offline --timing-only --model "$ROOT/large" -- \
-        --max-tokens-per-s 4.5 --max-sessions 2048
-    # (No --no-timestamp-tokens sweep here: without timestamp rules a random model repeats one
-    # token, the repetition check empties every final, and no latency can be read. tiny_batched
-    # measures it on real speech.)
+        --max-tokens-per-s 4.5 --max-sessions 2048 --timestamp-tokens
     if [ $(($(date +%s) - t_start)) -lt "${W10_IF_BEFORE_S:-300}" ]; then
         # the encoder's cost scales with its window: the same sweep on 10 s windows
         load large_w10 "${LEVELS_W10:-128,256,384}" --no-offline --timing-only \
             --model "$ROOT/large" -- --max-tokens-per-s 4.5 --max-sessions 2048 \
-            --encoder-window-s 10
+            --timestamp-tokens --encoder-window-s 10
     fi
     say "done"
 }
@@ -135,7 +135,7 @@ stage_tiny() {
     timeout 150 python3 $e window --clips "$CLIPS" --windows 0,10 --beams 1 --device cpu \
         --json "$ROOT/e_cpu.json"
     timeout 150 python3 $e batch --clips "$CLIPS" --sizes "${BATCH_SIZES:-1,4,16,32,64}" --device "$DEVICE" \
-        --json "$ROOT/e_batch.json"
+        --timestamp-tokens --json "$ROOT/e_batch.json"
     timeout 150 python3 $e batch --clips "$CLIPS" --sizes "${BATCH_SIZES:-1,4,16,32,64}" --device "$DEVICE" \
         --no-timestamp-tokens --json "$ROOT/e_batch_notimestamps.json"
     python3 - "$ROOT" <<'PY'

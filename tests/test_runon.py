@@ -74,7 +74,9 @@ async def test_run_on_speech_gets_finals_as_it_goes_and_loses_no_word_at_a_cut(
     score = score_stream(spans, finals, alone)
     assert score.cuts >= 5
     assert (score.lost, score.doubled) == (0, 0), score
-    assert score.wer <= corpus_wer([s[0] for s in spans], alone) + 0.01, score
+    # within 3 of its 178 words of the model's own WER: two runs of one build can differ by
+    # that much (which decode serves as a final depends on timing)
+    assert score.wer <= corpus_wer([s[0] for s in spans], alone) + 0.02, score
 
 
 async def test_a_long_utterance_is_cut_without_losing_a_word(server: Server,

@@ -86,7 +86,8 @@ class Page:
 
 MIC_LEAD_S = 0.8
 MIC_SPEECH = trimmed("agent-alreadyon")  # two sentences: finals may come per sentence
-# Waits until a final ends where the microphone's speech does (its time as the page shows it)
+# Waits until a final ends where the microphone's speech does (its time as the page shows it,
+# which runs behind the file's by the page's start-up: the wait allows up to MIC_LEAD_S)
 LAST_FINAL = """(end) => [...document.querySelectorAll('#finals .time')].some((t) => {
   const [m, s] = t.textContent.split('\u2192')[1].trim().split(':');
   return 60 * Number(m) + Number(s) >= end; })"""
@@ -132,7 +133,7 @@ async def test_microphone_to_final_text(browser: Any, server: Server) -> None:
     await page.focus("#start")  # keyboard-usable: Enter on the focused button starts it
     await page.keyboard.press("Enter")
     speech_end_s = MIC_LEAD_S + len(MIC_SPEECH) / 16000
-    await page.wait_for_function(LAST_FINAL, arg=speech_end_s - 0.3, timeout=30_000)
+    await page.wait_for_function(LAST_FINAL, arg=speech_end_s - MIC_LEAD_S, timeout=30_000)
     text = await client.final_text()
     assert wer(TRANSCRIPTS["agent-alreadyon"], text) <= 0.2, text
     types = client.types()
@@ -206,7 +207,7 @@ async def test_firefox_microphone_falls_back_to_its_native_rate(browser: Any,
     page = client.page
     await page.click("#start")
     speech_end_s = MIC_LEAD_S + len(MIC_SPEECH) / 16000
-    await page.wait_for_function(LAST_FINAL, arg=speech_end_s - 0.3, timeout=30_000)
+    await page.wait_for_function(LAST_FINAL, arg=speech_end_s - MIC_LEAD_S, timeout=30_000)
     text = await client.final_text()
     assert wer(TRANSCRIPTS["agent-alreadyon"], text) <= 0.2, text
     rate = int(re.findall(r"sample_rate=(\d+)", client.urls[0])[0])

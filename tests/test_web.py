@@ -325,6 +325,23 @@ async def test_a_late_final_does_not_clear_the_next_utterances_partial(
     assert client.problems == []
 
 
+async def test_the_speech_indicator_goes_off_at_the_pause_even_without_a_final(
+        browser: Any, server: Server) -> None:
+    """A cough opens an utterance that gets no final (no words): `speech_end` turns the
+    indicator off; a pause that does not end the newest utterance leaves it on."""
+    client = await live_on_fake_socket(browser, server)
+    page = client.page
+    speech = page.locator("#speech")
+    await receive(page, {"type": "speech_start", "utterance": 0, "start": 0.2},
+                  {"type": "speech_end", "utterance": 0, "end": 0.5})
+    assert await speech.get_attribute("data-speech") == "no"
+    await receive(page, {"type": "speech_start", "utterance": 1, "start": 1.0},
+                  {"type": "speech_start", "utterance": 2, "start": 1.6},
+                  {"type": "speech_end", "utterance": 1, "end": 1.4})
+    assert await speech.get_attribute("data-speech") == "yes"
+    assert client.problems == []
+
+
 # WCAG 2 contrast of every visible, enabled text element against its effective background.
 LOW_CONTRAST = """
 () => {

@@ -99,6 +99,9 @@ function onMessage(msg) {
       openUtterance = Math.max(openUtterance, msg.utterance);
       setSpeech(true);
       break;
+    case "speech_end": // the pause, before the final (an utterance of noise gets none)
+      if (msg.utterance >= openUtterance) setSpeech(false);
+      break;
     case "partial":
       partialUtterance = msg.utterance;
       showPartial(msg.committed, msg.text);

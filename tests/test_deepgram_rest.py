@@ -10,6 +10,7 @@ import hashlib
 import io
 import wave
 from collections.abc import AsyncIterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -139,3 +140,23 @@ async def test_oversized_upload_is_413_from_its_length(server: Server) -> None:
         assert status.startswith(b"HTTP/1.1 413"), status
     finally:
         writer.close()
+
+
+async def test_headerless_mulaw_with_its_encoding(server: Server) -> None:
+    """encoding + sample_rate describe raw audio (a phone bridge's G.711), as on the live
+    endpoint (the SDK has no sample_rate argument here: it goes as an extra query parameter);
+    a WAV sent with encoding=linear16 is still read from its header."""
+    from .test_deepgram import mulaw
+
+    dg = client(server).listen.v1.media
+    rate_8k: Any = {"additional_query_parameters": {"sample_rate": 8000}}
+    response = await dg.transcribe_file(request=mulaw(clip_at(NAMES[0], 8000)),
+                                        encoding="mulaw", request_options=rate_8k)
+    assert isinstance(response, ListenV1Response)
+    text = response.results.channels[0].alternatives[0].transcript  # type: ignore[index]
+    assert wer(TRANSCRIPTS[NAMES[0]], text) < 0.2, text
+    response = await dg.transcribe_file(request=wav(clip_at(NAMES[1], 16000)),
+                                        encoding="linear16", request_options=rate_8k)
+    assert isinstance(response, ListenV1Response)
+    text = response.results.channels[0].alternatives[0].transcript  # type: ignore[index]
+    assert wer(TRANSCRIPTS[NAMES[1]], text) < 0.2, text

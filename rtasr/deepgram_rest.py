@@ -39,6 +39,7 @@ from .protocol import Final, StreamParams
 
 MAX_UPLOAD_BYTES = 256 * 1024 * 1024  # an hour of 16 kHz mono WAV fits; spooled to disk
 JSON_PEEK_BYTES = 64 * 1024  # a body this short that starts with "{" is read as JSON
+_ERR_CODES = {400: "Bad Request", 401: "INVALID_AUTH", 413: "PAYLOAD_TOO_LARGE"}  # Deepgram's
 _DEMUXERS = {"pcm_s16le": "s16le", "mulaw": "mulaw", "alaw": "alaw"}
 
 
@@ -53,7 +54,7 @@ class Request:
 
 def error_body(error: RequestError, request_id: str) -> dict[str, Any]:
     """Deepgram's error object."""
-    code = "INVALID_AUTH" if error.status == 401 else HTTPStatus(error.status).phrase
+    code = _ERR_CODES.get(error.status) or HTTPStatus(error.status).phrase
     return {"err_code": code, "err_msg": str(error), "request_id": request_id}
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import json
 import wave
 from collections.abc import AsyncIterator
 from typing import Any
@@ -136,8 +137,11 @@ async def test_oversized_upload_is_413_from_its_length(server: Server) -> None:
                      f"Content-Type: audio/wav\r\nContent-Length: {MAX_UPLOAD_BYTES + 1}\r\n"
                      "\r\nRIFF".encode())
         async with asyncio.timeout(10):
-            status = await reader.readline()
-        assert status.startswith(b"HTTP/1.1 413"), status
+            head = (await reader.readuntil(b"\r\n\r\n")).decode()
+            length = int(head.lower().split("content-length:")[1].split()[0])
+            body = json.loads(await reader.readexactly(length))
+        assert head.startswith("HTTP/1.1 413"), head
+        assert body["err_code"] == "PAYLOAD_TOO_LARGE" and str(MAX_UPLOAD_BYTES) in body["err_msg"]
     finally:
         writer.close()
 
@@ -160,3 +164,30 @@ async def test_headerless_mulaw_with_its_encoding(server: Server) -> None:
     assert isinstance(response, ListenV1Response)
     text = response.results.channels[0].alternatives[0].transcript  # type: ignore[index]
     assert wer(TRANSCRIPTS[NAMES[1]], text) < 0.2, text
+
+
+def test_options_refused_and_detected_languages_said() -> None:
+    """Sans I/O: what `parse` refuses, and the response's language fields with detection."""
+    from rtasr.deepgram_rest import parse, response_body
+    from rtasr.errors import ParameterError
+    from rtasr.protocol import Final, WireWord
+
+    for query in ("callback=http://example.com/hook", "multichannel=true", "utterances=maybe"):
+        with pytest.raises(ParameterError):
+            parse(query, "en")
+    settings = parse("detect_language=true&utterances=true&punctuate=true", "en")
+    assert settings.options.language is None and settings.utterances and settings.raw is None
+    finals = [Final(utterance=i, start=i, end=i + 1.0, text=f" {text}", language=lang,
+                    words=[WireWord(word=w, start=i, end=i + 0.5, probability=0.5)
+                           for w in text.split()])
+              for i, (text, lang) in enumerate([("Hola, amigos míos.", "es"), ("Hi.", "en")])]
+    body = response_body(finals, settings, {"request_id": "r", "sha256": "s", "duration": 2.0},
+                         "base")
+    channel = body["results"]["channels"][0]
+    assert channel["detected_language"] == "es"
+    assert channel["alternatives"][0]["languages"] == ["es", "en"]
+    assert channel["alternatives"][0]["transcript"] == "Hola, amigos míos. Hi."
+    assert [u["languages"] for u in body["results"]["utterances"]] == [["es"], ["en"]]
+    assert [w["word"] for w in channel["alternatives"][0]["words"]] == ["hola", "amigos", "míos",
+                                                                        "hi"]
+    assert body["metadata"]["models"] == list(body["metadata"]["model_info"])

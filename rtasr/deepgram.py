@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import uuid
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -33,6 +34,7 @@ from .protocol import (
     ServerMessage,
     SpeechStart,
     StreamParams,
+    WireWord,
     json_object,
 )
 
@@ -97,12 +99,71 @@ def _json(data: dict[str, Any]) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
+@dataclass(frozen=True)
+class Options:
+    """What Deepgram's query asks, the same for the live and the prerecorded endpoint."""
+
+    values: dict[str, str]  # each parameter's last value
+    language: str | None  # None: Whisper detects it
+    detect: bool  # language=multi or detect_language=true: say which language was heard
+    punctuate: bool  # punctuate or smart_format: the transcript as spoken, punctuated
+    prompt: str | None  # keyterm and keywords
+
+    @classmethod
+    def parse(cls, query: str, default_language: str | None) -> Options:
+        lists = parse_qs(query, keep_blank_values=True)
+        values = {k: v[-1] for k, v in lists.items()}
+        language = values.get("language", "").split("-")[0].lower() or default_language
+        # multi (streaming) and detect_language (prerecorded): Whisper detects each utterance's
+        # language; the finals then say which, as Deepgram's do
+        detect = language == "multi" or _flag(values, "detect_language", False)
+        punctuate = _flag(values, "punctuate", False) or _flag(values, "smart_format", False)
+        return cls(values, None if detect else language, detect, punctuate, _terms(lists))
+
+
+def plain(word: str) -> str:
+    """Deepgram's `word`: lower case, no punctuation."""
+    return "".join(c for c in word.lower() if c.isalnum() or c in "'-")
+
+
+def words_json(words: list[WireWord], language: str | None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [
+        {"word": plain(w.word), "start": w.start, "end": w.end, "confidence": w.probability,
+         "punctuated_word": w.word} for w in words]
+    if language:
+        for word in out:
+            word["language"] = language
+    return out
+
+
+def transcript(text: str, punctuate: bool) -> str:
+    return text if punctuate else " ".join(filter(None, map(plain, text.split())))
+
+
+def confidence(words: list[dict[str, Any]]) -> float:
+    """The mean of the words' probabilities (0 without words)."""
+    return round(sum(w["confidence"] for w in words) / len(words), 3) if words else 0.0
+
+
+def model_uuid(name: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"rtasr:{name}"))
+
+
+def model_info(name: str) -> dict[str, str]:
+    return {"name": name, "version": f"rtasr-{__version__}", "arch": "whisper"}
+
+
+def created_now() -> str:
+    created = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+    return created.replace("+00:00", "Z")
+
+
 class DeepgramDialect(Dialect):
     name = "deepgram"
 
     def __init__(self, query: str, *, default_language: str | None) -> None:
-        lists = parse_qs(query, keep_blank_values=True)
-        values = {k: v[-1] for k, v in lists.items()}
+        options = Options.parse(query, default_language)
+        values = options.values
         encoding = values.get("encoding", "linear16").lower()
         if encoding not in _ENCODINGS:
             raise ParameterError(f"encoding {encoding!r} is not supported: use "
@@ -111,15 +172,9 @@ class DeepgramDialect(Dialect):
         if channels != 1:
             raise ParameterError(f"channels={channels}: rtasr transcribes one channel; send mono "
                                  "audio")
-        language = values.get("language", "").split("-")[0].lower() or default_language
-        # multi (streaming) and detect_language (prerecorded): Whisper detects each utterance's
-        # language; the finals then say which, as Deepgram's do
-        self.detect = language == "multi" or _flag(values, "detect_language", False)
-        if self.detect:
-            language = None
+        self.detect = options.detect
         self.model = values.get("model", "")  # accepted; the server's model answers
-        self.punctuate = _flag(values, "punctuate", False) or _flag(values, "smart_format",
-                                                                    False)
+        self.punctuate = options.punctuate
         self.vad_events = _flag(values, "vad_events", False)
         self.utterance_end_s = (_int(values, "utterance_end_ms", None, 1000, 5000) or 0) / 1000
         endpointing = values.get("endpointing", "")
@@ -130,11 +185,10 @@ class DeepgramDialect(Dialect):
         rate = _int(values, "sample_rate", 16000, 8000, 48000)
         native = {"sample_rate": str(rate), "encoding": _ENCODINGS[encoding],
                   "interim_results": str(_flag(values, "interim_results", False)).lower()}
-        if language:
-            native["language"] = language
-        prompt = _terms(lists)
-        if prompt:
-            native["prompt"] = prompt
+        if options.language:
+            native["language"] = options.language
+        if options.prompt:
+            native["prompt"] = options.prompt
         self.params = StreamParams.from_query(urlencode(native), default_language=None)
         self._request_id = str(uuid.uuid4())
         self._model_name = "whisper"
@@ -159,7 +213,7 @@ class DeepgramDialect(Dialect):
 
     def greeting(self, hello: Hello) -> list[str]:
         self._model_name = hello.model
-        self._model_uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"rtasr:{hello.model}"))
+        self._model_uuid = model_uuid(hello.model)
         return []  # Deepgram says nothing until there are results
 
     def control(self, text: str) -> ClientMessage | None:
@@ -219,26 +273,14 @@ class DeepgramDialect(Dialect):
         flushed = self._finalizing == message.utterance
         if self._finalizing is not None and self._finalizing <= message.utterance:
             self._finalizing = None  # also when the flushed utterance had no words
-        words: list[dict[str, Any]] = [
-            {"word": self._plain(w.word), "start": w.start, "end": w.end,
-             "confidence": w.probability, "punctuated_word": w.word} for w in message.words]
         language = message.language if self.detect else None
-        if language:
-            for word in words:
-                word["language"] = language
+        words = words_json(message.words, language)
         return self._results(message.start, message.end, message.text, words, True,
                              message.endpoint and self.endpointing, flushed, language)
-
-    @staticmethod
-    def _plain(word: str) -> str:
-        return "".join(c for c in word.lower() if c.isalnum() or c in "'-")
 
     def _results(self, start: float, end: float, text: str, words: list[dict[str, Any]],
                  is_final: bool, speech_final: bool, from_finalize: bool = False,
                  language: str | None = None) -> str:
-        transcript = text if self.punctuate else " ".join(
-            filter(None, (self._plain(w) for w in text.split())))
-        confidence = (sum(w["confidence"] for w in words) / len(words)) if words else 0.0
         result: dict[str, Any] = {
             "type": "Results",
             "channel_index": _CHANNEL,
@@ -246,12 +288,11 @@ class DeepgramDialect(Dialect):
             "start": start,
             "is_final": is_final,
             "speech_final": speech_final,
-            "channel": {"alternatives": [{"transcript": transcript,
-                                          "confidence": round(confidence, 3),
+            "channel": {"alternatives": [{"transcript": transcript(text, self.punctuate),
+                                          "confidence": confidence(words),
                                           "words": words}]},
             "metadata": {"request_id": self._request_id,
-                         "model_info": {"name": self._model_name,
-                                        "version": f"rtasr-{__version__}", "arch": "whisper"},
+                         "model_info": model_info(self._model_name),
                          "model_uuid": self._model_uuid},
         }
         if from_finalize:
@@ -262,13 +303,10 @@ class DeepgramDialect(Dialect):
         return _json(result)
 
     def _metadata(self, duration_s: float) -> str:
-        created = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
         return _json({
             "type": "Metadata", "transaction_key": "deprecated",
             "request_id": self._request_id, "sha256": self._sha256.hexdigest(),
-            "created": created.replace("+00:00", "Z"), "duration": duration_s, "channels": 1,
+            "created": created_now(), "duration": duration_s, "channels": 1,
             "models": [self._model_uuid],
-            "model_info": {self._model_uuid: {"name": self._model_name,
-                                              "version": f"rtasr-{__version__}",
-                                              "arch": "whisper"}},
+            "model_info": {self._model_uuid: model_info(self._model_name)},
         })

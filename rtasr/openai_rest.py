@@ -1,48 +1,36 @@
 """OpenAI's file transcription API: `POST /v1/audio/transcriptions` and `/v1/audio/translations`
 (multipart, any format PyAV reads), and `GET /v1/models`.
 
-A file runs through the same `Session` as a live stream (its segmentation, its finals), as
-a session sending faster than real time: its decodes rank below every live session's
-finals (scheduler.py), and at most `workers - 1` file decodes run at once, so one worker is
-always free for a live final. Uploads over `MAX_UPLOAD_BYTES` are refused with 413, files
-PyAV cannot decode with 400, both with OpenAI's error object. docs/openai.md has the table.
+The file is decoded and transcribed by files.py (the same `Session` as a live stream, ranked
+below live finals); this module reads OpenAI's multipart form and renders OpenAI's answers.
+Uploads over `MAX_UPLOAD_BYTES` are refused with 413, files PyAV cannot decode with 400,
+both with OpenAI's error object. docs/openai.md has the table.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from python_multipart.multipart import Field, File, create_form_parser
 
-from .config import SAMPLE_RATE_HZ, Config
-from .connection import EngineLike
 from .decoding import ModelInfo
-from .errors import ParameterError, RtasrError
+from .errors import ParameterError
+from .files import FileTranscriber, RequestError, check_length, decode, drain, duration_s
 from .gateway import authorized
 from .http_front import HttpRequest, Reply
 from .protocol import Final, StreamParams
-from .session import Cancel, DecodeJob, Session
 
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024  # OpenAI's own limit
-MAX_AUDIO_S = 3600.0  # decoded audio held in memory: 115 MB of 16 kHz s16 at most
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
-CHUNK = SAMPLE_RATE_HZ * 2  # 1 s of s16le per feed
 
 
-class ApiError(RtasrError):
-    def __init__(self, status: int, message: str, code: str = "invalid_request_error",
-                 param: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.kind, self.param = status, code, param
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"message": str(self), "type": self.kind, "param": self.param,
-                          "code": None}}
+def error_body(error: RequestError) -> dict[str, Any]:
+    """OpenAI's error object."""
+    return {"error": {"message": str(error), "type": "invalid_request_error",
+                      "param": error.param, "code": None}}
 
 
 def models_body(model: ModelInfo) -> dict[str, Any]:
@@ -57,10 +45,8 @@ class Form:
 
 
 async def read_form(request: HttpRequest) -> Form:
-    """The multipart body, the file spooled to disk past 1 MiB. Raises ApiError."""
-    if request.length > MAX_UPLOAD_BYTES:
-        raise ApiError(413, f"the upload is {request.length} bytes; at most "
-                            f"{MAX_UPLOAD_BYTES} bytes are accepted")
+    """The multipart body, the file spooled to disk past 1 MiB. Raises RequestError."""
+    check_length(request, MAX_UPLOAD_BYTES)
     form = Form()
 
     def on_field(f: Field) -> None:
@@ -72,7 +58,7 @@ async def read_form(request: HttpRequest) -> Form:
 
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
-        raise ApiError(400, "send multipart/form-data with a 'file' part")
+        raise RequestError(400, "send multipart/form-data with a 'file' part")
     parser = create_form_parser({"Content-Type": content_type.encode()}, on_field, on_file,
                                 {"MAX_MEMORY_FILE_SIZE": 1 << 20})
     left = request.length
@@ -80,72 +66,44 @@ async def read_form(request: HttpRequest) -> Form:
         async with asyncio.timeout(30):
             chunk = await request.reader.read(min(left, 1 << 16))
         if not chunk:
-            raise ApiError(400, "the request body ended early")
+            raise RequestError(400, "the request body ended early")
         left -= len(chunk)
         parser.write(chunk)
     parser.finalize()
     if form.file is None:
-        raise ApiError(400, "the 'file' part is missing", param="file")
+        raise RequestError(400, "the 'file' part is missing", param="file")
     return form
-
-
-def decode(file: File) -> bytes:
-    """The upload's audio as 16 kHz mono s16le. Raises ApiError (400)."""
-    import av
-
-    source = file.file_object
-    source.seek(0)
-    limit = int(MAX_AUDIO_S * SAMPLE_RATE_HZ * 2)
-    out = io.BytesIO()
-    try:
-        with av.open(source, mode="r") as container:
-            if not container.streams.audio:
-                raise ApiError(400, "the file has no audio stream", param="file")
-            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE_HZ)
-            for frame in [*container.decode(audio=0), None]:
-                for f in resampler.resample(frame):
-                    out.write(f.to_ndarray().tobytes())
-                if out.tell() > limit:
-                    raise ApiError(413, f"the audio is longer than {MAX_AUDIO_S:g} s")
-    except (av.FFmpegError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"the file is not audio that can be decoded ({exc})",
-                       param="file") from None
-    return out.getvalue()
 
 
 class OpenAIRest:
     """The REST endpoints of one server."""
 
-    def __init__(self, config: Config, engine: EngineLike, model: ModelInfo,
-                 workers: int) -> None:
-        self.config, self.engine, self.model = config, engine, model
-        self.slots = asyncio.Semaphore(max(1, workers - 1))  # file decodes in flight
+    def __init__(self, files: FileTranscriber, api_keys: tuple[str, ...]) -> None:
+        self.files, self.api_keys = files, api_keys
+        self.model: ModelInfo = files.model
 
     async def handle(self, request: HttpRequest, reply: Reply) -> None:
         try:
-            if not authorized(self.config.api_keys, {"Authorization": request.headers.get(
+            if not authorized(self.api_keys, {"Authorization": request.headers.get(
                     "authorization", "")}, request.query):
-                raise ApiError(401, "a valid API key is required: 'Authorization: Bearer KEY'")
+                raise RequestError(401, "a valid API key is required: 'Authorization: Bearer KEY'")
             task = {"/v1/audio/transcriptions": "transcribe",
                     "/v1/audio/translations": "translate"}.get(request.path)
             if task is None:
-                raise ApiError(404, f"no POST endpoint {request.path}")
+                raise RequestError(404, f"no POST endpoint {request.path}")
             form = await read_form(request)
             await self._transcribe(form, task, reply)
-        except ApiError as exc:
+        except RequestError as exc:
             if not reply.started:
-                reply.json(exc.status, exc.body())
-            if exc.status == 413:  # read the rest unkept, so the client sees the answer
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(10):
-                        while await request.reader.read(1 << 16):
-                            pass
+                reply.json(exc.status, error_body(exc))
+            if exc.status == 413:
+                await drain(request)
 
     async def _transcribe(self, form: Form, task: str, reply: Reply) -> None:
         values = {k: v[-1] for k, v in form.fields.items()}
         fmt = values.get("response_format", "json")
         if fmt not in FORMATS:
-            raise ApiError(400, f"response_format must be one of {', '.join(FORMATS)}",
+            raise RequestError(400, f"response_format must be one of {', '.join(FORMATS)}",
                            param="response_format")
         language = values.get("language", "").split("-")[0].lower() or self.model.language
         params = StreamParams(language=language if task == "transcribe" else None,
@@ -155,17 +113,17 @@ class OpenAIRest:
         try:
             self.model.check(params.language, params.task)
         except ParameterError as exc:
-            raise ApiError(400, str(exc), param="language") from None
+            raise RequestError(400, str(exc), param="language") from None
         assert form.file is not None
-        pcm = await asyncio.to_thread(decode, form.file)
-        finals = self.finals(pcm, params)
+        pcm = await asyncio.to_thread(decode, form.file.file_object)
+        finals = self.files.finals(pcm, params)
         if values.get("stream", "").lower() == "true" and task == "transcribe":
             await self._stream(finals, reply)
             return
         collected = [f async for f in finals]
         granularity = set(form.fields.get("timestamp_granularities[]", [])) or {"segment"}
         body, content_type = render(collected, fmt, granularity, task,
-                                    len(pcm) / 2 / SAMPLE_RATE_HZ, params.language)
+                                    duration_s(pcm), params.language)
         reply.send(200, body.encode(), content_type)
 
     async def _stream(self, finals: AsyncIterator[Final], reply: Reply) -> None:
@@ -176,49 +134,6 @@ class OpenAIRest:
             texts.append(final.text.strip())
             reply.event({"type": "transcript.text.delta", "delta": delta})
         reply.event({"type": "transcript.text.done", "text": " ".join(texts)})
-
-    async def finals(self, pcm: bytes, params: StreamParams) -> AsyncIterator[Final]:
-        """The file's finals in order, through a Session that is not real time."""
-        config = self.config.replace(beam_size=self.model.beam_size,
-                                     context_chars=self.model.context_chars)
-        session = Session(config, params, "file", params.language)
-        session.realtime = False
-        jobs: dict[DecodeJob, asyncio.Task[Any]] = {}
-        ready: list[Final] = []
-
-        def dispatch(actions: list[Any]) -> None:
-            for action in actions:
-                if isinstance(action, DecodeJob):
-                    jobs[action] = asyncio.create_task(self._decode(action))
-                elif isinstance(action, Cancel):
-                    task = jobs.pop(action.job, None)
-                    if task is not None:
-                        task.cancel()
-                elif isinstance(action, Final):
-                    ready.append(action)
-
-        try:
-            for i in range(0, len(pcm) + CHUNK, CHUNK):
-                dispatch(session.feed(pcm[i : i + CHUNK]) if i < len(pcm) else session.end())
-                while jobs and (len(jobs) > 2 or i >= len(pcm)):
-                    done, _ = await asyncio.wait(jobs.values(),
-                                                 return_when=asyncio.FIRST_COMPLETED)
-                    for job, task in list(jobs.items()):
-                        if task in done:
-                            del jobs[job]
-                            dispatch(session.on_result(job, task.result()))
-                    for final in ready:
-                        yield final
-                    ready.clear()
-            for final in ready:
-                yield final
-        finally:
-            for task in jobs.values():
-                task.cancel()
-
-    async def _decode(self, job: DecodeJob) -> Any:
-        async with self.slots:
-            return await self.engine.transcribe(job.request)
 
 
 def render(finals: list[Final], fmt: str, granularity: set[str], task: str, duration_s: float,

@@ -23,10 +23,14 @@ from websockets.http11 import Response
 
 from . import static
 from .config import Config
+from .deepgram import DEEPGRAM_PATH
+from .deepgram_rest import DeepgramRest
 from .engine import Engine
 from .errors import ConfigError, OverloadedError
+from .files import FileTranscriber
 from .gateway import DIALECTS, UNAUTHORIZED, Gateway, authorized, refusal_body
-from .http_front import front
+from .http_front import HttpRequest as PostRequest
+from .http_front import Reply, front
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .monitor import LoopMonitor
 from .openai_rest import OpenAIRest, models_body
@@ -76,7 +80,9 @@ class Server:
         self.metrics = Metrics()
         self.gateway = Gateway(config, self.engine, self.engine.info, self.metrics,
                                self.admission_error)
-        self.rest: OpenAIRest | None = None  # POST /v1/audio/*, built on the running loop
+        # POST /v1/audio/* and /v1/listen, built on the running loop
+        self.rest: OpenAIRest | None = None
+        self.deepgram_rest: DeepgramRest | None = None
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -110,13 +116,15 @@ class Server:
         if self._owns_engine:
             await asyncio.to_thread(self.engine.start)
             self.gateway.model = self.engine.info  # what __init__ saw was the unloaded model
-        self.rest = OpenAIRest(self.config, self.engine, self.engine.info,
-                               self.engine.config.workers)
+        files = FileTranscriber(self.config, self.engine, self.engine.info,
+                                self.engine.config.workers)
+        self.rest = OpenAIRest(files, self.config.api_keys)
+        self.deepgram_rest = DeepgramRest(files, self.config.api_keys)
         self._ws = await serve(
             self._handle,
             self.config.host,
             self.config.port,
-            create_connection=front(self.rest.handle),
+            create_connection=front(self._post),
             process_request=self._http,
             ssl=tls,
             max_size=self.config.max_frame_bytes * OVERSIZE_FACTOR,
@@ -216,6 +224,15 @@ class Server:
                                   "rtasr: the web client is not installed; open a websocket "
                                   "on /ws (see docs/protocol.md)")
         return _text_response(HTTPStatus.NOT_FOUND, "not found")
+
+    async def _post(self, request: PostRequest, reply: Reply) -> None:
+        """A POST: Deepgram's prerecorded /v1/listen, or OpenAI's (which answers 404 for any
+        other path)."""
+        assert self.rest is not None and self.deepgram_rest is not None
+        if request.path == DEEPGRAM_PATH:
+            await self.deepgram_rest.handle(request, reply)
+        else:
+            await self.rest.handle(request, reply)
 
     async def _handle(self, ws: ServerConnection) -> None:
         assert ws.request is not None

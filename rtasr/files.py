@@ -1,0 +1,171 @@
+"""Transcribing an uploaded file, the same for every REST API (openai_rest.py, deepgram_rest.py).
+
+An upload is decoded with PyAV (any container or codec it reads, or raw PCM/G.711 when the
+client names the encoding) to 16 kHz mono s16le, then runs through the same `Session` as a
+live stream (its segmentation, its finals), as a session sending faster than real time: its
+decodes rank below every live session's finals (scheduler.py), and at most `workers - 1` file
+decodes run at once, across both APIs, so one worker is always free for a live final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from .config import SAMPLE_RATE_HZ, Config
+from .connection import EngineLike
+from .decoding import ModelInfo
+from .errors import RtasrError
+from .http_front import HttpRequest
+from .protocol import Final, StreamParams
+from .session import Cancel, DecodeJob, Session
+
+MAX_AUDIO_S = 3600.0  # decoded audio held in memory: 115 MB of 16 kHz s16 at most
+CHUNK = SAMPLE_RATE_HZ * 2  # 1 s of s16le per feed
+SPOOL_BYTES = 1 << 20  # an upload past this is spooled to disk
+READ_TIMEOUT_S = 30.0  # between two reads of a request body
+
+
+class RequestError(RtasrError):
+    """A request refused with an HTTP status; each API renders it in its own error body."""
+
+    def __init__(self, status: int, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.param = status, param
+
+
+@dataclass(frozen=True)
+class RawFormat:
+    """Headerless audio, as the client describes it: PyAV's demuxer name and its rate."""
+
+    demuxer: str  # "s16le", "mulaw", "alaw"
+    sample_rate_hz: int
+
+
+def check_length(request: HttpRequest, limit: int) -> None:
+    """Refuse (413) a body longer than `limit`, from its Content-Length, before reading it."""
+    if request.length > limit:
+        raise RequestError(413, f"the upload is {request.length} bytes; at most {limit} bytes "
+                                "are accepted")
+
+
+async def read_body(request: HttpRequest, limit: int) -> tuple[IO[bytes], str]:
+    """The whole body (spooled to disk past 1 MiB) and its SHA-256. Raises RequestError."""
+    check_length(request, limit)
+    body: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
+    digest = hashlib.sha256()
+    left = request.length
+    try:
+        while left > 0:
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                chunk = await request.reader.read(min(left, 1 << 16))
+            if not chunk:
+                raise RequestError(400, "the request body ended early")
+            left -= len(chunk)
+            digest.update(chunk)
+            body.write(chunk)
+    except BaseException:
+        body.close()
+        raise
+    body.seek(0)
+    return body, digest.hexdigest()
+
+
+async def drain(request: HttpRequest) -> None:
+    """Read the rest of a refused body unkept (at most 10 s), so the client sees the answer."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(10):
+            while await request.reader.read(1 << 16):
+                pass
+
+
+def decode(source: IO[bytes], raw: RawFormat | None = None) -> bytes:
+    """The upload's audio as 16 kHz mono s16le. Raises RequestError (400, or 413 past
+    MAX_AUDIO_S)."""
+    import av
+
+    source.seek(0)
+    limit = int(MAX_AUDIO_S * SAMPLE_RATE_HZ * 2)
+    out = io.BytesIO()
+    options = {"sample_rate": str(raw.sample_rate_hz), "ch_layout": "mono"} if raw else {}
+    try:
+        with av.open(source, mode="r", format=raw.demuxer if raw else None,
+                     options=options) as container:
+            if not container.streams.audio:
+                raise RequestError(400, "the file has no audio stream", param="file")
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE_HZ)
+            for frame in [*container.decode(audio=0), None]:
+                for f in resampler.resample(frame):
+                    out.write(f.to_ndarray().tobytes())
+                if out.tell() > limit:
+                    raise RequestError(413, f"the audio is longer than {MAX_AUDIO_S:g} s")
+    except (av.FFmpegError, UnicodeDecodeError) as exc:
+        raise RequestError(400, f"the file is not audio that can be decoded ({exc})",
+                           param="file") from None
+    return out.getvalue()
+
+
+def duration_s(pcm: bytes) -> float:
+    return len(pcm) / 2 / SAMPLE_RATE_HZ
+
+
+class FileTranscriber:
+    """Finals from decoded files, for every REST API of one server (one shared bound on
+    file decodes in flight)."""
+
+    def __init__(self, config: Config, engine: EngineLike, model: ModelInfo,
+                 workers: int) -> None:
+        self.config, self.engine, self.model = config, engine, model
+        self.slots = asyncio.Semaphore(max(1, workers - 1))  # file decodes in flight
+
+    async def finals(self, pcm: bytes, params: StreamParams) -> AsyncIterator[Final]:
+        """The file's finals in order, through a Session that is not real time."""
+        config = self.config.replace(beam_size=self.model.beam_size,
+                                     context_chars=self.model.context_chars)
+        session = Session(config, params, "file", params.language)
+        session.realtime = False
+        jobs: dict[DecodeJob, asyncio.Task[Any]] = {}
+        ready: list[Final] = []
+
+        def dispatch(actions: list[Any]) -> None:
+            for action in actions:
+                if isinstance(action, DecodeJob):
+                    jobs[action] = asyncio.create_task(self._decode(action))
+                elif isinstance(action, Cancel):
+                    task = jobs.pop(action.job, None)
+                    if task is not None:
+                        task.cancel()
+                elif isinstance(action, Final):
+                    ready.append(action)
+
+        try:
+            for i in range(0, len(pcm) + CHUNK, CHUNK):
+                dispatch(session.feed(pcm[i : i + CHUNK]) if i < len(pcm) else session.end())
+                while jobs and (len(jobs) > 2 or i >= len(pcm)):
+                    done, _ = await asyncio.wait(jobs.values(),
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    for job, task in list(jobs.items()):
+                        if task in done:
+                            del jobs[job]
+                            dispatch(session.on_result(job, task.result()))
+                    for final in ready:
+                        yield final
+                    ready.clear()
+            for final in ready:
+                yield final
+        finally:
+            for task in jobs.values():
+                task.cancel()
+
+    async def _decode(self, job: DecodeJob) -> Any:
+        async with self.slots:
+            return await self.engine.transcribe(job.request)
+
+
+__all__ = ["FileTranscriber", "RawFormat", "RequestError", "decode", "drain", "read_body"]

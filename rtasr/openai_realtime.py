@@ -76,6 +76,7 @@ class _Item:
     start_s: float | None = None
     end_s: float = 0.0
     last: int = -1  # the highest utterance it holds
+    committed: bool = False  # server VAD: `committed` sent (at the pause or the cut)
 
     def text(self, tail: str = "") -> str:
         return " ".join(t for t in (*self.finals, tail) if t)
@@ -270,7 +271,10 @@ class OpenAIRealtimeDialect(Dialect):
             return []
         manual = self._manual_at(message.utterance)
         if isinstance(message, SpeechEnd):
-            return [] if manual else self._stopped(message.utterance, message.end)
+            if manual:
+                return []
+            return [*self._stopped(message.utterance, message.end),
+                    *self._commit_item(message.utterance)]
         if isinstance(message, Final):
             while len(self._modes) > 1 and self._modes[1][0] <= message.utterance:
                 self._modes.pop(0)  # finals come in order: no earlier utterance speaks again
@@ -284,10 +288,11 @@ class OpenAIRealtimeDialect(Dialect):
             return []
         if message.continues and message.utterance - 1 in self._started:
             # a cut in running speech (session.py opens the next before it finals the cut
-            # one): the turn goes on into this item; no stop, no new start
+            # one): the audio before it is committed, and the turn goes on into this item;
+            # no stop, no new start
             self._started.discard(message.utterance - 1)
             self._started.add(message.utterance)
-            return []
+            return self._commit_item(message.utterance - 1)
         self._started.add(message.utterance)
         return [_event("input_audio_buffer.speech_started",
                        audio_start_ms=round(message.start * 1000), item_id=item.id)]
@@ -304,12 +309,23 @@ class OpenAIRealtimeDialect(Dialect):
         item.last = max(item.last, utterance)
         return item
 
+    def _commit_item(self, utterance: int) -> list[str]:
+        """`committed` for the utterance's item, now: at its pause or its cut, before its
+        final (OpenAI commits at speech_stopped and completes when the text is ready)."""
+        item = self._item_for(utterance)
+        if item.committed:
+            return []
+        item.committed = True
+        return [self._committed(item)]
+
     def _vad_final(self, message: Final) -> list[str]:
         item = self._items.pop(message.utterance, None) or _Item(start_s=message.start)
         item.finals.append(message.text.strip())
         item.end_s = message.end
         out = self._stopped(message.utterance, message.end, item)  # a flush or the end
-        out.append(self._committed(item))
+        if not item.committed:
+            item.committed = True
+            out.append(self._committed(item))
         return out + self._delta(item, item.text()) + self._completed(item)
 
     def _stopped(self, utterance: int, end: float, item: _Item | None = None) -> list[str]:
@@ -344,6 +360,10 @@ class OpenAIRealtimeDialect(Dialect):
         for item, _ in self._committing:
             out += self._completed(item)
         self._committing.clear()
+        for utterance, item in sorted(self._items.items()):
+            if item.committed:  # server VAD: committed at its pause or cut; no words came
+                del self._items[utterance]
+                out += self._completed(item)
         for utterance in sorted(self._started - {open_utterance}):
             item = self._items.pop(utterance, _Item())
             self._started.discard(utterance)

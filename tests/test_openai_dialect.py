@@ -51,7 +51,8 @@ def test_a_paused_speaker_ends_the_turn() -> None:
 
 def test_the_turn_stops_at_the_pause_not_at_the_final() -> None:
     """The next turn can begin before the last one's final is decoded (under load): its
-    speech_stopped came at the pause, so turns still alternate, each with its own item."""
+    speech_stopped and committed came at the pause, as OpenAI sends them, so turns still
+    alternate and a client waiting for each committed item's completed waits for it."""
     dialect = OpenAIRealtimeDialect("intent=transcription", default_language="en")
     events = rendered(dialect,
                       SpeechStart(utterance=0, start=0.5),
@@ -61,8 +62,42 @@ def test_the_turn_stops_at_the_pause_not_at_the_final() -> None:
                       SpeechEnd(utterance=1, end=4.0),
                       final(1, 3.0, 4.0, "Goodbye.", endpoint=True))
     kinds = [e["type"].rsplit(".", 1)[-1] for e in events]
-    assert kinds == ["speech_started", "speech_stopped", "speech_started", "committed",
+    assert kinds == ["speech_started", "speech_stopped", "committed", "speech_started",
                      "delta", "completed", "speech_stopped", "committed", "delta", "completed"]
     assert events[1]["audio_end_ms"] == 2000 and events[6]["audio_end_ms"] == 4000
-    assert [e["item_id"] for e in events[:2]] == [events[3]["item_id"]] * 2
-    assert events[2]["item_id"] == events[7]["item_id"] != events[3]["item_id"]
+    first, second = events[0]["item_id"], events[3]["item_id"]
+    assert first != second
+    assert [e["item_id"] for e in events[:3]] + [events[5]["item_id"]] == [first] * 4
+    assert [e["item_id"] for e in events[6:]] == [second] * 4
+    assert events[7]["previous_item_id"] == first
+
+
+def test_a_cut_commits_the_piece_at_once() -> None:
+    """The audio before a cut is committed when the cut is made, so items are committed in
+    the order they were spoken even when the last piece's pause comes before the cut
+    piece's final."""
+    dialect = OpenAIRealtimeDialect("intent=transcription", default_language="en")
+    events = rendered(dialect,
+                      SpeechStart(utterance=0, start=0.5),
+                      SpeechStart(utterance=1, start=4.2, continues=True),
+                      SpeechEnd(utterance=1, end=5.0),
+                      final(0, 0.5, 4.2, "Your call is important to us.", endpoint=False),
+                      final(1, 4.2, 5.0, "Hold on.", endpoint=True))
+    kinds = [e["type"].rsplit(".", 1)[-1] for e in events]
+    assert kinds == ["speech_started", "committed", "speech_stopped", "committed",
+                     "delta", "completed", "delta", "completed"]
+    assert events[3]["previous_item_id"] == events[1]["item_id"]
+    assert [e["transcript"] for e in events if "transcript" in e] == [
+        "Your call is important to us.", "Hold on."]
+
+
+def test_a_committed_turn_that_gets_no_final_is_completed_empty() -> None:
+    """A cough: speech started and stopped, committed, but no words, so no final; once the
+    session awaits no final, the item is completed with an empty transcript."""
+    dialect = OpenAIRealtimeDialect("intent=transcription", default_language="en")
+    events = rendered(dialect, SpeechStart(utterance=0, start=0.5),
+                      SpeechEnd(utterance=0, end=0.9))
+    events += [json.loads(t) for t in dialect.settled(None)]
+    kinds = [e["type"].rsplit(".", 1)[-1] for e in events]
+    assert kinds == ["speech_started", "speech_stopped", "committed", "completed"]
+    assert events[3]["transcript"] == "" and events[3]["item_id"] == events[2]["item_id"]

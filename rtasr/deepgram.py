@@ -39,12 +39,12 @@ from .protocol import (
 )
 
 DEEPGRAM_PATH = "/v1/listen"
-_ENCODINGS = {"linear16": "pcm_s16le", "mulaw": "mulaw", "alaw": "alaw"}
+ENCODINGS = {"linear16": "pcm_s16le", "mulaw": "mulaw", "alaw": "alaw"}
 _TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
 _CHANNEL = [0, 1]  # channel_index / channel: [this channel, channel count]
 
 
-def _flag(values: dict[str, str], name: str, default: bool) -> bool:
+def flag_option(values: dict[str, str], name: str, default: bool) -> bool:
     text = values.get(name)
     if text is None:
         return default
@@ -55,7 +55,7 @@ def _flag(values: dict[str, str], name: str, default: bool) -> bool:
     raise ParameterError(f"{name} must be true or false, not {text!r}")
 
 
-def _int(values: dict[str, str], name: str, default: int | None, low: int,
+def int_option(values: dict[str, str], name: str, default: int | None, low: int,
          high: int) -> int | None:
     text = values.get(name)
     if text is None:
@@ -116,8 +116,9 @@ class Options:
         language = values.get("language", "").split("-")[0].lower() or default_language
         # multi (streaming) and detect_language (prerecorded): Whisper detects each utterance's
         # language; the finals then say which, as Deepgram's do
-        detect = language == "multi" or _flag(values, "detect_language", False)
-        punctuate = _flag(values, "punctuate", False) or _flag(values, "smart_format", False)
+        detect = language == "multi" or flag_option(values, "detect_language", False)
+        punctuate = (flag_option(values, "punctuate", False)
+                     or flag_option(values, "smart_format", False))
         return cls(values, None if detect else language, detect, punctuate, _terms(lists))
 
 
@@ -165,26 +166,27 @@ class DeepgramDialect(Dialect):
         options = Options.parse(query, default_language)
         values = options.values
         encoding = values.get("encoding", "linear16").lower()
-        if encoding not in _ENCODINGS:
+        if encoding not in ENCODINGS:
             raise ParameterError(f"encoding {encoding!r} is not supported: use "
-                                 f"{', '.join(_ENCODINGS)} (raw audio, no container)")
-        channels = _int(values, "channels", 1, 1, 8)
+                                 f"{', '.join(ENCODINGS)} (raw audio, no container)")
+        channels = int_option(values, "channels", 1, 1, 8)
         if channels != 1:
             raise ParameterError(f"channels={channels}: rtasr transcribes one channel; send mono "
                                  "audio")
         self.detect = options.detect
         self.model = values.get("model", "")  # accepted; the server's model answers
         self.punctuate = options.punctuate
-        self.vad_events = _flag(values, "vad_events", False)
-        self.utterance_end_s = (_int(values, "utterance_end_ms", None, 1000, 5000) or 0) / 1000
+        self.vad_events = flag_option(values, "vad_events", False)
+        self.utterance_end_s = (
+            int_option(values, "utterance_end_ms", None, 1000, 5000) or 0) / 1000
         endpointing = values.get("endpointing", "")
         self.endpointing = endpointing.lower() not in _FALSE
         self.endpoint_ms = None
         if endpointing and self.endpointing:
-            self.endpoint_ms = _int(values, "endpointing", None, 0, 10_000)
-        rate = _int(values, "sample_rate", 16000, 8000, 48000)
-        native = {"sample_rate": str(rate), "encoding": _ENCODINGS[encoding],
-                  "interim_results": str(_flag(values, "interim_results", False)).lower()}
+            self.endpoint_ms = int_option(values, "endpointing", None, 0, 10_000)
+        rate = int_option(values, "sample_rate", 16000, 8000, 48000)
+        native = {"sample_rate": str(rate), "encoding": ENCODINGS[encoding],
+                  "interim_results": str(flag_option(values, "interim_results", False)).lower()}
         if options.language:
             native["language"] = options.language
         if options.prompt:

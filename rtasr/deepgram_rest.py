@@ -20,12 +20,12 @@ from http import HTTPStatus
 from typing import IO, Any
 
 from .deepgram import (
-    _ENCODINGS,
+    ENCODINGS,
     Options,
-    _flag,
-    _int,
     confidence,
     created_now,
+    flag_option,
+    int_option,
     model_info,
     model_uuid,
     transcript,
@@ -65,16 +65,16 @@ def parse(query: str, default_language: str | None) -> Request:
     if values.get("callback"):
         raise ParameterError("rtasr does not call back: leave callback unset and read the "
                              "transcript from this response")
-    if _flag(values, "multichannel", False):
+    if flag_option(values, "multichannel", False):
         raise ParameterError("multichannel=true: rtasr mixes every channel into one; leave "
                              "multichannel unset")
     raw = None
     encoding = values.get("encoding", "").lower()
-    if encoding in _ENCODINGS:  # other encodings name a container's codec: PyAV detects it
-        rate = _int(values, "sample_rate", 16000, 8000, 48000)
+    if encoding in ENCODINGS:  # other encodings name a container's codec: PyAV detects it
+        rate = int_option(values, "sample_rate", 16000, 8000, 48000)
         assert rate is not None
-        raw = RawFormat(_DEMUXERS[_ENCODINGS[encoding]], rate)
-    return Request(options, raw, _flag(values, "utterances", False))
+        raw = RawFormat(_DEMUXERS[ENCODINGS[encoding]], rate)
+    return Request(options, raw, flag_option(values, "utterances", False))
 
 
 def refuse_json(body: IO[bytes], content_type: str, length: int) -> None:

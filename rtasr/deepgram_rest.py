@@ -117,8 +117,7 @@ class DeepgramRest:
                 data = json.dumps(error_body(exc, request_id), ensure_ascii=False).encode()
                 reply.send(exc.status, data, "application/json",
                            (*headers, ("dg-error", " ".join(str(exc).split()))))
-            if exc.status == 413:
-                await drain(request)
+            await drain(request)  # a refused upload is read unkept: the client sees why
 
     async def _transcribe(self, request: HttpRequest, request_id: str) -> dict[str, Any]:
         model = self.files.model

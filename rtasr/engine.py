@@ -428,7 +428,7 @@ class Engine:
             silent = out.no_speech_prob > 0.6 and avg_logprob < -1.0
             if not silent and text and get_compression_ratio(text) > 2.4:
                 tokens = cut_loop(tokens, lambda t: tok.decode([t]).rstrip().endswith(
-                    _SENTENCE_ENDS))  # a loop: the words before it (repeats.py)
+                    _SENTENCE_ENDS), lambda t: t >= tok.eot)  # a loop: the words before it
                 text = tok.decode(tokens).strip()
             if silent or not text or get_compression_ratio(text) > 2.4:
                 tokens = []

@@ -58,6 +58,9 @@ def check_length(request: HttpRequest, limit: int) -> None:
 async def read_body(request: HttpRequest, limit: int) -> tuple[IO[bytes], str]:
     """The whole body (spooled to disk past 1 MiB) and its SHA-256. Raises RequestError."""
     check_length(request, limit)
+    if request.length <= 0:
+        raise RequestError(400, "the request body is empty: send the audio file's bytes, with "
+                                "their Content-Length")
     body: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
     digest = hashlib.sha256()
     left = request.length

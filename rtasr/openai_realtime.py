@@ -267,8 +267,9 @@ class OpenAIRealtimeDialect(Dialect):
         if not isinstance(message, SpeechStart | SpeechEnd | Partial | Final):
             return []
         self._latest = max(self._latest, message.utterance)
-        if message.utterance <= self._dropped:
-            return []
+        if message.utterance <= self._dropped and not (
+                isinstance(message, Final) and self._committed_vad(message.utterance)):
+            return []  # cleared, but what was committed before the clear stays
         manual = self._manual_at(message.utterance)
         if isinstance(message, SpeechEnd):
             if manual:
@@ -308,6 +309,10 @@ class OpenAIRealtimeDialect(Dialect):
                 self._open = item
         item.last = max(item.last, utterance)
         return item
+
+    def _committed_vad(self, utterance: int) -> bool:
+        item = self._items.get(utterance)
+        return item is not None and item.committed
 
     def _commit_item(self, utterance: int) -> list[str]:
         """`committed` for the utterance's item, now: at its pause or its cut, before its

@@ -96,8 +96,7 @@ class OpenAIRest:
         except RequestError as exc:
             if not reply.started:
                 reply.json(exc.status, error_body(exc))
-            if exc.status == 413:
-                await drain(request)
+            await drain(request)  # a refused upload is read unkept: the client sees why
 
     async def _transcribe(self, form: Form, task: str, reply: Reply) -> None:
         values = {k: v[-1] for k, v in form.fields.items()}

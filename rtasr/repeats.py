@@ -21,14 +21,21 @@ MAX_PHRASE = 48  # tokens in the longest phrase looked for
 _PHRASE_LOOP = re.compile(r"\b((?:\w+\W+){1,4}?)\1{3,}", re.IGNORECASE)
 
 
-def cut_loop(tokens: list[int], ends_sentence: Callable[[int], bool] = lambda _: False
-             ) -> list[int]:
+def cut_loop(tokens: list[int], ends_sentence: Callable[[int], bool] = lambda _: False,
+             special: Callable[[int], bool] = lambda _: False) -> list[int]:
     """`tokens` without the loop they end in, if they do: a phrase repeated at least
     MIN_REPEATS times in a row to the end (the last copy may be cut short by the token
     limit). One copy is kept, and where it can end with a sentence (`ends_sentence` of its
     last token) it does: "advanced options. Press 0 for mailbox options. Press 0 ..." is
     periodic from the first "options", but the copy said is "Press 0 for mailbox options.".
-    [] if nothing came before the loop; `tokens` unchanged if they end in none."""
+    [] if nothing but `special` tokens (a leading timestamp) came before the loop; `tokens`
+    unchanged if they end in none."""
+    lead = 0
+    while lead < len(tokens) and special(tokens[lead]):
+        lead += 1
+    if lead:
+        words = cut_loop(tokens[lead:], ends_sentence)
+        return tokens[:lead] + words if words else []
     n = len(tokens)
     best: tuple[int, int] | None = None  # (where the repetition begins, phrase length)
     for size in range(1, min(MAX_PHRASE, n // MIN_REPEATS) + 1):

@@ -110,6 +110,15 @@ async def test_a_url_is_refused_not_fetched(server: Server) -> None:
     assert "does not fetch" in body["err_msg"] and body["err_code"] and body["request_id"]
 
 
+async def test_an_empty_body_is_400_not_an_empty_transcript(server: Server) -> None:
+    with pytest.raises(ApiError) as refused:
+        await client(server).listen.v1.media.transcribe_file(
+            request=b"", request_options={"additional_query_parameters": {
+                "encoding": "linear16", "sample_rate": 16000}})
+    assert refused.value.status_code == 400
+    assert "empty" in refused.value.body["err_msg"]
+
+
 async def test_garbage_bytes_are_400(server: Server) -> None:
     with pytest.raises(ApiError) as refused:
         await client(server).listen.v1.media.transcribe_file(request=b"not audio" * 200)
@@ -125,6 +134,24 @@ async def test_wrong_key_is_401_and_the_right_one_works(keyed: Server) -> None:
     assert set(refused.value.body) == {"err_code", "err_msg", "request_id"}
     response = await client(keyed, "s3cret").listen.v1.media.transcribe_file(request=data)
     assert isinstance(response, ListenV1Response)
+
+
+async def test_a_refusal_before_the_body_is_read_still_reaches_the_client(
+        keyed: Server) -> None:
+    """A 401 is decided from the headers; the upload (8 MB here) is read and discarded, so the
+    client finishes sending and reads the answer instead of a connection reset."""
+    body = b"RIFF" + bytes(8 * 1024 * 1024)
+    reader, writer = await asyncio.open_connection("127.0.0.1", keyed.port)
+    try:
+        writer.write(f"POST /v1/listen HTTP/1.1\r\nHost: x\r\nAuthorization: Token wrong\r\n"
+                     f"Content-Type: audio/wav\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+        async with asyncio.timeout(20):
+            writer.write(body)  # more than the socket buffers hold: sent while refused
+            await writer.drain()
+            head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        assert head.startswith("HTTP/1.1 401"), head
+    finally:
+        writer.close()
 
 
 async def test_oversized_upload_is_413_from_its_length(server: Server) -> None:

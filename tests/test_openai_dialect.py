@@ -101,3 +101,20 @@ def test_a_committed_turn_that_gets_no_final_is_completed_empty() -> None:
     kinds = [e["type"].rsplit(".", 1)[-1] for e in events]
     assert kinds == ["speech_started", "speech_stopped", "committed", "completed"]
     assert events[3]["transcript"] == "" and events[3]["item_id"] == events[2]["item_id"]
+
+
+def test_clear_spares_what_was_committed() -> None:
+    """`input_audio_buffer.clear` drops the open turn; a turn already committed (at its
+    pause, or a piece at its cut) keeps its words when its final comes after the clear."""
+    dialect = OpenAIRealtimeDialect("intent=transcription", default_language="en")
+    events = rendered(dialect, SpeechStart(utterance=0, start=0.5),
+                      SpeechEnd(utterance=0, end=2.0),  # committed at the pause
+                      SpeechStart(utterance=1, start=3.0),
+                      SpeechStart(utterance=2, start=5.0, continues=True))  # 1 committed
+    dialect.control(json.dumps({"type": "input_audio_buffer.clear"}))  # drops utterance 2
+    events += rendered(dialect, final(0, 0.5, 2.0, "Hello there friend.", endpoint=True),
+                       final(1, 3.0, 5.0, "Call me back.", endpoint=False),
+                       final(2, 5.0, 6.0, "Never mind.", endpoint=False))
+    events += [json.loads(t) for t in dialect.settled(None)]
+    done = [e["transcript"] for e in events if e["type"].endswith(".completed")]
+    assert done == ["Hello there friend.", "Call me back."]

@@ -31,6 +31,16 @@ def test_a_decode_that_is_nothing_but_a_loop_is_dropped() -> None:
     assert cut_loop([3, 4] * 100) == []
 
 
+def test_a_loop_after_a_leading_timestamp_is_still_nothing_but_a_loop() -> None:
+    """With timestamp tokens a decode begins with <|0.00|>: a hallucinated "Thank you.
+    Thank you. ..." after it has no words before it either, and is dropped."""
+    timestamp = 50364
+    special = lambda t: t >= 50257  # noqa: E731
+    assert cut_loop([timestamp] + [3, 4] * 100, special=special) == []
+    assert cut_loop([timestamp, *PRESS, *OPTIONS * 30], special=special) == [
+        timestamp, *PRESS, *OPTIONS]
+
+
 def test_words_repeated_less_than_three_times_are_no_loop() -> None:
     tokens = PRESS + OPTIONS + OPTIONS + [1, 2]
     assert cut_loop(tokens) == tokens

@@ -39,7 +39,8 @@ from .protocol import Final, StreamParams
 
 MAX_UPLOAD_BYTES = 256 * 1024 * 1024  # an hour of 16 kHz mono WAV fits; spooled to disk
 JSON_PEEK_BYTES = 64 * 1024  # a body this short that starts with "{" is read as JSON
-_ERR_CODES = {400: "Bad Request", 401: "INVALID_AUTH", 413: "PAYLOAD_TOO_LARGE"}  # Deepgram's
+_ERR_CODES = {400: "Bad Request", 401: "INVALID_AUTH", 413: "PAYLOAD_TOO_LARGE",
+              429: "TOO_MANY_REQUESTS"}  # Deepgram's
 _DEMUXERS = {"pcm_s16le": "s16le", "mulaw": "mulaw", "alaw": "alaw"}
 
 
@@ -109,7 +110,8 @@ class DeepgramRest:
                     "authorization", "")}, request.query):
                 raise RequestError(401, "a valid API key is required: 'Authorization: Token "
                                         "KEY'")
-            body = await self._transcribe(request, request_id)
+            with self.files.admitted():
+                body = await self._transcribe(request, request_id)
             reply.send(200, json.dumps(body, ensure_ascii=False).encode(), "application/json",
                        headers)
         except RequestError as exc:

@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import io
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -30,6 +30,7 @@ MAX_AUDIO_S = 3600.0  # decoded audio held in memory: 115 MB of 16 kHz s16 at mo
 CHUNK = SAMPLE_RATE_HZ * 2  # 1 s of s16le per feed
 SPOOL_BYTES = 1 << 20  # an upload past this is spooled to disk
 READ_TIMEOUT_S = 30.0  # between two reads of a request body
+MAX_FILES = 4  # uploads read, decoded and transcribed at once, across the REST APIs
 
 
 class RequestError(RtasrError):
@@ -126,6 +127,21 @@ class FileTranscriber:
                  workers: int) -> None:
         self.config, self.engine, self.model = config, engine, model
         self.slots = asyncio.Semaphore(max(1, workers - 1))  # file decodes in flight
+        self.in_flight = 0  # files admitted, from their first byte read to their last final
+
+    @contextlib.contextmanager
+    def admitted(self) -> Iterator[None]:
+        """One file's turn, from reading its body to its last final: each may hold 256 MiB
+        on disk and an hour of audio in memory, so past MAX_FILES the next is refused (429)
+        rather than queued behind them."""
+        if self.in_flight >= MAX_FILES:
+            raise RequestError(429, f"{MAX_FILES} files are being transcribed, the most at "
+                                    "once: retry when one is done")
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
 
     async def finals(self, pcm: bytes, params: StreamParams) -> AsyncIterator[Final]:
         """The file's finals in order, through a Session that is not real time."""
@@ -171,4 +187,5 @@ class FileTranscriber:
             return await self.engine.transcribe(job.request)
 
 
-__all__ = ["FileTranscriber", "RawFormat", "RequestError", "decode", "drain", "read_body"]
+__all__ = ["MAX_FILES", "FileTranscriber", "RawFormat", "RequestError", "decode", "drain",
+           "read_body"]

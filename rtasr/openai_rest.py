@@ -91,8 +91,9 @@ class OpenAIRest:
                     "/v1/audio/translations": "translate"}.get(request.path)
             if task is None:
                 raise RequestError(404, f"no POST endpoint {request.path}")
-            form = await read_form(request)
-            await self._transcribe(form, task, reply)
+            with self.files.admitted():
+                form = await read_form(request)
+                await self._transcribe(form, task, reply)
         except RequestError as exc:
             if not reply.started:
                 reply.json(exc.status, error_body(exc))

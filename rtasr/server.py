@@ -81,6 +81,7 @@ class Server:
         self.gateway = Gateway(config, self.engine, self.engine.info, self.metrics,
                                self.admission_error)
         # POST /v1/audio/* and /v1/listen, built on the running loop
+        self.files: FileTranscriber | None = None
         self.rest: OpenAIRest | None = None
         self.deepgram_rest: DeepgramRest | None = None
 
@@ -116,8 +117,8 @@ class Server:
         if self._owns_engine:
             await asyncio.to_thread(self.engine.start)
             self.gateway.model = self.engine.info  # what __init__ saw was the unloaded model
-        files = FileTranscriber(self.config, self.engine, self.engine.info,
-                                self.engine.config.workers)
+        files = self.files = FileTranscriber(self.config, self.engine, self.engine.info,
+                                             self.engine.config.workers)
         self.rest = OpenAIRest(files, self.config.api_keys)
         self.deepgram_rest = DeepgramRest(files, self.config.api_keys)
         self._ws = await serve(

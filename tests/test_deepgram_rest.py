@@ -21,7 +21,7 @@ from rtasr.engine import Engine
 from rtasr.server import Server
 from rtasr.wer import wer
 
-from .helpers import TRANSCRIPTS, clip_at, encode, silence
+from .helpers import TRANSCRIPTS, clip_at, encode, silence, until
 
 pytest.importorskip("deepgram")
 from deepgram import AsyncDeepgramClient
@@ -218,3 +218,36 @@ def test_options_refused_and_detected_languages_said() -> None:
     assert [w["word"] for w in channel["alternatives"][0]["words"]] == ["hola", "amigos", "míos",
                                                                         "hi"]
     assert body["metadata"]["models"] == list(body["metadata"]["model_info"])
+
+
+async def test_files_beyond_the_bound_are_429_until_one_is_done(server: Server) -> None:
+    """At most MAX_FILES uploads are read, decoded and transcribed at once (each may hold
+    256 MiB on disk and an hour of audio in memory), across both REST APIs: the next is
+    refused with 429, and admitted again once one is done."""
+    from rtasr.files import MAX_FILES
+
+    files = server.files
+    assert files is not None
+    held = []
+    try:
+        for i in range(MAX_FILES):  # uploads that stall after their first bytes
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            path, kind = ("/v1/listen", "audio/wav") if i % 2 else (
+                "/v1/audio/transcriptions", "multipart/form-data; boundary=b")
+            writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {kind}\r\n"
+                         "Content-Length: 1000000\r\n\r\n--b\r\n".encode())
+            held.append((reader, writer))
+        await until(lambda: files.in_flight == MAX_FILES)
+        with pytest.raises(ApiError) as refused:
+            await client(server).listen.v1.media.transcribe_file(request=wav(clip_at(
+                NAMES[0], 16000)))
+        assert refused.value.status_code == 429
+        assert refused.value.body["err_code"] == "TOO_MANY_REQUESTS"
+    finally:
+        for _, writer in held:
+            writer.close()
+    await until(lambda: files.in_flight == 0)
+    response = await client(server).listen.v1.media.transcribe_file(request=wav(clip_at(
+        NAMES[0], 16000)))
+    text = response.results.channels[0].alternatives[0].transcript  # type: ignore[index]
+    assert wer(TRANSCRIPTS[NAMES[0]], text) < 0.2

@@ -56,7 +56,7 @@ def flag_option(values: dict[str, str], name: str, default: bool) -> bool:
 
 
 def int_option(values: dict[str, str], name: str, default: int | None, low: int,
-         high: int) -> int | None:
+               high: int) -> int | None:
     text = values.get(name)
     if text is None:
         return default

@@ -56,6 +56,18 @@ def check_length(request: HttpRequest, limit: int) -> None:
                                 "are accepted")
 
 
+async def body_chunks(request: HttpRequest) -> AsyncIterator[bytes]:
+    """The body's Content-Length bytes as they arrive. Raises RequestError if it ends early."""
+    left = request.length
+    while left > 0:
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            chunk = await request.reader.read(min(left, 1 << 16))
+        if not chunk:
+            raise RequestError(400, "the request body ended early")
+        left -= len(chunk)
+        yield chunk
+
+
 async def read_body(request: HttpRequest, limit: int) -> tuple[IO[bytes], str]:
     """The whole body (spooled to disk past 1 MiB) and its SHA-256. Raises RequestError."""
     check_length(request, limit)
@@ -64,14 +76,8 @@ async def read_body(request: HttpRequest, limit: int) -> tuple[IO[bytes], str]:
                                 "their Content-Length")
     body: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
     digest = hashlib.sha256()
-    left = request.length
     try:
-        while left > 0:
-            async with asyncio.timeout(READ_TIMEOUT_S):
-                chunk = await request.reader.read(min(left, 1 << 16))
-            if not chunk:
-                raise RequestError(400, "the request body ended early")
-            left -= len(chunk)
+        async for chunk in body_chunks(request):
             digest.update(chunk)
             body.write(chunk)
     except BaseException:

@@ -18,7 +18,15 @@ from python_multipart.multipart import Field, File, create_form_parser
 
 from .decoding import ModelInfo
 from .errors import ParameterError
-from .files import FileTranscriber, RequestError, check_length, decode, drain, duration_s
+from .files import (
+    FileTranscriber,
+    RequestError,
+    body_chunks,
+    check_length,
+    decode,
+    drain,
+    duration_s,
+)
 from .gateway import authorized
 from .http_front import HttpRequest, Reply
 from .protocol import Final, StreamParams
@@ -61,13 +69,7 @@ async def read_form(request: HttpRequest) -> Form:
         raise RequestError(400, "send multipart/form-data with a 'file' part")
     parser = create_form_parser({"Content-Type": content_type.encode()}, on_field, on_file,
                                 {"MAX_MEMORY_FILE_SIZE": 1 << 20})
-    left = request.length
-    while left > 0:
-        async with asyncio.timeout(30):
-            chunk = await request.reader.read(min(left, 1 << 16))
-        if not chunk:
-            raise RequestError(400, "the request body ended early")
-        left -= len(chunk)
+    async for chunk in body_chunks(request):
         parser.write(chunk)
     parser.finalize()
     if form.file is None:

@@ -101,6 +101,21 @@ async def until(condition: Any, timeout: float = 5.0) -> None:
             await asyncio.sleep(0.01)
 
 
+async def post_whole(port: int, path: str, body: bytes, headers: str = "") -> str:
+    """POST `body` over a plain socket, all of it whatever the server answers first, then
+    the response's status line and headers (a refused upload must not be reset)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\n{headers}Content-Type: audio/wav"
+                     f"\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+        async with asyncio.timeout(20):
+            writer.write(body)  # more than the socket buffers hold: sent while refused
+            await writer.drain()
+            return (await reader.readuntil(b"\r\n\r\n")).decode()
+    finally:
+        writer.close()
+
+
 def wait_listening(proc: Any, scheme: str = "ws") -> int:
     """Read a `rtasr serve` subprocess's stderr (text or JSON log) until it listens; its port."""
     import re

@@ -21,7 +21,7 @@ from rtasr.engine import Engine
 from rtasr.server import Server
 from rtasr.wer import wer
 
-from .helpers import TRANSCRIPTS, clip_at, encode, silence, until
+from .helpers import TRANSCRIPTS, clip_at, encode, post_whole, silence, until
 
 pytest.importorskip("deepgram")
 from deepgram import AsyncDeepgramClient
@@ -140,18 +140,9 @@ async def test_a_refusal_before_the_body_is_read_still_reaches_the_client(
         keyed: Server) -> None:
     """A 401 is decided from the headers; the upload (8 MB here) is read and discarded, so the
     client finishes sending and reads the answer instead of a connection reset."""
-    body = b"RIFF" + bytes(8 * 1024 * 1024)
-    reader, writer = await asyncio.open_connection("127.0.0.1", keyed.port)
-    try:
-        writer.write(f"POST /v1/listen HTTP/1.1\r\nHost: x\r\nAuthorization: Token wrong\r\n"
-                     f"Content-Type: audio/wav\r\nContent-Length: {len(body)}\r\n\r\n".encode())
-        async with asyncio.timeout(20):
-            writer.write(body)  # more than the socket buffers hold: sent while refused
-            await writer.drain()
-            head = (await reader.readuntil(b"\r\n\r\n")).decode()
-        assert head.startswith("HTTP/1.1 401"), head
-    finally:
-        writer.close()
+    head = await post_whole(keyed.port, "/v1/listen", b"RIFF" + bytes(8 * 1024 * 1024),
+                            "Authorization: Token wrong\r\n")
+    assert head.startswith("HTTP/1.1 401"), head
 
 
 async def test_oversized_upload_is_413_from_its_length(server: Server) -> None:

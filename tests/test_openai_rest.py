@@ -4,7 +4,6 @@ PyAV reads any), and the errors: an undecodable file (400) and an oversized one 
 
 from __future__ import annotations
 
-import asyncio
 import io
 import wave
 
@@ -16,7 +15,7 @@ from rtasr.openai_rest import MAX_UPLOAD_BYTES
 from rtasr.server import Server
 from rtasr.wer import wer
 
-from .helpers import DATA, TRANSCRIPTS, clip_at, encode
+from .helpers import DATA, TRANSCRIPTS, clip_at, encode, post_whole
 
 pytest.importorskip("openai")
 from openai import AsyncOpenAI, BadRequestError
@@ -106,15 +105,5 @@ async def test_a_refusal_before_the_body_is_read_still_reaches_the_client(
         server: Server) -> None:
     """A wrong path is refused from the request line; the 8 MB upload behind it is read and
     discarded, so the client finishes sending and reads the 404 instead of a reset."""
-    body = bytes(8 * 1024 * 1024)
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    try:
-        writer.write(f"POST /v1/audio/nope HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\n"
-                     f"Content-Length: {len(body)}\r\n\r\n".encode())
-        async with asyncio.timeout(20):
-            writer.write(body)  # more than the socket buffers hold: sent while refused
-            await writer.drain()
-            head = (await reader.readuntil(b"\r\n\r\n")).decode()
-        assert head.startswith("HTTP/1.1 404"), head
-    finally:
-        writer.close()
+    head = await post_whole(server.port, "/v1/audio/nope", bytes(8 * 1024 * 1024))
+    assert head.startswith("HTTP/1.1 404"), head

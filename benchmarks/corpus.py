@@ -41,6 +41,7 @@ class Span:
     text: str
     start: float  # seconds into the stream
     end: float
+    kind: str = ""  # build_turns: the kind of turn it belongs to
 
 
 def packages(language: str) -> tuple[str, str]:
@@ -137,6 +138,65 @@ def build_stream(clips: list[Clip], *, pause_s: tuple[float, float], seed: int =
         gap = np.zeros(int(rng.uniform(*pause_s) * RATE), np.float32)
         parts += [clip.audio, gap]
         t += (len(clip.audio) + len(gap)) / RATE
+    parts.append(np.zeros(RATE, np.float32))
+    audio = np.concatenate(parts)
+    audio += noise.normal(0, 3e-4, len(audio)).astype(np.float32)
+    return audio, spans
+
+
+# A turn of real speech, as people talk: (kind, share of turns, prompts, gaps between them s).
+# "sentences" are one utterance of a few prompts with sentence pauses inside; "run-on" prompts
+# are each their own utterance, run together with breath-length gaps; "long" is one prompt of
+# 8-25 s (its own breaths inside); between turns the speaker pauses.
+TURNS = (("sentences", 0.35, (2, 3), (0.3, 1.0)), ("run-on", 0.25, (3, 4), (0.1, 0.25)),
+         ("long", 0.15, (1, 1), (0.0, 0.0)), ("single", 0.25, (1, 1), (0.0, 0.0)))
+TURN_PAUSE_S = (1.0, 2.0)
+MAX_UTTERANCE_S = 25.0
+
+
+def build_turns(short: list[Clip], long: list[Clip], *, seed: int = 2,
+                lead_s: float = 0.5) -> tuple[np.ndarray, list[Span]]:
+    """A stream like real speech: turns of `TURNS`' kinds drawn at random from the clips (short
+    prompts, and long ones for "long" turns) until they run out, with pauses between turns.
+    Each Span is one reference utterance: a whole "sentences" turn is one."""
+    rng = random.Random(seed)
+    noise = np.random.default_rng(seed)
+    short, long = list(short), list(long)
+    parts = [np.zeros(int(lead_s * RATE), np.float32)]
+    spans: list[Span] = []
+    t = lead_s
+
+    def put(audio: np.ndarray, gap_s: float) -> None:
+        nonlocal t
+        parts.extend([audio, np.zeros(int(gap_s * RATE), np.float32)])
+        t += (len(audio) + int(gap_s * RATE)) / RATE
+
+    while short or long:
+        kind, _, (lo, hi), gaps = rng.choices(TURNS, weights=[w for _, w, _, _ in TURNS])[0]
+        if kind == "long":
+            if not long:
+                continue
+            turn = [long.pop()]
+        else:
+            if not short:
+                continue
+            turn = [short.pop() for _ in range(min(len(short), rng.randint(lo, hi)))]
+        pause = rng.uniform(*TURN_PAUSE_S)
+        if kind == "sentences":
+            pauses = [rng.uniform(*gaps) for _ in turn[1:]]
+            while len(turn) > 1 and (sum(len(c.audio) for c in turn) / RATE + sum(pauses)
+                                     > MAX_UTTERANCE_S):
+                short.insert(0, turn.pop())
+                pauses.pop()
+            start = t
+            for clip, gap in zip(turn, [*pauses, pause], strict=True):
+                put(clip.audio, gap)
+            spans.append(Span(" ".join(c.text for c in turn), start, t - pause, kind))
+            continue
+        for k, clip in enumerate(turn):
+            start = t
+            put(clip.audio, pause if k == len(turn) - 1 else rng.uniform(*gaps))
+            spans.append(Span(clip.text, start, start + len(clip.audio) / RATE, kind))
     parts.append(np.zeros(RATE, np.float32))
     audio = np.concatenate(parts)
     audio += noise.normal(0, 3e-4, len(audio)).astype(np.float32)

@@ -58,6 +58,33 @@ def corpus_wer(references: list[str], hypotheses: list[str]) -> float:
     return edits / max(1, words)
 
 
+def joined_wer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
+    """Word error rate of a stream's texts, joined, against its references, joined: one
+    alignment, as `score_stream` scores finals, so a word that moved from one utterance's text
+    to the next one's costs nothing."""
+    ref = [w for text in references for w in normalize(text)]
+    hyp = [w for text in hypotheses for w in normalize(text)]
+    return sum(i is None or j is None or ref[i] != hyp[j] for i, j in align(ref, hyp)) / max(
+        1, len(ref))
+
+
+def errors_by_reference(references: Sequence[str], hypotheses: Sequence[str]) -> list[int]:
+    """The edits of one alignment of the joined hypotheses against the joined references,
+    counted against the reference utterance each falls in (an inserted word against the
+    utterance of the reference word before it)."""
+    owner = [k for k, text in enumerate(references) for _ in normalize(text)]
+    ref = [w for text in references for w in normalize(text)]
+    hyp = [w for text in hypotheses for w in normalize(text)]
+    counts = [0] * len(references)
+    last = 0
+    for i, j in align(ref, hyp):
+        if i is not None:
+            last = owner[i]
+        if i is None or j is None or ref[i] != hyp[j]:
+            counts[last] += 1
+    return counts
+
+
 # Streams: where the errors are -------------------------------------------------------------
 
 NEAR_CUT_S = 1.0

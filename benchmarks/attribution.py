@@ -3,9 +3,10 @@
 For each reference utterance four decodes of the same audio are compared, each scored by one
 alignment of the joined texts (rtasr.wer.errors_by_reference):
 
-1. the yardstick: the utterance decoded whole with the server's margins, 30 s window;
-2. whole: the same span decoded with the server's own settings (its encoder window): the
-   difference from 1 is the window's share;
+1. the yardstick: the utterance decoded whole with the server's margins, by faster-whisper's
+   file transcription (beam 5, 30 s windows);
+2. whole: the same span in one decode as the server decodes a final (its encoder window,
+   its beam): the difference from 1 is the share of the server's decode settings ("window");
 3. pieces: every final's own span (what the server decoded) decoded alone with the server's
    settings: the difference from 2 is the segmentation's share, charged to what split the
    utterance: a run-on cut inside it, an endpoint inside it (a sentence pause taken as the end

@@ -11,8 +11,9 @@ time, in 100 ms frames, to `rtasr serve` (started here, or --url):
 - long: single prompts longer than 8 s (short breaths inside), with pauses between.
 
 For each it reports, side by side: WER of the joined finals; the yardstick (rtasr.yardstick:
-each utterance decoded whole with the margins a final gets, 30 s window, scored by the same
-one alignment); faster-whisper's own transcribe of the whole stream; words lost, doubled and
+each utterance decoded whole with the margins a final gets by faster-whisper's file
+transcription, beam 5, scored by the same one alignment); faster-whisper's transcription of
+the whole stream; words lost, doubled and
 garbled within 1 s of a cut; final latency after a pause and inside run-on speech (arrival of
 the final holding an utterance's last word minus the moment that word was sent); first-text
 latency; retractions of `committed` words. For the first session it splits the errors against
@@ -132,32 +133,37 @@ def score(run: SessionRun, spans: list[Span], runon: bool = False,
 
 class References:
     """The decodes a stream is measured against (rtasr.yardstick, attribution.py): the
-    server's effective config, the yardstick engine (30 s window) and one with the server's
-    own settings, kept until the stream's finals are in."""
+    server's effective config, the yardstick's engine and one with the server's own
+    settings, kept until the stream's finals are in."""
 
     def __init__(self, server_args: list[str], language: str | None) -> None:
         from rtasr.cli import build_parser, config_from_args
-        from rtasr.engine import Engine, effective_config
+        from rtasr.engine import effective_config
 
         self.config = effective_config(config_from_args(build_parser().parse_args(
             ["serve", *server_args])))
         self.language = language or self.config.language
-        self.yardstick = yardstick.engine(self.config)
-        self.served = Engine(self.config.replace(workers=1, max_batch_size=1))
-        self.served.start()
+        # one engine for both: the yardstick's transcription and the server's own decode
+        self.yardstick = self.served = yardstick.engine(self.config)
         self.language = self.language or ("en" if not self.served.multilingual else None)
 
     def stop(self) -> None:
         self.yardstick.stop()
-        self.served.stop()
 
     def whole(self, audio: np.ndarray, spans: list[Span], *, served: bool = False) -> list[str]:
-        """Each utterance decoded whole with the server's margins: by the yardstick (30 s
-        window) or, `served`, with the server's own settings."""
+        """Each utterance decoded whole with the server's margins: by the yardstick or,
+        `served`, in one decode as the server decodes a final (its window and beam)."""
+        from rtasr.decoding import Priority, Request
+
         refs = [yardstick.Reference(s.text, s.start, s.end) for s in spans]
-        return yardstick.decode(self.served if served else self.yardstick, audio, refs,
-                                self.config, language=self.language,
-                                beam_size=self.config.beam_size)
+        if not served:
+            return yardstick.decode(self.yardstick, audio, refs, self.config,
+                                    language=self.language)
+        return [self.served.decode_batch([Request(
+            audio=audio[lo:hi], priority=Priority.FINAL, session="whole",
+            language=self.language, beam_size=self.config.beam_size,
+            word_timestamps=True)])[0].text
+            for lo, hi in yardstick.spans(refs, self.config, len(audio))]
 
     def pieces(self, audio: np.ndarray, finals: list[dict[str, Any]]) -> list[str]:
         """Each final's own span decoded alone with the server's settings, in its language."""
@@ -171,15 +177,7 @@ class References:
     def offline(self, audio: np.ndarray) -> str:
         """The whole stream through faster-whisper's own transcribe, its defaults (beam 5,
         30 s windows, the previous text as the prompt)."""
-        from faster_whisper import WhisperModel
-
-        from rtasr.engine import resolve_model
-
-        spec = resolve_model(self.config.model)
-        model = WhisperModel(spec.source, device=self.config.device,
-                             compute_type=self.config.compute_type, local_files_only=spec.local)
-        segments, _ = model.transcribe(audio, language=self.language)
-        return " ".join(seg.text.strip() for seg in segments)
+        return self.yardstick.transcribe_whole(audio, language=self.language)
 
 
 # the server -------------------------------------------------------------------------------

@@ -197,12 +197,13 @@ class Segmenter:
         end = self._tail_end(utt) if utt.paused else self.buffer.end
         return self._close(end, forced=True)
 
-    def cut(self, at: int) -> SpeechStarted:
-        """Close the open utterance at sample `at` and open the next one there."""
+    def cut(self, at: int, keep: int = 0) -> SpeechStarted:
+        """Close the open utterance at sample `at` and open the next one there (`keep`: the
+        samples before `at` that stay readable, as context for the next one's decodes)."""
         utt = self._open
         if utt is None or not utt.start < at <= self.buffer.end:
             raise ValueError("cut point outside the open utterance")
         self._open = _Open(self._next_index, at, max(utt.last_voiced_end, at), utt.paused)
         self._next_index += 1
-        self.buffer.discard_before(at)
+        self.buffer.discard_before(at - keep)
         return SpeechStarted(self._open.index, at)

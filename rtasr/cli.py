@@ -152,6 +152,10 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     vad.add_argument("--cut-context-chars", type=int, default=d.cut_context_chars,
                      help="after a run-on cut, prompt the next utterance's decodes with this "
                           "much of the text before the cut (0: no prompt)")
+    vad.add_argument("--cut-context-s", type=float, default=d.cut_context_s,
+                     help="after a run-on cut, the next utterance's decodes also hear up to "
+                          "this much of the audio before the cut (from a quiet gap in it) and "
+                          "keep only their own words (0: off)")
     vad.add_argument("--max-utterance-s", type=float, default=d.max_utterance_s,
                      help="an utterance is cut into finals at this length at the latest (at "
                           "any gap, else its quietest frame)")
@@ -224,6 +228,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         endpoint_silence_ms=args.endpoint_silence_ms,
         partial_interval_ms=args.partial_interval_ms, commit_cut_s=args.commit_cut_s,
         pause_cut_s=args.pause_cut_s, cut_context_chars=args.cut_context_chars,
+        cut_context_s=args.cut_context_s,
         commit_holdback_words=args.commit_holdback_words,
         max_utterance_s=args.max_utterance_s,
     )

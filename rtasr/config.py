@@ -69,6 +69,7 @@ class Config:
     pause_cut_s: float = 4.0
     commit_holdback_words: int = 6
     cut_context_chars: int = 0
+    cut_context_s: float = 3.5
     commit_cut_s: float = 4.0
     max_utterance_s: float = 15.0
     max_buffer_s: float = 30.0
@@ -117,6 +118,8 @@ class Config:
             raise ConfigError("--commit-cut-s must be between 1 and --max-utterance-s")
         if self.commit_holdback_words < 0:
             raise ConfigError("--commit-holdback-words must be 0 or more")
+        if not 0 <= self.cut_context_s <= 5:
+            raise ConfigError("--cut-context-s must be 0 (off) to 5")
         if self.pause_cut_s < 0:
             raise ConfigError("--pause-cut-s must be 0 or more")
         if self.max_utterance_s + 5.0 > self.max_buffer_s:

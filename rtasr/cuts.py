@@ -30,6 +30,20 @@ def min_gap(past_commit_cut: int) -> int:
                 CUT_GAPS[0][1])
 
 
+CONTEXT_GAP = SAMPLE_RATE_HZ // 20  # the audio heard as context begins in a gap this long
+CONTEXT_MIN = SAMPLE_RATE_HZ * 3 // 10  # ... at least this far before the cut
+
+
+def context_start(audio: Audio) -> int | None:
+    """Where the context before a cut begins, as an offset into `audio` (the most the context
+    may hold, ending at the cut): the middle of its earliest quiet gap of `CONTEXT_GAP` at
+    least `CONTEXT_MIN` before the cut, so that the model hears no word cut in half (tiny.en
+    then skips the words after it). None: no such gap, no context."""
+    runs = [(a, b) for a, b in quiet_runs(audio[: max(0, len(audio) - CONTEXT_MIN)])
+            if b - a >= CONTEXT_GAP]
+    return (runs[0][0] + runs[0][1]) // 2 if runs else None
+
+
 def cut_point(audio: Audio, shortest: int, hard: bool) -> int | None:
     """The middle of the longest quiet gap in `audio` of at least `shortest` samples (the
     latest of equals), as an offset into it; `hard` (past max_utterance_s): of any gap, else

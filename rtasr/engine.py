@@ -294,6 +294,16 @@ class Engine:
             except Exception:
                 log.exception("engine observer %r failed", observe)
 
+    def transcribe_whole(self, audio: Audio, *, language: str | None, task: Task = "transcribe",
+                         beam_size: int = 5) -> str:
+        """`audio` through faster-whisper's own file transcription with its defaults (30 s
+        windows that continue where the last one stopped, temperature fallback, the text so far
+        as the prompt): the yardstick's decode (yardstick.py), not a path the server serves.
+        Call it from one thread, beside the workers."""
+        segments, _ = self._model.transcribe(audio, language=language, task=task,
+                                             beam_size=beam_size)
+        return " ".join(segment.text.strip() for segment in segments)
+
     # the model ---------------------------------------------------------------------------
 
     def _window_frames(self, samples: int, spare: bool = False) -> int:

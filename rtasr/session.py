@@ -40,6 +40,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from . import cuts
 from .align import norm, splice, strip_prefix
 from .audio import Audio, PcmDecoder
@@ -70,9 +72,12 @@ JobKind = Literal["partial", "candidate", "final"]
 class DecodeJob:
     kind: JobKind
     utterance: int
-    start: int  # absolute sample index of the audio's first sample
+    start: int  # absolute sample index of the utterance audio's first sample
     end: int
     request: Request
+    # samples of audio before `start` at the head of the request's audio (--cut-context-s):
+    # heard by the model, but only the words whose middle lies in [start, end) are kept
+    before: int = 0
 
 
 @dataclass(eq=False)
@@ -102,6 +107,7 @@ class _Utterance:
     final_span: tuple[int, int, Audio] | None = None  # a final waiting for the decode in flight
     cut_check: int = 0  # when to look for a cut point next
     continues: bool = False  # opened by a cut: its speech goes on from the last final's
+    left: Audio | None = None  # opened by a cut: the audio just before it (context)
     closed: bool = False
     endpoint: bool = False  # ended because the speaker paused (not flushed, cut or too long)
 
@@ -149,6 +155,7 @@ class Session:
         self._commit_cut = int(config.commit_cut_s * SAMPLE_RATE_HZ)
         self._pause_cut = int(config.pause_cut_s * SAMPLE_RATE_HZ)
         self._max_utt = int(config.max_utterance_s * SAMPLE_RATE_HZ)
+        self._cut_context = int(config.cut_context_s * SAMPLE_RATE_HZ)
         # Greedy finals: a partial is decoded exactly as a final would be, so it can serve as one.
         self._final_grade_partials = config.beam_size <= 1
 
@@ -305,7 +312,11 @@ class Session:
     def _job(self, kind: JobKind, utt: _Utterance, start: int, end: int,
              audio: Audio) -> DecodeJob:
         partial = kind == "partial"
-        greedy_only = partial and not self._final_grade_partials
+        left = utt.left if utt.left is not None and start == utt.start else audio[:0]
+        # words are kept by their time: the context needs word timestamps
+        greedy_only = partial and not self._final_grade_partials and not len(left)
+        if len(left):
+            audio = np.concatenate([left, audio])
         request = Request(
             audio=audio,
             priority=Priority.PARTIAL if partial else Priority.FINAL,
@@ -319,7 +330,7 @@ class Session:
             word_timestamps=not greedy_only,
             realtime=self.realtime,
         )
-        return DecodeJob(kind, utt.index, start, end, request)
+        return DecodeJob(kind, utt.index, start, end, request, len(left))
 
     # results -----------------------------------------------------------------------------
 
@@ -329,6 +340,8 @@ class Session:
         utt = self._utts.get(job.utterance)
         if utt is None:
             return actions
+        if result is not None and result.words and job.before:
+            result = _own_words(job, result)
         if utt.inflight is job:
             self._land(utt, job, result is not None, actions)
         if utt.final_job is job:
@@ -424,11 +437,18 @@ class Session:
         """End `utt` at sample `at` (a final for [start, at)) and open the next there."""
         if not utt.start < at <= self.segmenter.position:
             return
-        audio = self.segmenter.buffer.read(utt.start, at)
-        started = self.segmenter.cut(at)
+        buffer = self.segmenter.buffer
+        audio = buffer.read(utt.start, at)
+        # the next utterance's decodes hear the audio before the cut too (and keep only their
+        # own words): a word just after a cut is misheard less (docs/benchmarks.md)
+        left = buffer.read(max(buffer.start, at - self._cut_context), at)
+        offset = cuts.context_start(left) if len(left) else None
+        left = left[offset:] if offset is not None else left[:0]
+        started = self.segmenter.cut(at, keep=len(left))
         # the next utterance opens first: a client hears that the speech goes on before the
         # cut one's final (ready at once where a candidate decoded it)
         self._open(started.utterance, started.start, actions, continues=True)
+        self._utts[started.utterance].left = left if len(left) else None
         self._on_ended(SpeechEnded(utt.index, utt.start, at, audio, forced=True), actions)
 
     def _prompt(self, utt: _Utterance) -> str | None:
@@ -504,3 +524,17 @@ def _spread(words: list[str], start: float, end: float) -> list[WireWord]:
     return [WireWord(word=w, start=round(start + i * step, 3),
                      end=round(start + (i + 1) * step, 3), probability=1.0)
             for i, w in enumerate(words)]
+
+
+def _own_words(job: DecodeJob, result: Transcript) -> Transcript:
+    """`result` of a decode with context before its utterance's audio (DecodeJob.before):
+    only the words whose middle lies in the utterance's own audio, timed from its start.
+    (A decode without word times is kept whole: the real engine times every word of a
+    request with context.)"""
+    lo = job.before / SAMPLE_RATE_HZ
+    hi = lo + (job.end - job.start) / SAMPLE_RATE_HZ
+    words = tuple(dataclasses.replace(w, start=round(max(0.0, w.start - lo), 3),
+                                      end=round(max(0.0, w.end - lo), 3))
+                  for w in result.words if lo <= (w.start + w.end) / 2 < hi)
+    return dataclasses.replace(result, words=words,
+                               text="".join(w.word for w in words).strip())

@@ -1,7 +1,7 @@
 """Word-exact streaming on run-on and long speech: a word spoken is in exactly one final.
 
-Real model, real speech, the real server. The yardstick is each utterance decoded alone from
-its exact span by the same engine: what streaming loses beyond it is the server's loss.
+Real model, real speech, the real server, measured against the one yardstick
+(rtasr.yardstick): what streaming loses beyond it is the server's loss.
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 
-from rtasr import client
-from rtasr.decoding import Priority, Request
+from rtasr import client, yardstick
 from rtasr.engine import Engine
 from rtasr.server import Server
-from rtasr.wer import corpus_wer, normalize, score_stream
+from rtasr.wer import joined_wer, normalize, score_stream
 
 from .helpers import TRANSCRIPTS, encode, silence, trimmed
 
@@ -48,16 +47,11 @@ def lay_out(names: list[str], gaps_s: tuple[float, float],
     return np.concatenate(parts), spans
 
 
-def decoded_alone(engine: Engine, audio: np.ndarray,
+def decoded_alone(engine: Engine, server: Server, audio: np.ndarray,
                   spans: list[tuple[str, float, float]]) -> list[str]:
-    """Each utterance decoded alone from its exact span, as the server decodes a final."""
-    texts = []
-    for _, start, end in spans:
-        request = Request(audio=audio[int(start * RATE) : int(end * RATE)],
-                          priority=Priority.FINAL, session="yardstick", language="en",
-                          beam_size=engine.beam_size, word_timestamps=True)
-        texts.append(engine.decode_batch([request])[0].text)
-    return texts
+    """The yardstick: each utterance decoded whole with the margins a final gets."""
+    refs = [yardstick.Reference(*span) for span in spans]
+    return yardstick.decode(engine, audio, refs, server.config, language="en")
 
 
 async def test_run_on_speech_gets_finals_as_it_goes_and_loses_no_word_at_a_cut(
@@ -70,13 +64,13 @@ async def test_run_on_speech_gets_finals_as_it_goes_and_loses_no_word_at_a_cut(
     sent_s = len(audio) / RATE / speed
     early = [r for r in rec.messages if r.msg["type"] == "final" and r.at < sent_s - 1.0]
     assert len(early) >= 5, "run-on speech must be finalized while it goes on"
-    alone = decoded_alone(engine, audio, spans)
+    alone = decoded_alone(engine, server, audio, spans)
     score = score_stream(spans, finals, alone)
     assert score.cuts >= 5
     assert (score.lost, score.doubled) == (0, 0), score
-    # within 3 of its 178 words of the model's own WER: two runs of one build can differ by
-    # that much (which decode serves as a final depends on timing)
-    assert score.wer <= corpus_wer([s[0] for s in spans], alone) + 0.02, score
+    # within 3 of its 178 words of the yardstick: two runs of one build can differ by that
+    # much (which decode serves as a final depends on timing)
+    assert score.wer <= joined_wer([s[0] for s in spans], alone) + 0.02, score
 
 
 async def test_a_long_utterance_is_cut_without_losing_a_word(server: Server,
@@ -85,11 +79,11 @@ async def test_a_long_utterance_is_cut_without_losing_a_word(server: Server,
     assert spans[0][2] - spans[0][1] > 15
     rec = await client.stream(server.url, encode(audio), speed=2.0)
     finals = rec.of("final")
-    alone = decoded_alone(engine, audio, spans)
+    alone = decoded_alone(engine, server, audio, spans)
     score = score_stream(spans, finals, alone)
     assert len(finals) >= 2 and score.cuts >= 1
     assert (score.lost, score.doubled) == (0, 0), score
-    assert score.wer <= corpus_wer([s[0] for s in spans], alone) + 0.05, score
+    assert score.wer <= joined_wer([s[0] for s in spans], alone) + 0.05, score
 
 
 async def test_flush_in_the_middle_of_speech_puts_no_word_in_two_finals(server: Server) -> None:

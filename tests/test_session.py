@@ -207,6 +207,42 @@ def test_run_on_speech_is_cut_in_its_longest_silent_gap() -> None:
     assert d.of(SpeechStart)[1].start == final_job.end / 16000
 
 
+def test_the_utterance_after_a_cut_hears_the_audio_before_it_and_keeps_only_its_words() -> None:
+    """--cut-context-s: the next utterance's decodes begin in a quiet gap before the cut (no
+    word cut in half), and the words the decode places before the cut are the head's."""
+    d = Driver(Config(beam_size=1, commit_cut_s=1.0, cut_context_s=3.5))
+    piece = SPEECH[8000:24000]
+    gaps = [0.1, 0.13, 0.1]
+    parts = [silence(0.5, 16000)]
+    for gap in gaps:
+        parts += [piece, silence(gap, 16000)]
+    d.feed(np.concatenate([*parts, piece, piece]))
+    cut = d.pop("final").end
+    partial = next(j for j in d.jobs if j.kind == "partial" and j.start == cut)
+    context = partial.before / 16000
+    # it begins in the earliest quiet gap within 3.5 s: the silence before the first piece
+    assert 0.0 < cut / 16000 - context < 0.5 and context <= 3.5
+    assert len(partial.request.audio) == partial.before + partial.end - partial.start
+    assert partial.request.word_timestamps
+    words = tuple(Word(word=f" {w}", start=t, end=t + 0.3, probability=0.9)
+                  for w, t in (("already", context - 0.5), ("logged", context + 0.05),
+                               ("on", context + 0.4)))
+    d.answer(partial, "already logged on", words)
+    assert d.of(Partial)[-1].text == "logged on"
+
+
+def test_no_cut_context_with_cut_context_s_zero() -> None:
+    d = Driver(Config(beam_size=1, commit_cut_s=1.0, cut_context_s=0))
+    piece = SPEECH[8000:24000]
+    parts = [silence(0.5, 16000)]
+    for gap in [0.1, 0.13, 0.1]:
+        parts += [piece, silence(gap, 16000)]
+    d.feed(np.concatenate([*parts, piece, piece]))
+    cut = d.pop("final").end
+    partial = next(j for j in d.jobs if j.kind == "partial" and j.start == cut)
+    assert partial.before == 0 and len(partial.request.audio) == partial.end - partial.start
+
+
 def _first_cut(d: Driver, gaps: list[float]) -> tuple[float, float]:
     """Run-on speech: 1 s pieces of speech with `gaps` between, fed 100 ms at a time. The
     utterance's age (s) when its first cut was asked for, and where the cut is (s)."""

@@ -7,7 +7,7 @@ import numpy as np
 
 from rtasr import yardstick
 from rtasr.config import Config
-from rtasr.decoding import EMPTY, Request, Transcript
+from rtasr.protocol import Task
 from rtasr.wer import errors_by_reference, joined_wer
 from rtasr.yardstick import Reference
 
@@ -20,10 +20,11 @@ class Recorder:
     def __init__(self) -> None:
         self.audio: list[np.ndarray] = []
 
-    def decode_batch(self, requests: list[Request], *, gate: bool = True,
-                     spare: bool = False) -> list[Transcript]:
-        self.audio += [r.audio for r in requests]
-        return [EMPTY for _ in requests]
+    def transcribe_whole(self, audio: np.ndarray, *, language: str | None,
+                         task: Task = "transcribe", beam_size: int = 5) -> str:
+        assert (language, task, beam_size) == ("en", "transcribe", 5)
+        self.audio.append(audio)
+        return ""
 
 
 def test_each_utterance_gets_the_servers_preroll_and_pause_as_margins() -> None:
@@ -31,7 +32,7 @@ def test_each_utterance_gets_the_servers_preroll_and_pause_as_margins() -> None:
     stream = np.arange(20 * RATE, dtype=np.float32)  # each sample holds its own index
     refs = [Reference("a", 1.0, 3.0), Reference("b", 6.0, 8.5)]
     decoder = Recorder()
-    yardstick.decode(decoder, stream, refs, config)
+    yardstick.decode(decoder, stream, refs, config, language="en")
     first, second = decoder.audio
     assert (first[0], first[-1] + 1) == (0.7 * RATE, 3.15 * RATE)
     assert (second[0], second[-1] + 1) == (5.7 * RATE, 8.65 * RATE)

@@ -1,0 +1,59 @@
+"""Streamed finals against the one yardstick (rtasr.yardstick): speech with sentence pauses and
+long prompts, real model, real speech, the real server."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from rtasr import yardstick
+from rtasr.engine import Engine
+from rtasr.server import Server
+from rtasr.wer import joined_wer
+from rtasr.yardstick import Reference
+
+from .helpers import TRANSCRIPTS, silence, stream, trimmed
+
+pytestmark = pytest.mark.e2e
+
+RATE = 16000
+# Turns of speech: the prompts of a turn are one utterance, with sentence pauses of 0.3-1.0 s
+# between them; conf-usermenu-162 and vm-opts are long prompts with their own pauses inside.
+TURNS = [
+    ["conf-usermenu-162"],
+    ["agent-alreadyon", "vm-rec-name", "transfer"],
+    ["vm-opts", "auth-incorrect"],
+    ["pbx-invalid", "vm-mismatch", "demo-echodone"],
+    ["privacy-unident", "priv-introsaved"],
+]
+
+
+def lay_out(turns: list[list[str]], seed: int = 3) -> tuple[np.ndarray, list[Reference]]:
+    """Each turn's prompts 0.3-1.0 s apart, 1.5 s between turns: the audio, one Reference a
+    turn."""
+    rng = random.Random(seed)
+    parts, refs, t = [silence(0.5, RATE)], [], 0.5
+    for turn in turns:
+        start = t
+        for k, name in enumerate(turn):
+            clip = trimmed(name)
+            gap = silence(1.5 if k == len(turn) - 1 else rng.uniform(0.3, 1.0), RATE)
+            parts += [clip, gap]
+            t += (len(clip) + len(gap)) / RATE
+        refs.append(Reference(" ".join(TRANSCRIPTS[n] for n in turn), start, t - 1.5))
+    parts.append(silence(1.0, RATE))
+    return np.concatenate(parts), refs
+
+
+async def test_speech_with_sentence_pauses_streams_within_a_point_of_the_yardstick(
+        server: Server, engine: Engine) -> None:
+    audio, refs = lay_out(TURNS)
+    assert max(r.end - r.start for r in refs) > 15  # a long prompt is cut on its way
+    result = await stream(server.url, audio, speed=1.5, timeout_s=120)
+    texts = [r.text for r in refs]
+    ceiling = joined_wer(texts, yardstick.decode(engine, audio, refs, server.config,
+                                                 language="en"))
+    streamed = joined_wer(texts, [f["text"] for f in result.of("final")])
+    assert streamed <= ceiling + 0.01, (streamed, ceiling, result.text)

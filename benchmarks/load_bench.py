@@ -2,8 +2,9 @@
 
 Each session streams its own long recording (Asterisk prompts in its own order, natural pauses
 of 0.8-2.0 s) in real time, starting at a random moment in the first `--stagger-s` seconds.
-Per N it reports final latency p50/p95/max, first-text latency, WER against the same clips
-decoded offline, utterances without a final, partials per utterance, the engine's batch sizes,
+Per N it reports final latency p50/p95/max, first-text latency, WER against the one yardstick
+(rtasr.yardstick: each utterance decoded whole, the margins a final gets, faster-whisper's file
+transcription), utterances without a final, partials per utterance, the engine's batch sizes,
 the longest final queue wait, the server's CPU use and event-loop lag p99 (sampled from
 /healthz), and at the end the largest N whose finals hold p95 <= --target-p95-s with no
 utterance lost. Writes a markdown table, JSON and a PNG plot (matplotlib: the `bench` extra).
@@ -32,29 +33,30 @@ sys.path.insert(0, str(Path(__file__).parent))
 from corpus import RATE, Clip, Span, build_stream, load_clips
 from stream_bench import SessionRun, cpu_seconds, pct, score, start_server, stream_session
 
-from rtasr.wer import corpus_wer
+from rtasr import yardstick
+from rtasr.wer import errors_by_reference, normalize
 
 
-def offline_texts(clips: list[Clip], model: str | None, device: str,
-                  encoder_window_s: float = -1.0) -> dict[str, str]:
-    """The yardstick: each clip decoded alone by the engine, as a final is."""
+def yardstick_texts(streams: list[Stream], model: str | None, device: str) -> list[list[str]]:
+    """The one yardstick for each stream: each utterance decoded whole (rtasr.yardstick)."""
     from rtasr.config import Config
-    from rtasr.decoding import Priority, Request
-    from rtasr.engine import Engine
 
-    engine = Engine(Config(model=model, device=device, workers=1,  # type: ignore[arg-type]
-                           encoder_window_s=encoder_window_s))
-    engine.start()
-    texts = {c.name: engine.decode_batch([Request(audio=c.audio, priority=Priority.FINAL,
-                                                  session="x", language=engine.language,
-                                                  beam_size=engine.beam_size)])[0].text
-             for c in clips}
-    engine.stop()
-    return texts
+    engine = yardstick.engine(Config(model=model, device=device))  # type: ignore[arg-type]
+    try:
+        return [yardstick.decode(engine, audio, [yardstick.Reference(s.text, s.start, s.end)
+                                                 for s in spans], engine.config,
+                                 language=engine.language)
+                for audio, spans, _ in streams]
+    finally:
+        engine.stop()
 
 
-def offline_wer(clips: list[Clip], texts: dict[str, str]) -> float:
-    return corpus_wer([c.text for c in clips], [texts[c.name] for c in clips])
+def yardstick_wer(streams: list[Stream], texts: list[list[str]]) -> float:
+    """The yardstick's WER over `streams` (each scored by one alignment, as a session is)."""
+    errors = sum(sum(errors_by_reference([s.text for s in spans], texts[i % len(texts)]))
+                 for i, (_, spans, _) in enumerate(streams))
+    words = sum(len(normalize(s.text)) for _, spans, _ in streams for s in spans)
+    return errors / max(1, words)
 
 
 def health_url(ws_url: str) -> str:
@@ -180,8 +182,8 @@ def build_streams(clips: list[Clip], count: int, per_stream: int) -> list[Stream
 def markdown(results: dict[str, object]) -> str:
     nan = float("nan")
     rows = [
-        "| clients | final p50 | final p95 | final max | first text p50 | WER | offline WER "
-        "(same settings / 30 s window) | refused | no final | partials/utt | decodes/utt "
+        "| clients | final p50 | final p95 | final max | first text p50 | WER | yardstick "
+        "| refused | no final | partials/utt | decodes/utt "
         "| mean batch | final wait max | loop lag p99 | server CPU | GPU busy |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -189,7 +191,7 @@ def markdown(results: dict[str, object]) -> str:
         rows.append(
             f"| {lv['clients']} | {lv['final_p50']:.2f} s | {lv['final_p95']:.2f} s "
             f"| {lv['final_max']:.2f} s | {lv['first_p50']:.2f} s | {lv['wer']:.2%} "
-            f"| {lv.get('offline_wer', nan):.2%} / {lv.get('offline_wer_full_window', nan):.2%} "
+            f"| {lv.get('yardstick_wer', nan):.2%} "
             f"| {lv['errors']} | {lv['missing']}/{lv['utterances']} "
             f"| {lv['partials_per_utt']:.1f} "
             f"| {lv['decodes_per_utt']:.1f} | {lv['mean_batch']:.1f} "
@@ -231,7 +233,7 @@ def main() -> None:
     ap.add_argument("--per-stream", type=int, default=12, help="clips each session speaks")
     ap.add_argument("--stagger-s", type=float, default=5.0, help="spread of session starts")
     ap.add_argument("--target-p95-s", type=float, default=1.5)
-    ap.add_argument("--no-offline", action="store_true", help="skip the offline yardstick")
+    ap.add_argument("--no-yardstick", action="store_true", help="skip the yardstick")
     ap.add_argument("--timing-only", action="store_true",
                     help="latency by time, not by words: for a model whose words mean nothing "
                          "(random_whisper.py)")
@@ -250,14 +252,12 @@ def main() -> None:
     print(f"{len(clips)} clips; each session streams {len(streams[0][0]) / RATE:.0f} s "
           f"({args.per_stream} utterances)", flush=True)
     results: dict[str, object] = {"target_p95_s": args.target_p95_s, "levels": []}
-    yardsticks: list[dict[str, str]] = []
-    if not args.no_offline:
+    yardsticks: list[list[str]] = []
+    if not args.no_yardstick:
         t = time.perf_counter()
-        yardsticks = [offline_texts(clips, args.model, args.device),
-                      offline_texts(clips, args.model, args.device, 0.0)]
-        print(f"offline WER {offline_wer(clips, yardsticks[0]):.2%}, full window "
-              f"{offline_wer(clips, yardsticks[1]):.2%} ({time.perf_counter() - t:.0f} s)",
-              flush=True)
+        yardsticks = yardstick_texts(streams, args.model, args.device)
+        print(f"yardstick WER {yardstick_wer(streams, yardsticks):.2%} "
+              f"({time.perf_counter() - t:.0f} s)", flush=True)
     proc, url = None, args.url
     if url is None:
         extra = ["--device", args.device, *args.server_args]
@@ -272,10 +272,10 @@ def main() -> None:
             level["client_cpu"] = (time.process_time() - client0) / (time.monotonic() - wall0)
             if proc:
                 level["server_cpu"] = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - wall0)
-            spoken = [c for _, _, order in chosen_streams(streams, n) for c in order]
-            for key, texts in zip(("offline_wer", "offline_wer_full_window"), yardsticks,
-                                  strict=False):
-                level[key] = offline_wer(spoken, texts)
+            if yardsticks:
+                chosen = chosen_streams(streams, n)
+                level["yardstick_wer"] = yardstick_wer(
+                    chosen, [yardsticks[i % len(streams)] for i in range(n)])
             results["levels"].append(level)  # type: ignore[attr-defined]
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
                               for k, v in level.items()}), flush=True)

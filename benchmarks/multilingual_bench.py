@@ -10,7 +10,8 @@ given, as stream_bench.py streams English. Reported per language:
   (the session's vote included, as a client would get it);
 - final latency p50/p95 (arrival of the final holding a prompt's last word minus the moment
   that word was sent);
-- the yardstick: each prompt decoded alone from its exact span with its language given.
+- the yardstick (rtasr.yardstick): each prompt decoded whole with the margins a final gets,
+  by faster-whisper's file transcription, its language given.
 
 Translation: the es/fr/it/ru streams again with `task=translate` (language given), scored
 against the English prompt of the same name (the sets share names): WER after normalization,
@@ -36,8 +37,8 @@ from corpus import LANGUAGES, RATE, Clip, Span, build_stream, ensure_corpus, loa
 from corpus import read_transcripts as read_texts
 from stream_bench import SessionRun, pct, score, start_server, stop_server, write_json
 
-from rtasr import client
-from rtasr.wer import corpus_wer, edit_distance, normalize
+from rtasr import client, yardstick
+from rtasr.wer import edit_distance, joined_wer, normalize
 
 
 def clips_for(language: str, count: int, seed: int, english: dict[str, str]) -> list[Clip]:
@@ -74,20 +75,16 @@ def cer(references: list[str], hypothesis: str) -> float:
 
 
 def decoded_alone(audio: np.ndarray, spans: list[Span], language: str,
-                  server_args: list[str]) -> list[str]:
-    """Each prompt decoded alone from its exact span, its language given."""
+                  server_args: list[str], task: str = "transcribe") -> list[str]:
+    """The yardstick: each prompt decoded (or translated) whole, its language given."""
     from rtasr.cli import build_parser, config_from_args
-    from rtasr.decoding import Priority, Request
-    from rtasr.engine import Engine
 
     config = config_from_args(build_parser().parse_args(["serve", *server_args]))
-    engine = Engine(config.replace(workers=1))
-    engine.start()
+    engine = yardstick.engine(config)
     try:
-        return [engine.decode_batch([Request(
-            audio=audio[int(s.start * RATE) : int(s.end * RATE)], priority=Priority.FINAL,
-            session="yardstick", language=language, beam_size=engine.beam_size,
-            word_timestamps=True)])[0].text for s in spans]
+        return yardstick.decode(engine, audio, [yardstick.Reference(s.text, s.start, s.end)
+                                                for s in spans], engine.config,
+                                language=language, task=task)  # type: ignore[arg-type]
     finally:
         engine.stop()
 
@@ -106,12 +103,13 @@ def measure(url: str, language: str, audio: np.ndarray, spans: list[Span],
         "cer": cer([s.text for s in spans], text),
         "detected": right / max(1, heard), "no_final": len(spans) - heard,
         "final_p50": pct(sc["latencies"], 50), "final_p95": pct(sc["latencies"], 95),
-        "yardstick": corpus_wer([s.text for s in spans], alone) if alone else float("nan"),
+        "yardstick": joined_wer([s.text for s in spans], alone) if alone else float("nan"),
     }
 
 
 def translate(url: str, language: str, audio: np.ndarray, spans: list[Span],
-              english: dict[str, str], names: list[str]) -> dict[str, Any]:
+              english: dict[str, str], names: list[str],
+              alone: list[str] | None = None) -> dict[str, Any]:
     run = asyncio.run(stream(url, audio, f"language={language}&task=translate"))
     if run.error:
         return {"language": language, "error": run.error}
@@ -119,6 +117,8 @@ def translate(url: str, language: str, audio: np.ndarray, spans: list[Span],
     sc = score(run, targets)
     return {"language": language, "prompts": len(spans),
             "wer_vs_english": sc["errors"] / max(1, sc["words"]),
+            "yardstick": joined_wer([t.text for t in targets], alone) if alone
+            else float("nan"),
             "final_p50": pct(sc["latencies"], 50)}
 
 
@@ -150,8 +150,10 @@ def main() -> None:
             print(json.dumps(results["transcribe"][-1]), flush=True)
         for language, (audio, spans, names, _) in streams.items():
             if language != "en" and not args.no_translate:
+                translated = None if args.no_yardstick else decoded_alone(
+                    audio, spans, language, server_args, task="translate")
                 results["translate"].append(translate(url, language, audio, spans, english,
-                                                      names))
+                                                      names, translated))
                 print(json.dumps(results["translate"][-1]), flush=True)
     finally:
         stop_server(proc)
@@ -170,12 +172,12 @@ def print_table(results: dict[str, Any]) -> None:
               f"| {r['yardstick']:.1%} | {r['detected']:.0%} | {r['final_p50']:.2f} s "
               f"| {r['final_p95']:.2f} s |")
     if results["translate"]:
-        print("\n| translated from | prompts | WER vs the English prompt | final p50 |"
-              "\n|---|---|---|---|")
+        print("\n| translated from | prompts | WER vs the English prompt | yardstick "
+              "| final p50 |\n|---|---|---|---|---|")
         for r in results["translate"]:
             if "error" not in r:
                 print(f"| {r['language']} | {r['prompts']} | {r['wer_vs_english']:.1%} "
-                      f"| {r['final_p50']:.2f} s |")
+                      f"| {r['yardstick']:.1%} | {r['final_p50']:.2f} s |")
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ class Config:
     pause_cut_s: float = 4.0
     commit_holdback_words: int = 6
     cut_context_chars: int = 0
-    cut_context_s: float = 3.5
+    cut_context_s: float = 0.0
     commit_cut_s: float = 4.0
     max_utterance_s: float = 15.0
     max_buffer_s: float = 30.0

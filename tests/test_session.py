@@ -231,8 +231,8 @@ def test_the_utterance_after_a_cut_hears_the_audio_before_it_and_keeps_only_its_
     assert d.of(Partial)[-1].text == "logged on"
 
 
-def test_no_cut_context_with_cut_context_s_zero() -> None:
-    d = Driver(Config(beam_size=1, commit_cut_s=1.0, cut_context_s=0))
+def test_no_cut_context_by_default() -> None:
+    d = Driver(Config(beam_size=1, commit_cut_s=1.0))  # the default: off
     piece = SPEECH[8000:24000]
     parts = [silence(0.5, 16000)]
     for gap in [0.1, 0.13, 0.1]:

@@ -28,11 +28,12 @@ import numpy as np
 
 from . import models
 from .audio import Audio
+from .batching import group_indices, prompt_position, share
 from .config import SAMPLE_RATE_HZ, Config
 from .decoding import EMPTY, ModelInfo, Priority, Request, Transcript, Word, choose_language
 from .errors import ConfigError, EngineError
 from .protocol import Task
-from .repeats import collapse_phrases, cut_loop
+from .repeats import collapse_phrases, cut_loop, doubled_tail
 from .scheduler import Job, Scheduler
 
 log = logging.getLogger(__name__)
@@ -245,9 +246,12 @@ class Engine:
         return result
 
     def batch_key(self, request: Request) -> tuple[object, ...]:
-        """Requests with equal keys can share one model call: one encoder pass, whatever
-        their languages and tasks (`_decode` groups them after it)."""
-        return (request.beam_size, self._window_frames(len(request.audio)))
+        """Computed when a request is submitted: requests with equal keys share one model call
+        (one encoder pass, one generate call), whatever their languages and tasks: the beam
+        size, the encoder window and the prompt's length (batching.py)."""
+        previous = self._previous(request, self._tokenizer(self.language))
+        return (request.beam_size, self._window_frames(len(request.audio)),
+                prompt_position(len(previous)))
 
     def _work(self) -> None:
         while (batch := self.scheduler.take()) is not None:
@@ -336,11 +340,14 @@ class Engine:
                 results[i] = transcript
         self.decodes += len(todo)
         spent = time.perf_counter() - t0
-        return [dataclasses.replace(r, decode_s=spent) for r in results]
+        cost = share(spent, len(requests))
+        return [dataclasses.replace(r, decode_s=spent, cost_s=cost) for r in results]
 
     def _decode(self, requests: list[Request], spare: bool = False) -> list[Transcript]:
-        """One encoder pass for the batch; the language detected for the requests that have
-        none; then one generate call per (language, task, prompt length) group."""
+        """One encoder pass; the language detected on it for the requests that have none, its
+        token put in their prompts; then one generate call for requests that share a batch key
+        (whatever their languages and tasks), one per prompt length for a caller that mixes
+        them (batching.py)."""
         from faster_whisper.audio import pad_or_trim
 
         model = self._model
@@ -354,15 +361,13 @@ class Engine:
         batch = np.stack(features)
         encoded = model.encode(batch)
         languages, detected = self._languages(requests, encoded)
-        prompts = [self._prompt(r, language) for r, language in zip(requests, languages,
-                                                                    strict=True)]
-        # CTranslate2 wants the start token at one position in a batch, and aligns words with
-        # one start sequence (language, task): one generate call per group.
-        groups: dict[tuple[str, Task, int], list[int]] = {}
-        for i, (r, language) in enumerate(zip(requests, languages, strict=True)):
-            groups.setdefault((language, r.task, len(prompts[i])), []).append(i)
+        toks = [self._tokenizer(language, r.task)
+                for r, language in zip(requests, languages, strict=True)]
+        prompts = [model.get_prompt(tok, self._previous(r, tok),
+                                    without_timestamps=not self.config.timestamp_tokens)
+                   for r, tok in zip(requests, toks, strict=True)]
         results: list[Transcript] = [EMPTY] * len(requests)
-        for (language, task, _), idx in groups.items():
+        for idx in group_indices([p.index(toks[0].sot) for p in prompts]).values():
             if len(idx) == len(requests):
                 part = encoded
             elif self.device == "cpu":
@@ -371,10 +376,10 @@ class Engine:
             else:  # no slicing on the GPU without a tensor library: encode the group again
                 part = model.encode(batch[idx])
             done = self._generate(part, [requests[i] for i in idx], [prompts[i] for i in idx],
-                                  [frames[i] for i in idx], self._tokenizer(language, task),
-                                  language)
+                                  [frames[i] for i in idx], [toks[i] for i in idx])
             for i, transcript in zip(idx, done, strict=True):
-                results[i] = dataclasses.replace(transcript, detected=detected[i])
+                results[i] = dataclasses.replace(transcript, language=languages[i],
+                                                 detected=detected[i])
         return results
 
     def _languages(self, requests: list[Request], encoded: Any
@@ -395,56 +400,71 @@ class Engine:
             self.detections += len(todo)
         return [language or "en" for language in languages], detected
 
-    def _prompt(self, request: Request, language: str) -> list[int]:
-        """The decoder's prompt: the session's own prompt (bounded), then as much of the running
-        context as fits in half the decoder's window (as faster-whisper bounds it)."""
-        tok = self._tokenizer(language, request.task)
+    def _previous(self, request: Request, tok: Any) -> list[int]:
+        """The prompt's text: the session's own prompt (bounded), then as much of the running
+        context as fits in half the decoder's window (as faster-whisper bounds it). Its length
+        is the same in every language (one vocabulary)."""
         room = self._model.max_length // 2 - 1
         previous: list[int] = []
         if request.initial_prompt:
             previous = tok.encode(" " + request.initial_prompt.strip())[: room // 2]
         if request.prompt and room > len(previous):
             previous += tok.encode(" " + request.prompt.strip())[-(room - len(previous)):]
-        prompt: list[int] = self._model.get_prompt(
-            tok, previous, without_timestamps=not self.config.timestamp_tokens)
-        return prompt
+        return previous
 
     def _generate(self, encoded: Any, requests: list[Request], prompts: list[list[int]],
-                  frames: list[int], tok: Any, language: str) -> list[Transcript]:
-        from faster_whisper.transcribe import get_compression_ratio
-
-        model = self._model
-        outputs = model.model.generate(
+                  frames: list[int], toks: list[Any]) -> list[Transcript]:
+        text_only = not self.config.timestamp_tokens
+        outputs = self._model.model.generate(
             encoded, prompts, beam_size=requests[0].beam_size, patience=1.0,
             length_penalty=1.0, max_length=self._max_length(prompts, frames), return_scores=True,
             return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress,
             max_initial_timestamp_index=50,
         )
-        items: list[list[dict[str, Any]]] = []
-        for out, n in zip(outputs, frames, strict=True):
-            tokens = out.sequences_ids[0]
-            avg_logprob = out.scores[0] * len(tokens) / (len(tokens) + 1)
+        items = [self._segments(out, n, tok)
+                 for out, n, tok in zip(outputs, frames, toks, strict=True)]
+        # Without timestamp tokens the words' times are the only sign of where speech ended.
+        if text_only or any(r.word_timestamps for r in requests):
+            self._align(items, toks, encoded, frames)
+        return [self._transcript(segments, tok, tok.language_code, r.word_timestamps,
+                                 from_words=text_only)
+                for segments, tok, r in zip(items, toks, requests, strict=True)]
+
+    def _segments(self, out: Any, n: int, tok: Any) -> list[dict[str, Any]]:
+        """One item's generated tokens as faster-whisper's segments, loops cut, the silent and
+        the still repetitive emptied."""
+        from faster_whisper.transcribe import get_compression_ratio
+
+        tokens = out.sequences_ids[0]
+        avg_logprob = out.scores[0] * len(tokens) / (len(tokens) + 1)
+        text = tok.decode(tokens).strip()
+        silent = out.no_speech_prob > 0.6 and avg_logprob < -1.0
+        if not silent and text and get_compression_ratio(text) > 2.4:
+            tokens = cut_loop(tokens, lambda t: tok.decode([t]).rstrip().endswith(
+                _SENTENCE_ENDS), lambda t: t >= tok.eot)  # a loop: the words before it
             text = tok.decode(tokens).strip()
-            silent = out.no_speech_prob > 0.6 and avg_logprob < -1.0
-            if not silent and text and get_compression_ratio(text) > 2.4:
-                tokens = cut_loop(tokens, lambda t: tok.decode([t]).rstrip().endswith(
-                    _SENTENCE_ENDS), lambda t: t >= tok.eot)  # a loop: the words before it
-                text = tok.decode(tokens).strip()
-            if silent or not text or get_compression_ratio(text) > 2.4:
-                tokens = []
-            segments, _, _ = model._split_segments_by_timestamps(
-                tokenizer=tok, tokens=tokens, time_offset=0.0, segment_size=n,
-                segment_duration=n / 100, seek=0)
-            # A segment the model itself places after the audio's end was heard in the padding:
-            # with short windows tiny.en sometimes repeats the utterance there.
-            kept = [seg for seg in segments if seg["start"] < n / 100]
-            items.append(kept or [dict(segments[0], tokens=[])])
-        if any(r.word_timestamps for r in requests):
-            model.add_word_timestamps(items, tok, encoded, frames, _PREPEND, _APPEND,
-                                      last_speech_timestamp=0.0)
-        return [self._transcript(segments, tok, language, r.word_timestamps,
-                                 from_words=not self.config.timestamp_tokens)
-                for segments, r in zip(items, requests, strict=True)]
+        if silent or not text or get_compression_ratio(text) > 2.4:
+            tokens = []
+        segments, _, _ = self._model._split_segments_by_timestamps(
+            tokenizer=tok, tokens=tokens, time_offset=0.0, segment_size=n,
+            segment_duration=n / 100, seek=0)
+        # A segment the model itself places after the audio's end was heard in the padding:
+        # with short windows tiny.en sometimes repeats the utterance there.
+        kept = [seg for seg in segments if seg["start"] < n / 100]
+        return kept or [dict(segments[0], tokens=[])]
+
+    def _align(self, items: list[list[dict[str, Any]]], toks: list[Any], encoded: Any,
+               frames: list[int]) -> None:
+        """Word times into `items`' segments. CTranslate2 aligns with one start sequence
+        (<|startoftranscript|>, language, task) per call: one call per (language, task) in the
+        batch (one for an English-only model), each over the whole batch's encoder output with
+        the other items' words left out, so the encoder output is never sliced or recomputed."""
+        for idx in group_indices([tuple(tok.sot_sequence) for tok in toks]).values():
+            mine = set(idx)
+            view = [segs if i in mine else [dict(segs[0], tokens=[])]
+                    for i, segs in enumerate(items)]
+            self._model.add_word_timestamps(view, toks[idx[0]], encoded, frames, _PREPEND,
+                                            _APPEND, last_speech_timestamp=0.0)
 
     def _max_length(self, prompts: list[list[int]], frames: list[int]) -> int:
         """CTranslate2's max_length: the model's 448, or with --max-tokens-per-s that many
@@ -460,21 +480,23 @@ class Engine:
     @staticmethod
     def _transcript(segments: list[dict[str, Any]], tok: Any, language: str,
                     with_words: bool, from_words: bool = False) -> Transcript:
-        """The text, and with `with_words` its timed words; `from_words`: the text is the
-        words' joined, not the tokens' (without timestamp tokens)."""
-        text = collapse_phrases("".join(tok.decode(s["tokens"]) for s in segments).strip())
-        words: tuple[Word, ...] = ()
-        if text and with_words:
-            timed = [w for s in segments for w in s.get("words", ())]
-            if language not in _UNSPACED:
-                timed = _join_pieces(timed)
-            words = tuple(
-                Word(word=w["word"], start=round(w["start"], 3), end=round(w["end"], 3),
-                     probability=round(w["probability"], 3))
-                for w in timed
-            )
-            if from_words:
-                text = collapse_phrases("".join(w.word for w in words).strip())
+        """The text, and with `with_words` its timed words; `from_words` (without timestamp
+        tokens): the text is the timed words', a last sentence said twice in no time dropped
+        (repeats.doubled_tail)."""
+        timed = [w for s in segments for w in s.get("words", ())]
+        if language not in _UNSPACED:
+            timed = _join_pieces(timed)
+        if from_words:
+            timed = timed[: len(timed) - doubled_tail(
+                [(w["word"], w["start"], w["end"]) for w in timed], _SENTENCE_ENDS)]
+            text = collapse_phrases("".join(w["word"] for w in timed).strip())
+        else:
+            text = collapse_phrases("".join(tok.decode(s["tokens"]) for s in segments).strip())
+        words = tuple(
+            Word(word=w["word"], start=round(w["start"], 3), end=round(w["end"], 3),
+                 probability=round(w["probability"], 3))
+            for w in timed
+        ) if text and with_words else ()
         return Transcript(text=text, words=words, language=language)
 
     def _has_speech(self, audio: Audio) -> bool:

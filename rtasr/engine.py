@@ -7,6 +7,10 @@ taking turns), keeps at most one queued partial per session (a newer one replace
 drops partials that waited too long, so finals are never starved. The event loop only
 awaits futures; the model runs in the workers, which also consume faster-whisper's lazy
 segment generator.
+
+Split off it, and free of faster-whisper: batching.py (which requests share one model call)
+and words.py (a decode's segments made a Transcript). Only this module imports faster-whisper
+and CTranslate2.
 """
 
 from __future__ import annotations
@@ -30,11 +34,12 @@ from . import models
 from .audio import Audio
 from .batching import group_indices, prompt_position, share
 from .config import SAMPLE_RATE_HZ, Config
-from .decoding import EMPTY, ModelInfo, Priority, Request, Transcript, Word, choose_language
+from .decoding import EMPTY, ModelInfo, Priority, Request, Transcript, choose_language
 from .errors import ConfigError, EngineError
 from .protocol import Task
-from .repeats import collapse_phrases, cut_loop, doubled_tail
+from .repeats import cut_loop
 from .scheduler import Job, Scheduler
+from .words import SENTENCE_ENDS, transcript
 
 log = logging.getLogger(__name__)
 logging.getLogger("faster_whisper").setLevel(logging.WARNING)
@@ -45,7 +50,6 @@ HOP = 160  # samples per mel frame
 # faster-whisper's defaults: punctuation merged into the word before or after it
 _PREPEND = "\"'“¿([{-"
 _APPEND = "\"'.。,，!！?？:：”)]}、"  # noqa: RUF001
-_SENTENCE_ENDS = (".", "?", "!", "。", "？", "！")  # noqa: RUF001
 _DETECTED_KEPT = 5  # languages kept from a detection (Transcript.detected)
 N_FRAMES = 3000  # mel frames in Whisper's 30 s window
 _CAP_SLACK_TOKENS = 4  # --max-tokens-per-s: room for the timestamps and the end token
@@ -335,9 +339,9 @@ class Engine:
         todo = [i for i, r in enumerate(requests)
                 if not gate or not self.config.no_speech_gate or self._has_speech(r.audio)]
         if todo:
-            for i, transcript in zip(todo, self._decode([requests[i] for i in todo], spare),
+            for i, decoded in zip(todo, self._decode([requests[i] for i in todo], spare),
                                      strict=True):
-                results[i] = transcript
+                results[i] = decoded
         self.decodes += len(todo)
         spent = time.perf_counter() - t0
         cost = share(spent, len(requests))
@@ -377,8 +381,8 @@ class Engine:
                 part = model.encode(batch[idx])
             done = self._generate(part, [requests[i] for i in idx], [prompts[i] for i in idx],
                                   [frames[i] for i in idx], [toks[i] for i in idx])
-            for i, transcript in zip(idx, done, strict=True):
-                results[i] = dataclasses.replace(transcript, language=languages[i],
+            for i, result in zip(idx, done, strict=True):
+                results[i] = dataclasses.replace(result, language=languages[i],
                                                  detected=detected[i])
         return results
 
@@ -426,8 +430,8 @@ class Engine:
         # Without timestamp tokens the words' times are the only sign of where speech ended.
         if text_only or any(r.word_timestamps for r in requests):
             self._align(items, toks, encoded, frames)
-        return [self._transcript(segments, tok, tok.language_code, r.word_timestamps,
-                                 from_words=text_only)
+        return [transcript(segments, tok.decode, tok.language_code, r.word_timestamps,
+                           from_words=text_only)
                 for segments, tok, r in zip(items, toks, requests, strict=True)]
 
     def _segments(self, out: Any, n: int, tok: Any) -> list[dict[str, Any]]:
@@ -441,7 +445,7 @@ class Engine:
         silent = out.no_speech_prob > 0.6 and avg_logprob < -1.0
         if not silent and text and get_compression_ratio(text) > 2.4:
             tokens = cut_loop(tokens, lambda t: tok.decode([t]).rstrip().endswith(
-                _SENTENCE_ENDS), lambda t: t >= tok.eot)  # a loop: the words before it
+                SENTENCE_ENDS), lambda t: t >= tok.eot)  # a loop: the words before it
             text = tok.decode(tokens).strip()
         if silent or not text or get_compression_ratio(text) > 2.4:
             tokens = []
@@ -477,28 +481,6 @@ class Engine:
         generated = math.ceil(per_s * max(frames) / 100) + _CAP_SLACK_TOKENS
         return min(limit, max(max(len(p) for p in prompts) + generated, 2 * generated))
 
-    @staticmethod
-    def _transcript(segments: list[dict[str, Any]], tok: Any, language: str,
-                    with_words: bool, from_words: bool = False) -> Transcript:
-        """The text, and with `with_words` its timed words; `from_words` (without timestamp
-        tokens): the text is the timed words', a last sentence said twice in no time dropped
-        (repeats.doubled_tail)."""
-        timed = [w for s in segments for w in s.get("words", ())]
-        if language not in _UNSPACED:
-            timed = _join_pieces(timed)
-        if from_words:
-            timed = timed[: len(timed) - doubled_tail(
-                [(w["word"], w["start"], w["end"]) for w in timed], _SENTENCE_ENDS)]
-            text = collapse_phrases("".join(w["word"] for w in timed).strip())
-        else:
-            text = collapse_phrases("".join(tok.decode(s["tokens"]) for s in segments).strip())
-        words = tuple(
-            Word(word=w["word"], start=round(w["start"], 3), end=round(w["end"], 3),
-                 probability=round(w["probability"], 3))
-            for w in timed
-        ) if text and with_words else ()
-        return Transcript(text=text, words=words, language=language)
-
     def _has_speech(self, audio: Audio) -> bool:
         from faster_whisper.vad import VadOptions, get_speech_timestamps
 
@@ -507,24 +489,6 @@ class Engine:
         )
         voiced: int = sum(s["end"] - s["start"] for s in spans)
         return voiced * 1000 >= self.config.min_voiced_ms * SAMPLE_RATE_HZ
-
-
-_UNSPACED = {"zh", "ja", "th", "lo", "my", "yue"}  # faster-whisper splits these by unicode
-
-
-def _join_pieces(words: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Words that do not begin with a space joined to the word before: faster-whisper splits
-    an elision ("n'est") into " n" and "'est", and a final's text is its words joined by
-    spaces."""
-    joined: list[dict[str, Any]] = []
-    for w in words:
-        if joined and not w["word"][:1].isspace():
-            last = joined[-1]
-            joined[-1] = dict(last, word=last["word"] + w["word"], end=w["end"],
-                              probability=min(last["probability"], w["probability"]))
-        else:
-            joined.append(w)
-    return joined
 
 
 def _listed(codes: list[str]) -> str:

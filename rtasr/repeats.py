@@ -11,9 +11,9 @@ dropped.
 
 Without timestamp tokens the decoder can also say its last sentence twice ("did not match.
 Please try again. Please try again."): two copies are no loop and pass the compression check.
-Alignment gives it away: the copy that was never spoken is squeezed into no time at the audio's
-end. `doubled_tail` finds it from the timed words. Pure functions on token ids, text and word
-times; no model.
+(or three times). Alignment gives it away: a copy that was never spoken is squeezed into no
+time at the audio's end. `doubled_tail` finds such copies from the timed words. Pure functions
+on token ids, text and word times; no model.
 """
 
 from __future__ import annotations
@@ -73,22 +73,30 @@ def collapse_phrases(text: str) -> str:
 
 def doubled_tail(words: Sequence[tuple[str, float, float]],
                  ends: tuple[str, ...] = (".", "?", "!")) -> int:
-    """How many of the timed `words` (text, start, end) to drop at the end: the last sentence
-    when it repeats the sentence before it (letters and digits compared, case ignored) and
-    alignment gave it less than SPOKEN_FRACTION of that sentence's time; else 0. A sentence
-    really said twice takes about as long each time, and is kept."""
+    """How many of the timed `words` (text, start, end) to drop at the end: the copies of the
+    last sentence, when the text ends in a run of one sentence said again and again (letters
+    and digits compared, case ignored), that alignment gave less than SPOKEN_FRACTION of the
+    first copy's time, from the last back; else 0. A sentence really said twice takes about
+    as long each time, and is kept."""
     bounds = [i + 1 for i, (text, _, _) in enumerate(words) if text.rstrip().endswith(ends)]
     if not bounds or bounds[-1] != len(words):
         return 0
-    starts = [0, *bounds[:-1]]
-    if len(starts) < 2:
-        return 0
-    first, second = words[starts[-2]:starts[-1]], words[starts[-1]:]
-    if _plain(first) != _plain(second):
-        return 0
-    said = first[-1][2] - first[0][1]
-    heard = second[-1][2] - second[0][1]
-    return len(second) if heard < SPOKEN_FRACTION * said else 0
+    sentences = [words[a:b] for a, b in zip([0, *bounds[:-1]], bounds, strict=True)]
+    last = _plain(sentences[-1])
+    run = 1
+    while run < len(sentences) and _plain(sentences[-run - 1]) == last:
+        run += 1
+    said = _span(sentences[-run])
+    dropped = 0
+    for copy in reversed(sentences[len(sentences) - run + 1:]):
+        if _span(copy) >= SPOKEN_FRACTION * said:
+            break
+        dropped += len(copy)
+    return dropped
+
+
+def _span(words: Sequence[tuple[str, float, float]]) -> float:
+    return words[-1][2] - words[0][1]
 
 
 def _plain(words: Sequence[tuple[str, float, float]]) -> str:

@@ -2,8 +2,8 @@
 
 faster-whisper hands back plain dicts (segments with their tokens and, once aligned, their
 words); the engine passes them here with its tokenizer's `decode`. Without timestamp tokens
-the text is the timed words', and a last sentence said twice in no time is dropped
-(repeats.doubled_tail). No model and no faster-whisper import.
+the text is the timed words'; in both modes, copies of a last sentence said again in no time
+are dropped (repeats.doubled_tail). No model and no faster-whisper import.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ _UNSPACED = {"zh", "ja", "th", "lo", "my", "yue"}  # faster-whisper splits these
 def transcript(segments: list[dict[str, Any]], decode: Callable[[list[int]], str],
                language: str, with_words: bool, from_words: bool = False) -> Transcript:
     """The text, and with `with_words` its timed words; `from_words` (without timestamp
-    tokens): the text is the timed words', a last sentence said twice in no time dropped."""
+    tokens): the text is the timed words'. Copies of a last sentence that alignment squeezed
+    into no time are dropped (repeats.doubled_tail), from the words and the text."""
     timed = [w for s in segments for w in s.get("words", ())]
     if language not in _UNSPACED:
         timed = _join_pieces(timed)
-    if from_words:
-        timed = timed[: len(timed) - doubled_tail(
-            [(w["word"], w["start"], w["end"]) for w in timed], SENTENCE_ENDS)]
+    unsaid = doubled_tail([(w["word"], w["start"], w["end"]) for w in timed], SENTENCE_ENDS)
+    if from_words or unsaid:
+        timed = timed[: len(timed) - unsaid]
         text = collapse_phrases("".join(w["word"] for w in timed).strip())
     else:
         text = collapse_phrases("".join(decode(s["tokens"]) for s in segments).strip())

@@ -458,3 +458,17 @@ async def test_prompts_of_different_lengths_are_batched_apart_one_call_each(
     assert counting.calls["generate"] == len(held.batches)  # the blockers' batches too
     assert all(r is not None and wer(TRANSCRIPTS["tt-weasels"], r.text) <= 0.2
                for r in results)
+
+
+def test_with_timestamp_tokens_too_a_last_sentence_said_thrice_is_kept_once(
+        engine: Engine) -> None:
+    """Timestamp tokens do not always stop it: vm-mismatch with "Weasels have eaten our phone
+    system" as context came back with "Please try again." three times, the copies aligned to
+    no time at the speech's end."""
+    request = Request(audio=clip_at("vm-mismatch", 16000), priority=Priority.FINAL,
+                      session="s", language="en", prompt=TRANSCRIPTS["tt-weasels"],
+                      word_timestamps=True)
+    result = engine.decode_batch([request])[0]
+    assert result.text.count("try again") == 1, result.text
+    assert wer(TRANSCRIPTS["vm-mismatch"], result.text) <= 0.2, result.text
+    assert result.text == "".join(w.word for w in result.words).strip()

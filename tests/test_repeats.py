@@ -83,3 +83,13 @@ def test_only_a_repeat_of_the_sentence_before_counts() -> None:
     assert doubled_tail(timed("Please try again.", 0.0, 0.0)) == 0  # one sentence alone
     assert doubled_tail(MATCH + timed("Please try", 3.4, 0.0)) == 0  # no sentence end
     assert doubled_tail([]) == 0
+
+
+def test_every_copy_squeezed_into_no_time_is_dropped() -> None:
+    """conf-userswilljoin (1.8 s) with a session prompt, without timestamp tokens: "Users will
+    join the conference." three times, the second and third copies at 1.56-1.56 s."""
+    said = timed("Users will join the conference.", 0.0, 0.3)
+    unsaid = timed("Users will join the conference.", 1.56, 0.0)
+    assert doubled_tail(said + unsaid + unsaid) == 10
+    twice = said + timed("Users will join the conference.", 1.6, 0.3)
+    assert doubled_tail(twice + unsaid) == 5  # the one said twice stays twice

@@ -24,6 +24,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,7 @@ class Engine:
                                    batch_window_s=config.batch_window_ms / 1000,
                                    partial_max_wait_s=config.partial_max_wait_ms / 1000)
         self._threads: list[threading.Thread] = []
+        self._prep = ThreadPoolExecutor(1)  # replaced in start()
         self.decodes = 0
         self.detections = 0  # requests whose language the engine detected
         # Called from a worker after every model call: (priority of its first request,
@@ -176,6 +178,7 @@ class Engine:
             self.spec.name, self.config.device, self.config.compute_type, self.config.workers,
             self.config.cpu_threads, self.config.max_batch_size, time.perf_counter() - t0,
         )
+        self._prep = ThreadPoolExecutor(min(8, os.cpu_count() or 1), "rtasr-prep")
         t0 = time.perf_counter()
         audio = _warmup_audio()
         self._has_speech(audio)  # loads the Silero model too
@@ -195,6 +198,7 @@ class Engine:
         for thread in self._threads:
             thread.join()
         self._threads.clear()
+        self._prep.shutdown()
 
     @property
     def queue_depth(self) -> int:
@@ -336,18 +340,29 @@ class Engine:
         """
         t0 = time.perf_counter()
         results: list[Transcript] = [EMPTY] * len(requests)
-        todo = [i for i, r in enumerate(requests)
-                if not gate or not self.config.no_speech_gate or self._has_speech(r.audio)]
+        # the speech gate and the mel features, the batch's requests side by side (numpy and
+        # onnxruntime release the GIL) rather than one after another while the model waits
+        mels = list(self._prep.map(lambda r: self._prepare(r, gate), requests))
+        todo = [(i, mel) for i, mel in enumerate(mels) if mel is not None]
         if todo:
-            for i, decoded in zip(todo, self._decode([requests[i] for i in todo], spare),
-                                     strict=True):
-                results[i] = decoded
+            decoded = self._decode([requests[i] for i, _ in todo], [mel for _, mel in todo],
+                                   spare)
+            for (i, _), result in zip(todo, decoded, strict=True):
+                results[i] = result
         self.decodes += len(todo)
         spent = time.perf_counter() - t0
         cost = share(spent, len(requests))
         return [dataclasses.replace(r, decode_s=spent, cost_s=cost) for r in results]
 
-    def _decode(self, requests: list[Request], spare: bool = False) -> list[Transcript]:
+    def _prepare(self, request: Request, gate: bool) -> np.ndarray | None:
+        """The request's mel features, or None when the speech gate finds too little voice."""
+        if gate and self.config.no_speech_gate and not self._has_speech(request.audio):
+            return None
+        mel: np.ndarray = self._model.feature_extractor(request.audio)
+        return mel
+
+    def _decode(self, requests: list[Request], mels: list[np.ndarray],
+                spare: bool = False) -> list[Transcript]:
         """One encoder pass; the language detected on it for the requests that have none, its
         token put in their prompts; then one generate call for requests that share a batch key
         (whatever their languages and tasks), one per prompt length for a caller that mixes
@@ -357,8 +372,7 @@ class Engine:
         model = self._model
         window = self._window_frames(max(len(r.audio) for r in requests), spare)
         features, frames = [], []
-        for r in requests:
-            mel = model.feature_extractor(r.audio)
+        for mel in mels:
             n = min(mel.shape[-1] - 1, window)
             frames.append(n)
             features.append(pad_or_trim(mel[:, :n], window))

@@ -472,3 +472,21 @@ def test_with_timestamp_tokens_too_a_last_sentence_said_thrice_is_kept_once(
     assert result.text.count("try again") == 1, result.text
     assert wer(TRANSCRIPTS["vm-mismatch"], result.text) <= 0.2, result.text
     assert result.text == "".join(w.word for w in result.words).strip()
+
+
+def test_a_batch_gates_its_requests_side_by_side(engine: Engine,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The speech gate (and the mel features) of a batch's requests run at once, not one after
+    another while the model waits: two gates meet inside `_has_speech`."""
+    together = threading.Barrier(2, timeout=10)
+    has_speech = engine._has_speech
+
+    def meeting(audio: np.ndarray) -> bool:
+        together.wait()
+        return has_speech(audio)
+
+    monkeypatch.setattr(engine, "_has_speech", meeting)
+    results = engine.decode_batch([req("tt-weasels", session="a"),
+                                   req("music-macroform-cold_day", session="b")])
+    assert wer(TRANSCRIPTS["tt-weasels"], results[0].text) <= 0.2
+    assert results[1].text == ""

@@ -8,12 +8,13 @@ import inspect
 import threading
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from rtasr.decoding import Priority, Request, Transcript
-from rtasr.engine import Engine
+from rtasr.engine import Engine, prep_threads
 from rtasr.errors import EngineError
 from rtasr.wer import wer
 
@@ -474,10 +475,14 @@ def test_with_timestamp_tokens_too_a_last_sentence_said_thrice_is_kept_once(
     assert result.text == "".join(w.word for w in result.words).strip()
 
 
-def test_a_batch_gates_its_requests_side_by_side(engine: Engine,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """The speech gate (and the mel features) of a batch's requests run at once, not one after
-    another while the model waits: two gates meet inside `_has_speech`."""
+def test_on_cuda_a_batch_gates_its_requests_side_by_side(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA the speech gate (and the mel features) of a batch's requests run at once, not
+    one after another while the GPU waits: two gates meet inside `_has_speech`. On CPU, one
+    after another (the cores are the model's)."""
+    assert prep_threads("cuda", 16) == 8 and prep_threads("cpu", 16) == 1
+    pool = ThreadPoolExecutor(prep_threads("cuda", 2))
+    monkeypatch.setattr(engine, "_prep", pool)
     together = threading.Barrier(2, timeout=10)
     has_speech = engine._has_speech
 
@@ -486,7 +491,8 @@ def test_a_batch_gates_its_requests_side_by_side(engine: Engine,
         return has_speech(audio)
 
     monkeypatch.setattr(engine, "_has_speech", meeting)
-    results = engine.decode_batch([req("tt-weasels", session="a"),
-                                   req("music-macroform-cold_day", session="b")])
+    with pool:
+        results = engine.decode_batch([req("tt-weasels", session="a"),
+                                       req("music-macroform-cold_day", session="b")])
     assert wer(TRANSCRIPTS["tt-weasels"], results[0].text) <= 0.2
     assert results[1].text == ""

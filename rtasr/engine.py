@@ -120,7 +120,7 @@ class Engine:
                                    batch_window_s=config.batch_window_ms / 1000,
                                    partial_max_wait_s=config.partial_max_wait_ms / 1000)
         self._threads: list[threading.Thread] = []
-        self._prep = ThreadPoolExecutor(1)  # replaced in start()
+        self._prep: ThreadPoolExecutor | None = None  # None: in the worker's own thread
         self.decodes = 0
         self.detections = 0  # requests whose language the engine detected
         # Called from a worker after every model call: (priority of its first request,
@@ -178,8 +178,8 @@ class Engine:
             self.spec.name, self.config.device, self.config.compute_type, self.config.workers,
             self.config.cpu_threads, self.config.max_batch_size, time.perf_counter() - t0,
         )
-        self._prep = ThreadPoolExecutor(prep_threads(self.config.device, os.cpu_count() or 1),
-                                        "rtasr-prep")
+        threads = prep_threads(self.config.device, os.cpu_count() or 1)
+        self._prep = ThreadPoolExecutor(threads, "rtasr-prep") if threads > 1 else None
         t0 = time.perf_counter()
         audio = _warmup_audio()
         self._has_speech(audio)  # loads the Silero model too
@@ -199,7 +199,8 @@ class Engine:
         for thread in self._threads:
             thread.join()
         self._threads.clear()
-        self._prep.shutdown()
+        if self._prep is not None:
+            self._prep.shutdown()
 
     @property
     def queue_depth(self) -> int:
@@ -343,7 +344,9 @@ class Engine:
         results: list[Transcript] = [EMPTY] * len(requests)
         # the speech gate and the mel features: on CUDA the batch's requests side by side
         # (numpy and onnxruntime release the GIL) rather than one after another (prep_threads)
-        mels = list(self._prep.map(lambda r: self._prepare(r, gate), requests))
+        mels = (list(self._prep.map(lambda r: self._prepare(r, gate), requests))
+                if self._prep is not None and len(requests) > 1
+                else [self._prepare(r, gate) for r in requests])
         todo = [(i, mel) for i, mel in enumerate(mels) if mel is not None]
         if todo:
             decoded = self._decode([requests[i] for i, _ in todo], [mel for _, mel in todo],
@@ -510,7 +513,7 @@ def prep_threads(device: str, cpus: int) -> int:
     """Threads for the speech gate and the mel features of a batch's requests. On CUDA the CPU
     cores idle while the GPU decodes: up to 8, side by side. On CPU the cores are the model's
     (Config.resolved), and 2 threads on this 2-vCPU VM took a batch of 8 longer to prepare than
-    one (0.19 s against 0.10 s): one after another, as before."""
+    one (0.19 s against 0.10 s): one after another in the worker's thread, as before."""
     return min(8, cpus) if device == "cuda" else 1
 
 

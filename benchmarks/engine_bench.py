@@ -1,12 +1,14 @@
 """Engine-level measurements behind two defaults: the encoder window and the batch size.
 
     python benchmarks/engine_bench.py window --clips 100          # WER and time per window
-    python benchmarks/engine_bench.py batch --sizes 1,2,4,8,16     # throughput per batch size
+    python benchmarks/engine_bench.py batch --sizes 1,4,8,16 --clips 32  # throughput per batch
 
 `window` decodes each clip alone (as a final would be) with the encoder fed the full 30 s
 window or a shorter one (`--encoder-window-s` steps), and reports WER against the Asterisk
-transcripts and the mean decode time. `batch` decodes the same clips in batches of each size
-and reports decodes per second and the time a batch takes (the latency every item in it pays).
+transcripts and the mean decode time. `batch` decodes the same clips in batches of each size,
+with timestamp tokens and text only (`--modes`), without and with per-session prompts
+(`--prompts`), and reports decodes per second, the time a batch takes (the latency every item
+in it pays), generate calls per batch, WER, and how many texts equal the request's decoded alone.
 Run it where the model will serve: `--device cuda --model large-v3-turbo` on a GPU box.
 """
 
@@ -18,6 +20,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -70,29 +73,77 @@ def window_study(args: argparse.Namespace, clips: list[Clip]) -> list[dict[str, 
     return rows
 
 
+def _prompted(requests: list[Request], clips: list[Clip], prompts: str) -> list[Request]:
+    """Per-session prompts: none; `same`, each its own of one length ("Extension 3."), which
+    share a generate call; `mixed`, each the clip before's transcript as running context (of
+    every length: the engine makes one generate call per length, batching.py)."""
+    if prompts == "same":
+        return [replace(r, initial_prompt=f"Extension {i % 10}.") for i, r in enumerate(requests)]
+    if prompts == "mixed":
+        return [replace(r, prompt=clips[i - 1].text) for i, r in enumerate(requests)]
+    return requests
+
+
 def batch_study(args: argparse.Namespace, clips: list[Clip]) -> list[dict[str, object]]:
-    engine = _engine(args, max_batch_size=max(int(s) for s in args.sizes.split(",")),
-                     encoder_window_s=args.encoder_window_s)
+    """Decodes/s per batch size, for each decoding mode (timestamp tokens or text only) and
+    each kind of per-session prompt; generate calls per batch counted."""
     sizes = [int(s) for s in args.sizes.split(",")]
-    requests = _requests(clips, engine, words=not args.no_word_timestamps)
-    requests *= -(-max(sizes) // len(requests))  # at least one batch of the largest size
     rows: list[dict[str, object]] = []
-    alone = [engine.decode_batch([r], gate=False)[0].text for r in requests]
-    for size in sizes:
-        batches = [list(range(i, i + size)) for i in range(0, len(requests) - size + 1, size)]
-        t0 = time.perf_counter()
-        same = 0
-        for batch in batches:
-            out = engine.decode_batch([requests[i] for i in batch], gate=False)
-            same += sum(o.text == alone[i] for o, i in zip(out, batch, strict=True))
-        spent = time.perf_counter() - t0
-        n = len(batches) * size
-        row = {"batch_size": size, "decodes_per_s": round(n / spent, 2),
-               "batch_s": round(spent / len(batches), 3), "same_text_as_alone": f"{same}/{n}"}
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-    engine.stop()
+    for tokens in [m == "timestamps" for m in args.modes.split(",")]:
+        engine = _engine(args, max_batch_size=max(sizes), timestamp_tokens=tokens,
+                         encoder_window_s=args.encoder_window_s)
+        calls = _count_generate(engine)
+        every = clips * -(-max(sizes) // len(clips))  # at least one batch of the largest size
+        plain = _requests(every, engine, words=not args.no_word_timestamps)
+        texts = [c.text for c in every]
+        for prompts in args.prompts.split(","):
+            requests = _prompted(plain, every, prompts)
+            alone = [engine.decode_batch([r], gate=False)[0].text for r in requests]
+            for size in sizes:
+                row = _batches(engine, requests, alone, texts, size, calls)
+                row = {"decoding": "timestamp tokens" if tokens else "text only",
+                       "prompts": prompts, **row}
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+        engine.stop()
     return rows
+
+
+def _batches(engine: Engine, requests: list[Request], alone: list[str], texts: list[str],
+             size: int, calls: list[int]) -> dict[str, object]:
+    batches = [list(range(i, i + size)) for i in range(0, len(requests) - size + 1, size)]
+    before = calls[0]
+    hyps: list[str] = []
+    same = 0
+    t0 = time.perf_counter()
+    for batch in batches:
+        out = engine.decode_batch([requests[i] for i in batch], gate=False)
+        same += sum(o.text == alone[i] for o, i in zip(out, batch, strict=True))
+        hyps += [o.text for o in out]
+    spent = time.perf_counter() - t0
+    n = len(batches) * size
+    return {"batch_size": size, "decodes_per_s": round(n / spent, 2),
+            "batch_s": round(spent / len(batches), 3),
+            "generate_calls_per_batch": round((calls[0] - before) / len(batches), 2),
+            "wer_pct": round(100 * corpus_wer(texts[:n], hyps), 2),
+            "same_text_as_alone": f"{same}/{n}"}
+
+
+def _count_generate(engine: Engine) -> list[int]:
+    """A one-element counter of the engine's CTranslate2 generate calls."""
+    count = [0]
+    whisper = engine._model.model
+
+    class Counted:
+        def __getattr__(self, name: str) -> object:
+            return getattr(whisper, name)
+
+        def generate(self, *args: object, **kwargs: object) -> object:
+            count[0] += 1
+            return whisper.generate(*args, **kwargs)
+
+    engine._model.model = Counted()
+    return count
 
 
 def main() -> None:
@@ -105,6 +156,11 @@ def main() -> None:
                    help="encoder windows to try, seconds (0: the full 30 s)")
     p.add_argument("--beams", default="1", help="beam sizes to try with each window")
     p.add_argument("--sizes", default="1,2,4,8")
+    p.add_argument("--modes", default="timestamps,text",
+                   help="batch study: decoding modes, timestamps and/or text (text only)")
+    p.add_argument("--prompts", default="none,same,mixed",
+                   help="batch study: per-session prompts, none / same (each its own, of one "
+                        "length) / mixed (running context of every length)")
     p.add_argument("--encoder-window-s", type=float, default=-1.0,
                    help="for the batch study (-1: the device's default)")
     p.add_argument("--model", default=None)

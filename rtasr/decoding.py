@@ -27,7 +27,8 @@ class Transcript:
     text: str
     words: tuple[Word, ...]
     language: str | None
-    decode_s: float = 0.0
+    decode_s: float = 0.0  # the model call's time: what this request waited for it
+    cost_s: float = 0.0  # this request's share of it (decode_s / the requests in the call)
     # the engine's detection, when it detected the language: the likeliest languages and
     # their probabilities, best first (a session weighs them across utterances)
     detected: tuple[tuple[str, float], ...] = ()

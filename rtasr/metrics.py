@@ -7,12 +7,14 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from .batching import share
 from .decoding import Priority
 from .engine import Engine
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
 _LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+_ITEM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 
 
 class Metrics:
@@ -31,6 +33,10 @@ class Metrics:
         self.decode_seconds = Histogram(
             "rtasr_decode_seconds", "Time of one model call (a batch)", ["kind"],
             buckets=_LATENCY_BUCKETS, registry=r)
+        self.decode_item_seconds = Histogram(
+            "rtasr_decode_item_seconds",
+            "A request's share of its model call: the call's time over the requests in it",
+            ["kind"], buckets=_ITEM_BUCKETS, registry=r)
         self.batch_size = Histogram("rtasr_batch_size", "Requests per model call",
                                     buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
         self.queue_depth = Gauge("rtasr_engine_queue_depth",
@@ -52,7 +58,11 @@ class Metrics:
             engine.observers.remove(self._decoded)
 
     def _decoded(self, priority: Priority, seconds: float, batch: int) -> None:
-        self.decode_seconds.labels(priority.name.lower()).observe(seconds)
+        kind = priority.name.lower()
+        self.decode_seconds.labels(kind).observe(seconds)
+        item = self.decode_item_seconds.labels(kind)
+        for _ in range(batch):
+            item.observe(share(seconds, batch))
         self.batch_size.observe(batch)
 
     def render(self) -> bytes:

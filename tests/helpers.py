@@ -135,3 +135,25 @@ def finals_sync(port: int, name: str) -> list[dict[str, Any]]:
         ws.send(encode(silence(0.3, 16000)) + encode(clip_at(name, 16000)))
         ws.send(json.dumps({"type": "end"}))
         return [m for m in map(json.loads, ws) if m["type"] == "final"]
+
+
+class CountingModel:
+    """A CTranslate2 Whisper model whose encode / generate / align / detect_language calls are
+    counted (`calls`); everything else passes through. Install it as `engine._model.model`."""
+
+    COUNTED = ("encode", "generate", "align", "detect_language")
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self.calls: dict[str, int] = dict.fromkeys(self.COUNTED, 0)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._model, name)
+        if name not in self.COUNTED:
+            return attr
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            return attr(*args, **kwargs)
+
+        return counted

@@ -8,16 +8,17 @@ import inspect
 import threading
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from rtasr.decoding import Priority, Request, Transcript
-from rtasr.engine import Engine
+from rtasr.engine import Engine, prep_threads
 from rtasr.errors import EngineError
 from rtasr.wer import wer
 
-from .helpers import TRANSCRIPTS, clip_at, trimmed
+from .helpers import TRANSCRIPTS, CountingModel, clip_at, silence, trimmed
 
 
 def req(name: str, priority: Priority = Priority.FINAL, session: str = "s") -> Request:
@@ -382,3 +383,116 @@ def test_a_decode_that_loops_keeps_the_words_before_the_loop(
     result = engine.decode_batch([request])[0]
     assert wer(TRANSCRIPTS["vm-opts"], result.text) == 0, result.text
     assert result.text == "".join(w.word for w in result.words).strip()
+
+
+def test_without_timestamp_tokens_a_last_sentence_said_twice_is_kept_once(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run-on stream's vm-mismatch, decoded with the final before it ("Please hold while I
+    try that extension.") as context and without timestamp tokens: tiny.en says "... did not
+    match. Please try again. Please try again.", the second copy aligned to no time at the
+    audio's end. Two copies are no loop and pass the compression check."""
+    monkeypatch.setattr(engine, "config", engine.config.replace(timestamp_tokens=False))
+    request = Request(audio=trimmed("vm-mismatch"), priority=Priority.FINAL, session="s",
+                      language="en", prompt=TRANSCRIPTS["transfer"], word_timestamps=True)
+    result = engine.decode_batch([request])[0]
+    assert result.text.count("try again") == 1, result.text
+    assert wer(TRANSCRIPTS["vm-mismatch"], result.text) <= 0.1, result.text
+    assert result.text == "".join(w.word for w in result.words).strip()
+
+
+@pytest.mark.parametrize("timestamp_tokens", [True, False])
+def test_a_sentence_really_said_twice_is_kept_twice(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch, timestamp_tokens: bool) -> None:
+    """vm-mismatch with its own "Please try again." spoken once more after it: both copies
+    are in the audio, and both stay."""
+    monkeypatch.setattr(engine, "config",
+                        engine.config.replace(timestamp_tokens=timestamp_tokens))
+    audio = trimmed("vm-mismatch")
+    again = audio[int(3.3 * 16000):]  # "Please try again."
+    request = Request(audio=np.concatenate([audio, silence(0.3, 16000), again]),
+                      priority=Priority.FINAL, session="s", language="en",
+                      prompt=TRANSCRIPTS["transfer"], word_timestamps=True)
+    result = engine.decode_batch([request])[0]
+    assert result.text.lower().count("try again") == 2, result.text
+
+
+def test_a_batch_of_eight_with_different_prompts_is_one_model_call(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight sessions' own prompts, different words of one length: one encoder pass, one
+    generate call, one alignment, and each request's text what it gets decoded alone."""
+    names = ["agent-alreadyon", "tt-weasels", "conf-onlyperson", "transfer",
+             "vm-nobodyavail", "auth-incorrect", "vm-mismatch", "pbx-invalid"]
+    requests = [dataclasses.replace(req(n, session=n), initial_prompt=f"Extension {i}.")
+                for i, n in enumerate(names)]
+    assert len({engine.batch_key(r) for r in requests}) == 1
+    alone = [engine.decode_batch([r])[0].text for r in requests]
+    counting = CountingModel(engine._model.model)
+    monkeypatch.setattr(engine._model, "model", counting)
+    batched = engine.decode_batch(requests)
+    assert counting.calls == {"encode": 1, "generate": 1, "align": 1, "detect_language": 0}
+    assert [b.text for b in batched] == alone
+    for name, result in zip(names, batched, strict=True):
+        assert wer(TRANSCRIPTS[name], result.text) <= 0.2, result.text
+    assert all(b.cost_s == pytest.approx(b.decode_s / len(names)) for b in batched)
+
+
+async def test_prompts_of_different_lengths_are_batched_apart_one_call_each(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CTranslate2 cannot take prompts of different lengths in one generate call unpadded
+    (batching.py): the batch key, computed at submit time, keeps them apart, so every batch
+    the scheduler forms is one generate call."""
+    monkeypatch.setattr(engine.scheduler, "max_batch_size", 8)
+    counting = CountingModel(engine._model.model)
+    monkeypatch.setattr(engine._model, "model", counting)
+    held = HeldWorkers(engine, monkeypatch)
+    await held.hold()
+    prompts = [None, "Extension 1.", None, "The extension you asked for.", "Extension 2.", None]
+    requests = [dataclasses.replace(req("tt-weasels", session=str(i)), initial_prompt=p)
+                for i, p in enumerate(prompts)]
+    waiting = [asyncio.create_task(engine.transcribe(r)) for r in requests]
+    await asyncio.sleep(0)
+    assert engine.queue_depth == len(prompts)
+    await held.release()
+    results = await asyncio.gather(*waiting)
+    assert sorted(map(sorted, held.batches_after_blockers)) == [["0", "2", "5"], ["1", "4"],
+                                                                ["3"]]
+    assert counting.calls["generate"] == len(held.batches)  # the blockers' batches too
+    assert all(r is not None and wer(TRANSCRIPTS["tt-weasels"], r.text) <= 0.2
+               for r in results)
+
+
+def test_with_timestamp_tokens_too_a_last_sentence_said_thrice_is_kept_once(
+        engine: Engine) -> None:
+    """Timestamp tokens do not always stop it: vm-mismatch with "Weasels have eaten our phone
+    system" as context came back with "Please try again." three times, the copies aligned to
+    no time at the speech's end."""
+    request = Request(audio=clip_at("vm-mismatch", 16000), priority=Priority.FINAL,
+                      session="s", language="en", prompt=TRANSCRIPTS["tt-weasels"],
+                      word_timestamps=True)
+    result = engine.decode_batch([request])[0]
+    assert result.text.count("try again") == 1, result.text
+    assert wer(TRANSCRIPTS["vm-mismatch"], result.text) <= 0.2, result.text
+    assert result.text == "".join(w.word for w in result.words).strip()
+
+
+def test_on_cuda_a_batch_gates_its_requests_side_by_side(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA the speech gate (and the mel features) of a batch's requests run at once, not
+    one after another while the GPU waits: two gates meet inside `_has_speech`. On CPU, one
+    after another (the cores are the model's)."""
+    assert prep_threads("cuda", 16) == 8 and prep_threads("cpu", 16) == 1
+    pool = ThreadPoolExecutor(prep_threads("cuda", 2))
+    monkeypatch.setattr(engine, "_prep", pool)
+    together = threading.Barrier(2, timeout=10)
+    has_speech = engine._has_speech
+
+    def meeting(audio: np.ndarray) -> bool:
+        together.wait()
+        return has_speech(audio)
+
+    monkeypatch.setattr(engine, "_has_speech", meeting)
+    with pool:
+        results = engine.decode_batch([req("tt-weasels", session="a"),
+                                       req("music-macroform-cold_day", session="b")])
+    assert wer(TRANSCRIPTS["tt-weasels"], results[0].text) <= 0.2
+    assert results[1].text == ""

@@ -15,7 +15,7 @@ from rtasr.engine import Engine
 from rtasr.server import Server
 from rtasr.wer import wer
 
-from .helpers import DATA, clip_at, exchange, silence, stream, trimmed
+from .helpers import DATA, CountingModel, clip_at, exchange, silence, stream, trimmed
 
 TEXTS: dict[str, str] = json.loads((DATA / "transcripts-multilingual.json").read_text())
 SPANISH, FRENCH = "es/conf-unlockednow", "fr/conf-now-unmuted"
@@ -137,3 +137,30 @@ async def test_a_server_that_loads_its_own_model_knows_its_languages() -> None:
                                      json.dumps({"type": "end"}))
     assert messages[0]["type"] == "ready", messages[0]
     assert (messages[0]["language"], messages[0]["task"]) == ("es", "translate")
+
+
+def test_eight_languages_tasks_and_prompts_mixed_are_one_generate_call(
+        base: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spanish and French, given and detected, transcribed and translated, each with its own
+    prompt (of one length): one encoder pass, one language detection, one generate call (the
+    detected languages' tokens put in their prompts), one alignment per (language, task);
+    each text what the request gets decoded alone."""
+    shapes: list[tuple[str, dict[str, object]]] = [
+        (SPANISH, {"language": "es"}), (FRENCH, {"language": "fr"}), (SPANISH, {}),
+        (FRENCH, {}), (SPANISH, {"task": "translate"}), ("fr/vm-rec-name", {"language": "fr"}),
+        ("es/please-try-again", {"language": "es"}), (FRENCH, {"task": "translate"})]
+    requests = [request(name, initial_prompt=f"Extension {i}.", word_timestamps=True, **fields)
+                for i, (name, fields) in enumerate(shapes)]
+    assert len({base.batch_key(r) for r in requests}) == 1
+    alone = [base.decode_batch([r])[0] for r in requests]
+    counting = CountingModel(base._model.model)
+    monkeypatch.setattr(base._model, "model", counting)
+    batched = base.decode_batch(requests)
+    pairs = {(r.language, r.task) for r in requests}
+    assert [b.language for b in batched] == ["es", "fr", "es", "fr", "es", "fr", "es", "fr"]
+    assert counting.calls == {"encode": 1, "detect_language": 1, "generate": 1,
+                              "align": len({(b.language, r.task)
+                                            for b, r in zip(batched, requests, strict=True)})}
+    assert len(pairs) > 1
+    assert [b.text for b in batched] == [a.text for a in alone]
+    assert "conference" in batched[4].text.lower(), batched[4].text  # translated

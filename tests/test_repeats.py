@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rtasr.repeats import collapse_phrases, cut_loop
+from rtasr.repeats import collapse_phrases, cut_loop, doubled_tail
 
 PRESS = [5, 6, 7, 8, 9, 10]  # "Press 2 to change folders."
 OPTIONS = [11, 12, 13, 14, 15, 16]  # "Press 0 for mailbox options."
@@ -55,3 +55,41 @@ def test_collapse_phrases_keeps_one_of_a_phrase_said_four_times_or_more() -> Non
     assert collapse_phrases("Thank you. Thank you. Thank you. Thank you. Bye.") == (
         "Thank you. Bye.")
     assert collapse_phrases("no no no stop") == "no no no stop"
+
+
+def timed(text: str, start: float, seconds_per_word: float) -> list[tuple[str, float, float]]:
+    return [(f" {w}", start + i * seconds_per_word, start + (i + 1) * seconds_per_word)
+            for i, w in enumerate(text.split())]
+
+
+MATCH = timed("did not match.", 2.1, 0.35)
+
+
+def test_a_last_sentence_doubled_in_no_time_is_dropped() -> None:
+    """vm-mismatch without timestamp tokens: the second "Please try again." aligned to 4.48 s,
+    start and end, for every word."""
+    said = timed("Please try again.", 3.4, 0.34)
+    unsaid = timed("Please try again.", 4.48, 0.0)
+    assert doubled_tail(MATCH + said + unsaid) == 3
+
+
+def test_a_sentence_said_twice_is_kept() -> None:
+    words = MATCH + timed("Please try again.", 3.4, 0.34) + timed("please try again!", 4.6, 0.3)
+    assert doubled_tail(words) == 0
+
+
+def test_only_a_repeat_of_the_sentence_before_counts() -> None:
+    assert doubled_tail(MATCH + timed("Please try again.", 3.4, 0.0)) == 0
+    assert doubled_tail(timed("Please try again.", 0.0, 0.0)) == 0  # one sentence alone
+    assert doubled_tail(MATCH + timed("Please try", 3.4, 0.0)) == 0  # no sentence end
+    assert doubled_tail([]) == 0
+
+
+def test_every_copy_squeezed_into_no_time_is_dropped() -> None:
+    """conf-userswilljoin (1.8 s) with a session prompt, without timestamp tokens: "Users will
+    join the conference." three times, the second and third copies at 1.56-1.56 s."""
+    said = timed("Users will join the conference.", 0.0, 0.3)
+    unsaid = timed("Users will join the conference.", 1.56, 0.0)
+    assert doubled_tail(said + unsaid + unsaid) == 10
+    twice = said + timed("Users will join the conference.", 1.6, 0.3)
+    assert doubled_tail(twice + unsaid) == 5  # the one said twice stays twice

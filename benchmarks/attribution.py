@@ -6,7 +6,9 @@ alignment of the joined texts (rtasr.wer.errors_by_reference):
 1. the yardstick: the utterance decoded whole with the server's margins, by faster-whisper's
    file transcription (beam 5, 30 s windows);
 2. whole: the same span in one decode as the server decodes a final (its encoder window,
-   its beam): the difference from 1 is the share of the server's decode settings ("window");
+   its beam, one pass): the difference from 1 is the share of the server's decode settings
+   (on an utterance longer than the window's 10 s, one pass also drops what the model leaves
+   for a next window, which a stream, cut into shorter pieces, does not);
 3. pieces: every final's own span (what the server decoded) decoded alone with the server's
    settings: the difference from 2 is the segmentation's share, charged to what split the
    utterance: a run-on cut inside it, an endpoint inside it (a sentence pause taken as the end
@@ -28,7 +30,7 @@ from corpus import Span
 
 from rtasr.wer import errors_by_reference, normalize
 
-CAUSES = ("window", "cuts", "internal endpoints", "edges", "policy")
+CAUSES = ("decode settings", "cuts", "internal endpoints", "edges", "policy")
 
 
 def boundaries(span: Span, finals: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
@@ -57,7 +59,7 @@ def attribute(spans: Sequence[Span], finals: Sequence[Mapping[str, Any]], yardst
     wrong_language = 0
     for k, span in enumerate(spans):
         cuts, endpoints = boundaries(span, finals)
-        causes["window"] += e_whole[k] - e_yard[k]
+        causes["decode settings"] += e_whole[k] - e_yard[k]
         split = e_pieces[k] - e_whole[k]
         if cuts and endpoints:
             causes["cuts"] += split / 2

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import io
+import logging
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -21,10 +22,12 @@ from typing import IO, Any
 from .config import SAMPLE_RATE_HZ, Config
 from .connection import EngineLike
 from .decoding import ModelInfo
-from .errors import RtasrError
+from .errors import EngineError, RtasrError
 from .http_front import HttpRequest
 from .protocol import Final, StreamParams
 from .session import Cancel, DecodeJob, Session
+
+log = logging.getLogger(__name__)
 
 MAX_AUDIO_S = 3600.0  # decoded audio held in memory: 115 MB of 16 kHz s16 at most
 CHUNK = SAMPLE_RATE_HZ * 2  # 1 s of s16le per feed
@@ -178,7 +181,7 @@ class FileTranscriber:
                     for job, task in list(jobs.items()):
                         if task in done:
                             del jobs[job]
-                            dispatch(session.on_result(job, task.result()))
+                            dispatch(_settle(session, job, task))
                     for final in ready:
                         yield final
                     ready.clear()
@@ -191,6 +194,18 @@ class FileTranscriber:
     async def _decode(self, job: DecodeJob) -> Any:
         async with self.slots:
             return await self.engine.transcribe(job.request)
+
+
+def _settle(session: Session, job: DecodeJob, task: asyncio.Task[Any]) -> list[Any]:
+    """A decode's outcome to the session: a failed one costs its utterance (Session.on_failure:
+    its committed words, or no final), not the file."""
+    if task.cancelled():
+        return session.on_result(job, None)
+    exc = task.exception()
+    if exc is None:
+        return session.on_result(job, task.result())
+    log.warning("a file's decode failed: %s", exc)
+    return session.on_failure(job, exc if isinstance(exc, Exception) else EngineError(str(exc)))
 
 
 __all__ = ["MAX_FILES", "FileTranscriber", "RawFormat", "RequestError", "decode", "drain",

@@ -1,0 +1,43 @@
+"""The file path shared by the REST APIs (rtasr.files): a failed decode costs one utterance,
+not the upload."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rtasr.config import Config
+from rtasr.decoding import Priority, Request, Transcript
+from rtasr.engine import Engine
+from rtasr.errors import EngineError
+from rtasr.files import FileTranscriber
+from rtasr.protocol import StreamParams
+from rtasr.wer import wer
+
+from .helpers import TRANSCRIPTS, encode, silence, trimmed
+
+
+class FailingFirstFinals:
+    """The real engine, but the first `n` final-priority decodes fail (the model raised)."""
+
+    def __init__(self, engine: Engine, n: int) -> None:
+        self.engine, self.left = engine, n
+
+    async def transcribe(self, request: Request) -> Transcript | None:
+        if request.priority is Priority.FINAL and self.left > 0:
+            self.left -= 1
+            raise EngineError("the model failed on this request")
+        return await self.engine.transcribe(request)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.engine, name)
+
+
+async def test_a_failed_decode_costs_its_utterance_not_the_whole_file(engine: Engine) -> None:
+    files = FileTranscriber(Config(), FailingFirstFinals(engine, 2), engine.info, workers=2)
+    pcm = encode(np.concatenate([silence(0.5, 16000), trimmed("agent-alreadyon"),
+                                 silence(1.5, 16000), trimmed("vm-nobodyavail"),
+                                 silence(1.0, 16000)]))
+    finals = [f async for f in files.finals(pcm, StreamParams(language="en",
+                                                               interim_results=False))]
+    assert finals, "the upload lost every utterance"
+    assert wer(TRANSCRIPTS["vm-nobodyavail"], finals[-1].text) <= 0.2, finals

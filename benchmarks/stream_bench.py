@@ -144,11 +144,11 @@ class References:
             ["serve", *server_args])))
         self.language = language or self.config.language
         # one engine for both: the yardstick's transcription and the server's own decode
-        self.yardstick = self.served = yardstick.engine(self.config)
-        self.language = self.language or ("en" if not self.served.multilingual else None)
+        self.engine = yardstick.engine(self.config)
+        self.language = self.language or ("en" if not self.engine.multilingual else None)
 
     def stop(self) -> None:
-        self.yardstick.stop()
+        self.engine.stop()
 
     def whole(self, audio: np.ndarray, spans: list[Span], *, served: bool = False) -> list[str]:
         """Each utterance decoded whole with the server's margins: by the yardstick or,
@@ -157,9 +157,9 @@ class References:
 
         refs = [yardstick.Reference(s.text, s.start, s.end) for s in spans]
         if not served:
-            return yardstick.decode(self.yardstick, audio, refs, self.config,
+            return yardstick.decode(self.engine, audio, refs, self.config,
                                     language=self.language)
-        return [self.served.decode_batch([Request(
+        return [self.engine.decode_batch([Request(
             audio=audio[lo:hi], priority=Priority.FINAL, session="whole",
             language=self.language, beam_size=self.config.beam_size,
             word_timestamps=True)])[0].text
@@ -169,7 +169,7 @@ class References:
         """Each final's own span decoded alone with the server's settings, in its language."""
         from rtasr.decoding import Priority, Request
 
-        return [self.served.decode_batch([Request(
+        return [self.engine.decode_batch([Request(
             audio=audio[round(f["start"] * RATE) : round(f["end"] * RATE)],
             priority=Priority.FINAL, session="pieces", language=f.get("language"),
             beam_size=self.config.beam_size, word_timestamps=True)])[0].text for f in finals]
@@ -177,7 +177,7 @@ class References:
     def offline(self, audio: np.ndarray) -> str:
         """The whole stream through faster-whisper's own transcribe, its defaults (beam 5,
         30 s windows, the previous text as the prompt)."""
-        return self.yardstick.transcribe_whole(audio, language=self.language)
+        return self.engine.transcribe_whole(audio, language=self.language)
 
 
 # the server -------------------------------------------------------------------------------

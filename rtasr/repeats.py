@@ -10,8 +10,8 @@ a decode that is nothing but a loop (music heard as "Thank you. Thank you. ...")
 dropped.
 
 Without timestamp tokens the decoder can also say its last sentence twice ("did not match.
-Please try again. Please try again."): two copies are no loop and pass the compression check.
-(or three times). Alignment gives it away: a copy that was never spoken is squeezed into no
+Please try again. Please try again.", or three times): the copies are no loop and pass the
+compression check. Alignment gives it away: a copy that was never spoken is squeezed into no
 time at the audio's end. `doubled_tail` finds such copies from the timed words. Pure functions
 on token ids, text and word times; no model.
 """

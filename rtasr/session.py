@@ -442,7 +442,7 @@ class Session:
         # the next utterance's decodes hear the audio before the cut too (and keep only their
         # own words): a word just after a cut is misheard less (docs/benchmarks.md)
         left = buffer.read(max(buffer.start, at - self._cut_context), at)
-        offset = cuts.context_start(left) if len(left) else None
+        offset = cuts.context_start(left) if self._cut_context else None
         left = left[offset:] if offset is not None else left[:0]
         started = self.segmenter.cut(at, keep=len(left))
         # the next utterance opens first: a client hears that the speech goes on before the

@@ -62,10 +62,8 @@ def joined_wer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     """Word error rate of a stream's texts, joined, against its references, joined: one
     alignment, as `score_stream` scores finals, so a word that moved from one utterance's text
     to the next one's costs nothing."""
-    ref = [w for text in references for w in normalize(text)]
-    hyp = [w for text in hypotheses for w in normalize(text)]
-    return sum(i is None or j is None or ref[i] != hyp[j] for i, j in align(ref, hyp)) / max(
-        1, len(ref))
+    words = sum(len(normalize(text)) for text in references)
+    return sum(errors_by_reference(references, hypotheses)) / max(1, words)
 
 
 def errors_by_reference(references: Sequence[str], hypotheses: Sequence[str]) -> list[int]:

@@ -13,6 +13,12 @@ Device = Literal["auto", "cpu", "cuda"]
 SAMPLE_RATE_HZ = 16_000
 """The model's sample rate: every stream is resampled to it on arrival."""
 
+ENGINE_FIELDS = ("model", "device", "compute_type", "language", "beam_size", "workers",
+                 "cpu_threads", "context_chars", "no_speech_gate", "min_voiced_ms",
+                 "partial_max_wait_ms", "max_batch_size", "batch_window_ms", "encoder_window_s",
+                 "spare_encoder_window_s", "max_tokens_per_s", "timestamp_tokens")
+"""The "Model and engine" fields: the engine's to resolve, where the model runs (served_with)."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
@@ -171,6 +177,15 @@ class Config:
             # target at 64 (final p95 1.7 s): 32 until the GPU decode path batches.
             max_sessions=self.max_sessions or (32 if cuda else 8 * cpus),
         )
+
+    def served_with(self, engine: Config) -> Config:
+        """This config (a transport's: its port, keys, limits, endpointing) serving sessions
+        on an engine whose effective config is `engine` (Engine.config, resolved where the
+        model runs, which for Ray is another process and maybe another machine): the model
+        and engine fields are the engine's, and an auto --max-sessions the engine's figure.
+        The one resolved config the gateway, the sessions and the file transcriber read."""
+        return self.replace(**{name: getattr(engine, name) for name in ENGINE_FIELDS},
+                            max_sessions=self.max_sessions or engine.max_sessions)
 
     def replace(self, **changes: object) -> Config:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -69,8 +69,6 @@ class ModelInfo:
     multilingual: bool
     language: str | None  # the server's --language (always "en" for an English-only model)
     languages: tuple[str, ...]  # every language code the model knows
-    beam_size: int
-    context_chars: int
 
     def check(self, language: str | None, task: Task = "transcribe") -> None:
         """Refuse, when a session opens, a language or task the model cannot do."""

@@ -127,7 +127,7 @@ class Engine:
         # seconds, batch size). Must be thread-safe (prometheus-client's metrics are).
         self.observers: list[Callable[[Priority, float, int], None]] = []
 
-    # the effective config, under the names the server and Ray read
+    # the effective config's device and beam, for /healthz and the benchmarks
     @property
     def device(self) -> str:
         return self.config.device
@@ -135,14 +135,6 @@ class Engine:
     @property
     def beam_size(self) -> int:
         return self.config.beam_size
-
-    @property
-    def context_chars(self) -> int:
-        return self.config.context_chars
-
-    @property
-    def max_sessions(self) -> int:
-        return self.config.max_sessions
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -215,8 +207,7 @@ class Engine:
     def info(self) -> ModelInfo:
         """The model as session set-up sees it (gateway.py); loaded models only."""
         return ModelInfo(name=self.spec.name, multilingual=self.multilingual,
-                         language=self.language, languages=tuple(self._languages_known),
-                         beam_size=self.beam_size, context_chars=self.context_chars)
+                         language=self.language, languages=tuple(self._languages_known))
 
     def check_language(self, language: str | None, task: Task = "transcribe") -> None:
         """Refuse, when a session opens, a language or task the model cannot do."""

@@ -132,10 +132,9 @@ class FileTranscriber:
     """Finals from decoded files, for every REST API of one server (one shared bound on
     file decodes in flight)."""
 
-    def __init__(self, config: Config, engine: EngineLike, model: ModelInfo,
-                 workers: int) -> None:
-        self.config, self.engine, self.model = config, engine, model
-        self.slots = asyncio.Semaphore(max(1, workers - 1))  # file decodes in flight
+    def __init__(self, config: Config, engine: EngineLike, model: ModelInfo) -> None:
+        self.config, self.engine, self.model = config, engine, model  # config: resolved
+        self.slots = asyncio.Semaphore(max(1, config.workers - 1))  # file decodes in flight
         self.in_flight = 0  # files admitted, from their first byte read to their last final
 
     @contextlib.contextmanager
@@ -154,9 +153,7 @@ class FileTranscriber:
 
     async def finals(self, pcm: bytes, params: StreamParams) -> AsyncIterator[Final]:
         """The file's finals in order, through a Session that is not real time."""
-        config = self.config.replace(beam_size=self.model.beam_size,
-                                     context_chars=self.model.context_chars)
-        session = Session(config, params, "file", params.language)
+        session = Session(self.config, params, "file", params.language)
         session.realtime = False
         jobs: dict[DecodeJob, asyncio.Task[Any]] = {}
         ready: list[Final] = []

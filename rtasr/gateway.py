@@ -73,7 +73,7 @@ class Gateway:
 
     def __init__(self, config: Config, engine: EngineLike, model: ModelInfo, metrics: Metrics,
                  admission: Callable[[], OverloadedError | None] | None = None) -> None:
-        self.config = config
+        self.config = config  # resolved: Config.served_with(the engine's)
         self.engine = engine
         self.model = model
         self.metrics = metrics
@@ -170,10 +170,8 @@ class Gateway:
         return Connection(ws, session, self.engine, self.config, dialect, self.metrics, settings)
 
     def _config(self, changes: Mapping[str, int]) -> Config:
-        """The server's config for one session: the model's beam and context, and what the
-        client's dialect changed."""
-        return self.config.replace(beam_size=self.model.beam_size,
-                                   context_chars=self.model.context_chars, **changes)
+        """The server's config for one session: what the client's dialect changed."""
+        return self.config.replace(**changes)
 
 
 def refusal_body(refusal: Refusal) -> tuple[bytes, list[tuple[str, str]]]:

@@ -48,9 +48,10 @@ class Asr:
         self.engine = Engine(Config(**options))
         self.engine.start()
 
-    def info(self) -> dict[str, Any]:
-        e = self.engine
-        return {"device": e.device, **dataclasses.asdict(e.info)}
+    def setup(self) -> tuple[ModelInfo, Config]:
+        """What an ingress serves with: the model, and the engine's effective config, resolved
+        on this replica's machine (its GPU, its cores), not the ingress's."""
+        return self.engine.info, self.engine.config
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
     async def transcribe(self, requests: list[Request]) -> list[Transcript]:
@@ -125,26 +126,26 @@ class Ingress:
         keys = [*options.pop("api_keys", ()), *os.environ.get("RTASR_API_KEYS", "").split(",")]
         options["api_keys"] = tuple(dict.fromkeys(k.strip() for k in keys if k.strip()))
         options["allowed_origins"] = tuple(options.get("allowed_origins", ()))
-        self.config = Config(**options)
+        self.options = Config(**options)  # resolved with the model's fields in _gateway
         self.engine = _RemoteEngine(asr)
         self.metrics = Metrics()
-        self.info: dict[str, Any] | None = None
         self.gateway: Gateway | None = None
         self.served = 0
 
     async def _gateway(self) -> Gateway:
         if self.gateway is None:
-            self.info = cast(dict[str, Any], await self.asr.info.remote())
-            info = self.info
-            fields = {f.name for f in dataclasses.fields(ModelInfo)}
-            model = ModelInfo(**{k: v for k, v in info.items() if k in fields})
-            self.gateway = Gateway(self.config, self.engine, model, self.metrics)
+            model, engine = cast(tuple[ModelInfo, Config], await self.asr.setup.remote())
+            config = self.options.served_with(engine)
+            self.gateway = Gateway(config, self.engine, model, self.metrics)
         return self.gateway
 
     @api.get("/healthz")
     async def healthz(self) -> dict[str, Any]:
         gateway = await self._gateway()
-        return {"status": "ok", "ready": True, **(self.info or {}),
+        config = gateway.config
+        return {"status": "ok", "ready": True, "device": config.device,
+                **dataclasses.asdict(gateway.model), "beam_size": config.beam_size,
+                "context_chars": config.context_chars,
                 "sessions": len(gateway.connections), "sessions_served": self.served,
                 "replica": serve.get_replica_context().replica_tag}
 

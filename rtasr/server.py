@@ -70,13 +70,14 @@ class Server:
     """The rtasr server: `await start()`, serve, `await stop()`; or `async with`."""
 
     def __init__(self, config: Config, engine: Engine | None = None) -> None:
-        self.config = config
         self.engine = engine or Engine(config)
+        # the one effective config: the model's fields as the engine resolved them
+        self.config = config = config.served_with(self.engine.config)
         self._owns_engine = engine is None
         self._ws: WsServer | None = None
         self._sockets: set[ServerConnection] = set()  # every handler's, closing ones too
         self.loop_monitor = LoopMonitor()
-        self.max_sessions = config.max_sessions or self.engine.max_sessions
+        self.max_sessions = config.max_sessions
         self.metrics = Metrics()
         self.gateway = Gateway(config, self.engine, self.engine.info, self.metrics,
                                self.admission_error)
@@ -117,8 +118,7 @@ class Server:
         if self._owns_engine:
             await asyncio.to_thread(self.engine.start)
             self.gateway.model = self.engine.info  # what __init__ saw was the unloaded model
-        files = self.files = FileTranscriber(self.config, self.engine, self.engine.info,
-                                             self.engine.config.workers)
+        files = self.files = FileTranscriber(self.config, self.engine, self.engine.info)
         self.rest = OpenAIRest(files, self.config.api_keys)
         self.deepgram_rest = DeepgramRest(files, self.config.api_keys)
         self._ws = await serve(

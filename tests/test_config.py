@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from rtasr.config import Config
+from rtasr.config import ENGINE_FIELDS, Config
 from rtasr.engine import Engine
 from rtasr.errors import ConfigError
+from rtasr.server import Server
 
 AUTO_FIELDS = ("device", "compute_type", "beam_size", "context_chars", "workers", "cpu_threads",
                "max_batch_size", "batch_window_ms", "encoder_window_s", "max_sessions")
@@ -54,4 +55,27 @@ def test_the_engine_runs_on_the_effective_config(engine: Engine) -> None:
     assert config.device in ("cpu", "cuda") and config.compute_type != "auto"
     assert engine.scheduler.workers == config.workers
     assert engine.scheduler.max_batch_size == config.max_batch_size
-    assert (engine.beam_size, engine.context_chars) == (config.beam_size, config.context_chars)
+    assert engine.beam_size == config.beam_size
+
+
+def test_a_transport_takes_the_engines_resolved_fields_and_keeps_its_own() -> None:
+    """served_with: what the engine resolved where the model runs (a Ray deployment, maybe
+    on a GPU machine) is what the sessions read, whatever the transport's own machine."""
+    engine = Config(beam_size=5, context_chars=200).resolved(gpus=1, cpus=16)
+    served = Config(port=0, api_keys=("k",), pause_ms=100).served_with(engine)
+    assert {name: getattr(served, name) for name in ENGINE_FIELDS} == {
+        name: getattr(engine, name) for name in ENGINE_FIELDS}
+    assert (served.port, served.api_keys, served.pause_ms) == (0, ("k",), 100)
+    assert served.max_sessions == engine.max_sessions
+    assert served.resolved(gpus=1, cpus=1) == served  # nothing left on "auto"
+    assert Config(max_sessions=3).served_with(engine).max_sessions == 3
+
+
+async def test_the_server_and_its_gateway_read_one_resolved_config(engine: Engine) -> None:
+    server = Server(Config(host="127.0.0.1", port=0, max_sessions=3), engine)
+    config = server.config
+    assert config == config.served_with(engine.config)
+    assert (config.beam_size, config.context_chars) == (engine.config.beam_size,
+                                                        engine.config.context_chars)
+    assert (config.port, config.max_sessions) == (0, 3)
+    assert server.gateway.config is config

@@ -33,7 +33,8 @@ class FailingFirstFinals:
 
 
 async def test_a_failed_decode_costs_its_utterance_not_the_whole_file(engine: Engine) -> None:
-    files = FileTranscriber(Config(), FailingFirstFinals(engine, 2), engine.info, workers=2)
+    files = FileTranscriber(Config().served_with(engine.config), FailingFirstFinals(engine, 2),
+                            engine.info)
     pcm = encode(np.concatenate([silence(0.5, 16000), trimmed("agent-alreadyon"),
                                  silence(1.5, 16000), trimmed("vm-nobodyavail"),
                                  silence(1.0, 16000)]))

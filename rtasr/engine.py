@@ -1,69 +1,43 @@
-"""The one shared model, and the only module that imports faster-whisper / CTranslate2.
+"""The one shared model behind a scheduler and a pool of worker threads: with
+engine_decoder.py, the only modules that import faster-whisper / CTranslate2.
 
-`Engine` loads a `WhisperModel` once, warms it up, and owns all inference: sessions submit
-`Request`s and await `Transcript`s. A small scheduler in front of a pool of worker threads
+`Engine` loads the model once (engine_decoder.py: `BatchDecoder`, which decodes a batch of
+requests in one model call), warms it up, and owns all inference: sessions submit `Request`s
+and await `Transcript`s. A small scheduler (scheduler.py) in front of the worker threads
 orders the work (finals before partials, live sessions' finals before a file's, sessions
 taking turns), keeps at most one queued partial per session (a newer one replaces it) and
 drops partials that waited too long, so finals are never starved. The event loop only
 awaits futures; the model runs in the workers, which also consume faster-whisper's lazy
-segment generator.
-
-Split off it, and free of faster-whisper: batching.py (which requests share one model call)
-and words.py (a decode's segments made a Transcript). Only this module imports faster-whisper
-and CTranslate2.
+segment generators. Before any of it: where the model comes from (`resolve_model`, without
+the network) and the config's "auto" values for this machine (`effective_config`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-import math
 import os
 import re
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import Any, NamedTuple
 
 from . import models
 from .audio import Audio
-from .batching import group_indices, prompt_position, share
 from .config import SAMPLE_RATE_HZ, Config
-from .decoding import EMPTY, ModelInfo, Priority, Request, Transcript, choose_language
+from .decoding import ModelInfo, Priority, Request, Transcript
+from .engine_decoder import BatchDecoder, ModelSpec
 from .errors import ConfigError, EngineError
 from .protocol import Task
-from .repeats import cut_loop
 from .scheduler import Job, Scheduler
-from .words import SENTENCE_ENDS, transcript
 
 log = logging.getLogger(__name__)
-logging.getLogger("faster_whisper").setLevel(logging.WARNING)
 
 BUNDLED_MODEL = "tiny.en"
 _REQUIRED_FILES = ("model.bin", "tokenizer.json")
-HOP = 160  # samples per mel frame
-# faster-whisper's defaults: punctuation merged into the word before or after it
-_PREPEND = "\"'“¿([{-"
-_APPEND = "\"'.。,，!！?？:：”)]}、"  # noqa: RUF001
-_DETECTED_KEPT = 5  # languages kept from a detection (Transcript.detected)
-N_FRAMES = 3000  # mel frames in Whisper's 30 s window
-_CAP_SLACK_TOKENS = 4  # --max-tokens-per-s: room for the timestamps and the end token
 _HUB_REPO = re.compile(r"[\w.-]+/[\w.-]+")  # e.g. Systran/faster-whisper-base
-
-
-@dataclass(frozen=True, kw_only=True)
-class ModelSpec:
-    """Where the model comes from: a local CTranslate2 directory or a faster-whisper name."""
-
-    source: str
-    name: str
-    local: bool
 
 
 def resolve_model(model: str | None) -> ModelSpec:
@@ -103,26 +77,25 @@ def effective_config(config: Config) -> Config:
     return config.resolved(gpus=ctranslate2.get_cuda_device_count(), cpus=os.cpu_count() or 1)
 
 
+class _Queued(NamedTuple):
+    """A job's payload: the request, and its prompt's tokens as the batch key counted them."""
+
+    request: Request
+    previous: list[int]
+
+
 class Engine:
     """One WhisperModel shared by every session, behind the scheduler (scheduler.py)."""
 
     def __init__(self, config: Config) -> None:
         self.config = config = effective_config(config)
-        self.spec = resolve_model(config.model)
-        self.language: str | None = config.language
-        self.multilingual = False
-        self._model: Any = None
-        self._tokenizers: dict[tuple[str, Task], Any] = {}
-        self._languages_known: list[str] = ["en"]
-        self._suppress: list[int] = []
+        self.spec = resolve_model(config.model)  # a bad --model fails here, before loading
+        self.decoder = BatchDecoder(config, self.spec)
         self.scheduler = Scheduler(workers=config.workers,
                                    max_batch_size=config.max_batch_size,
                                    batch_window_s=config.batch_window_ms / 1000,
                                    partial_max_wait_s=config.partial_max_wait_ms / 1000)
         self._threads: list[threading.Thread] = []
-        self._prep: ThreadPoolExecutor | None = None  # None: in the worker's own thread
-        self.decodes = 0
-        self.detections = 0  # requests whose language the engine detected
         # Called from a worker after every model call: (priority of its first request,
         # seconds, batch size). Must be thread-safe (prometheus-client's metrics are).
         self.observers: list[Callable[[Priority, float, int], None]] = []
@@ -136,49 +109,41 @@ class Engine:
     def beam_size(self) -> int:
         return self.config.beam_size
 
+    # the model, as the decoder loaded it
+    @property
+    def language(self) -> str | None:
+        """The server's --language ("en" for an English-only model; None: detected)."""
+        return self.decoder.language
+
+    @property
+    def multilingual(self) -> bool:
+        return self.decoder.multilingual
+
+    @property
+    def languages(self) -> list[str]:
+        """Language codes the model transcribes."""
+        return self.decoder.languages
+
+    @property
+    def info(self) -> ModelInfo:
+        """The model as session set-up sees it (gateway.py); loaded models only."""
+        return self.decoder.info
+
+    @property
+    def detections(self) -> int:
+        """Requests whose language the engine detected."""
+        return self.decoder.detections
+
+    @property
+    def _model(self) -> Any:
+        """faster-whisper's WhisperModel (the benchmarks and tests reach into it)."""
+        return self.decoder.model
+
     # lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
         """Load and warm the model, then start the workers (blocking; call before serving)."""
-        from faster_whisper import WhisperModel
-        from faster_whisper.transcribe import get_suppressed_tokens
-
-        t0 = time.perf_counter()
-        try:
-            self._model = WhisperModel(
-                self.spec.source,
-                device=self.config.device,
-                compute_type=self.config.compute_type,
-                cpu_threads=self.config.cpu_threads,
-                num_workers=self.config.workers,
-                local_files_only=self.spec.local,
-            )
-        except (RuntimeError, ValueError, OSError) as exc:
-            raise ConfigError(f"cannot load model {self.spec.name}: {exc}") from None
-        self.multilingual = bool(self._model.model.is_multilingual)
-        if not self.multilingual:
-            self.language = "en"
-        hf = self._model.hf_tokenizer  # faster-whisper lists yue even for models without it
-        self._languages_known = sorted(code for code in self._model.supported_languages
-                                       if hf.token_to_id(f"<|{code}|>") is not None)
-        if self.language not in (None, *self._languages_known):
-            raise ConfigError(f"--language {self.language}: model {self.spec.name} does not "
-                              f"know it ({_listed(self._languages_known)})")
-        self._suppress = list(get_suppressed_tokens(self._tokenizer(self.language), [-1]))
-        log.info(
-            "loaded %s on %s (%s, %d workers x %d threads, batches of up to %d) in %.1f s",
-            self.spec.name, self.config.device, self.config.compute_type, self.config.workers,
-            self.config.cpu_threads, self.config.max_batch_size, time.perf_counter() - t0,
-        )
-        threads = prep_threads(self.config.device, os.cpu_count() or 1)
-        self._prep = ThreadPoolExecutor(threads, "rtasr-prep") if threads > 1 else None
-        t0 = time.perf_counter()
-        audio = _warmup_audio()
-        self._has_speech(audio)  # loads the Silero model too
-        warm = Request(audio=audio, priority=Priority.FINAL, session="warmup",
-                       language=self.language, word_timestamps=True)
-        self.decode_batch([warm] * min(2, self.config.max_batch_size), gate=False)
-        log.info("warmed up in %.2f s", time.perf_counter() - t0)
+        self.decoder.load()
         self.scheduler.reopen()
         for i in range(self.config.workers):
             thread = threading.Thread(target=self._work, name=f"rtasr-engine-{i}", daemon=True)
@@ -191,23 +156,11 @@ class Engine:
         for thread in self._threads:
             thread.join()
         self._threads.clear()
-        if self._prep is not None:
-            self._prep.shutdown()
+        self.decoder.close()
 
     @property
     def queue_depth(self) -> int:
         return self.scheduler.queue_depth
-
-    @property
-    def languages(self) -> list[str]:
-        """Language codes the model transcribes."""
-        return self._languages_known
-
-    @property
-    def info(self) -> ModelInfo:
-        """The model as session set-up sees it (gateway.py); loaded models only."""
-        return ModelInfo(name=self.spec.name, multilingual=self.multilingual,
-                         language=self.language, languages=tuple(self._languages_known))
 
     def check_language(self, language: str | None, task: Task = "transcribe") -> None:
         """Refuse, when a session opens, a language or task the model cannot do."""
@@ -219,7 +172,7 @@ class Engine:
             "queue_depth": sched.queue_depth,
             "load": round(sched.load, 2),
             "final_wait_s": round(sched.recent_final_wait_s(), 3),
-            "decodes": self.decodes,
+            "decodes": self.decoder.decodes,
             "batches": sched.batches,
             "mean_batch_size": round(sched.batched_jobs / max(1, sched.batches), 2),
             "dropped_partials": sched.dropped_partials,
@@ -234,8 +187,9 @@ class Engine:
 
     async def transcribe(self, request: Request) -> Transcript | None:
         """Decode `request`; None when a partial was replaced by a newer one or dropped."""
-        job = Job(request, partial=request.priority is Priority.PARTIAL,
-                  session=request.session, key=self.batch_key(request),
+        previous = self.decoder.prompt_tokens(request)  # tokenized once: key and decode
+        job = Job(_Queued(request, previous), partial=request.priority is Priority.PARTIAL,
+                  session=request.session, key=self.decoder.batch_key(request, previous),
                   loop=asyncio.get_running_loop(), realtime=request.realtime)
         if not self.scheduler.submit(job):
             raise EngineError("server stopping")
@@ -247,12 +201,20 @@ class Engine:
         return result
 
     def batch_key(self, request: Request) -> tuple[object, ...]:
-        """Computed when a request is submitted: requests with equal keys share one model call
-        (one encoder pass, one generate call), whatever their languages and tasks: the beam
-        size, the encoder window and the prompt's length (batching.py)."""
-        previous = self._previous(request, self._tokenizer(self.language))
-        return (request.beam_size, self._window_frames(len(request.audio)),
-                prompt_position(len(previous)))
+        """Requests with equal keys share one model call (BatchDecoder.batch_key)."""
+        return self.decoder.batch_key(request)
+
+    def decode_batch(self, requests: list[Request], *, gate: bool = True, spare: bool = False,
+                     previous: Sequence[list[int]] | None = None) -> list[Transcript]:
+        """Decode requests that share a batch key in one model call, in the calling thread
+        (BatchDecoder.decode_batch): what each worker calls for each batch."""
+        return self.decoder.decode_batch(requests, gate=gate, spare=spare, previous=previous)
+
+    def transcribe_whole(self, audio: Audio, *, language: str | None, task: Task = "transcribe",
+                         beam_size: int = 5) -> str:
+        """The yardstick's decode (BatchDecoder.transcribe_whole), beside the workers."""
+        return self.decoder.transcribe_whole(audio, language=language, task=task,
+                                             beam_size=beam_size)
 
     def _work(self) -> None:
         while (batch := self.scheduler.take()) is not None:
@@ -266,14 +228,15 @@ class Engine:
                 self.scheduler.done(batch)
 
     def _run(self, batch: list[Job]) -> None:
-        requests = [job.payload for job in batch]
+        requests = [job.payload.request for job in batch]
         waited = time.monotonic() - min(job.submitted for job in batch)
         # Spare capacity buys accuracy: a final decoded while nothing else waits and no other
         # worker is busy gets the wider encoder window (docs/benchmarks.md); under load, the
         # narrow one, and every batch the same.
         spare = len(batch) == 1 and not batch[0].partial and self.scheduler.idle_but_one
         try:
-            results = self.decode_batch(requests, spare=spare)
+            results = self.decode_batch(requests, spare=spare,
+                                        previous=[job.payload.previous for job in batch])
         except Exception as exc:
             if len(batch) == 1:
                 log.exception("decode failed for session %s", batch[0].session)
@@ -287,10 +250,10 @@ class Engine:
             return
         if len(results) != len(batch):
             raise EngineError(f"{len(results)} results for a batch of {len(batch)}")
-        for job, result in zip(batch, results, strict=True):
+        for job, request, result in zip(batch, requests, results, strict=True):
             log.debug("%s %s: %.2f s of audio, batch of %d, waited %.3f s, decoded in %.3f s: "
-                      "%r", job.session, job.payload.priority.name,
-                      len(job.payload.audio) / SAMPLE_RATE_HZ, len(batch), waited,
+                      "%r", job.session, request.priority.name,
+                      len(request.audio) / SAMPLE_RATE_HZ, len(batch), waited,
                       result.decode_s, result.text[:60])
             job.resolve(result)
         for observe in list(self.observers):  # metrics: a broken one costs no transcript
@@ -298,240 +261,3 @@ class Engine:
                 observe(requests[0].priority, results[0].decode_s, len(batch))
             except Exception:
                 log.exception("engine observer %r failed", observe)
-
-    def transcribe_whole(self, audio: Audio, *, language: str | None, task: Task = "transcribe",
-                         beam_size: int = 5) -> str:
-        """`audio` through faster-whisper's own file transcription with its defaults (30 s
-        windows that continue where the last one stopped, temperature fallback, the text so far
-        as the prompt): the yardstick's decode (yardstick.py), not a path the server serves.
-        Call it from one thread, beside the workers."""
-        segments, _ = self._model.transcribe(audio, language=language, task=task,
-                                             beam_size=beam_size)
-        return " ".join(segment.text.strip() for segment in segments)
-
-    # the model ---------------------------------------------------------------------------
-
-    def _window_frames(self, samples: int, spare: bool = False) -> int:
-        """Mel frames the encoder sees: the full 30 s window, or a shorter one that fits
-        (`spare`: the wider window a final gets while the engine has capacity to spare)."""
-        full = N_FRAMES
-        window_s = self.config.spare_encoder_window_s if spare else self.config.encoder_window_s
-        if not window_s:
-            return full
-        frames = samples // HOP + 1
-        step = int(window_s * 100)
-        return min(full, -(-frames // step) * step)
-
-    def _tokenizer(self, language: str | None, task: Task = "transcribe") -> Any:
-        from faster_whisper.tokenizer import Tokenizer
-
-        key = (language or "en", task)
-        tok = self._tokenizers.get(key)
-        if tok is None:
-            tok = Tokenizer(self._model.hf_tokenizer, self.multilingual, task=task,
-                            language=key[0])
-            self._tokenizers[key] = tok
-        return tok
-
-    def decode_batch(self, requests: list[Request], *, gate: bool = True,
-                     spare: bool = False) -> list[Transcript]:
-        """Decode requests that share a batch key in one model call; one Transcript each.
-
-        The same code path decodes a batch of one, so a request gets the same text alone or
-        batched: every item is padded to the same encoder window either way (`spare`: the
-        spare-capacity window, --spare-encoder-window-s).
-        """
-        t0 = time.perf_counter()
-        results: list[Transcript] = [EMPTY] * len(requests)
-        # the speech gate and the mel features: on CUDA the batch's requests side by side
-        # (numpy and onnxruntime release the GIL) rather than one after another (prep_threads)
-        mels = (list(self._prep.map(lambda r: self._prepare(r, gate), requests))
-                if self._prep is not None and len(requests) > 1
-                else [self._prepare(r, gate) for r in requests])
-        todo = [(i, mel) for i, mel in enumerate(mels) if mel is not None]
-        if todo:
-            decoded = self._decode([requests[i] for i, _ in todo], [mel for _, mel in todo],
-                                   spare)
-            for (i, _), result in zip(todo, decoded, strict=True):
-                results[i] = result
-        self.decodes += len(todo)
-        spent = time.perf_counter() - t0
-        cost = share(spent, len(requests))
-        return [dataclasses.replace(r, decode_s=spent, cost_s=cost) for r in results]
-
-    def _prepare(self, request: Request, gate: bool) -> np.ndarray | None:
-        """The request's mel features, or None when the speech gate finds too little voice."""
-        if gate and self.config.no_speech_gate and not self._has_speech(request.audio):
-            return None
-        mel: np.ndarray = self._model.feature_extractor(request.audio)
-        return mel
-
-    def _decode(self, requests: list[Request], mels: list[np.ndarray],
-                spare: bool = False) -> list[Transcript]:
-        """One encoder pass; the language detected on it for the requests that have none, its
-        token put in their prompts; then one generate call for requests that share a batch key
-        (whatever their languages and tasks), one per prompt length for a caller that mixes
-        them (batching.py)."""
-        from faster_whisper.audio import pad_or_trim
-
-        model = self._model
-        window = self._window_frames(max(len(r.audio) for r in requests), spare)
-        features, frames = [], []
-        for mel in mels:
-            n = min(mel.shape[-1] - 1, window)
-            frames.append(n)
-            features.append(pad_or_trim(mel[:, :n], window))
-        batch = np.stack(features)
-        encoded = model.encode(batch)
-        languages, detected = self._languages(requests, encoded)
-        toks = [self._tokenizer(language, r.task)
-                for r, language in zip(requests, languages, strict=True)]
-        prompts = [model.get_prompt(tok, self._previous(r, tok),
-                                    without_timestamps=not self.config.timestamp_tokens)
-                   for r, tok in zip(requests, toks, strict=True)]
-        results: list[Transcript] = [EMPTY] * len(requests)
-        for idx in group_indices([p.index(toks[0].sot) for p in prompts]).values():
-            if len(idx) == len(requests):
-                part = encoded
-            elif self.device == "cpu":
-                kept = np.ascontiguousarray(np.asarray(encoded)[idx])  # alive until generated
-                part = _storage(kept)
-            else:  # no slicing on the GPU without a tensor library: encode the group again
-                part = model.encode(batch[idx])
-            done = self._generate(part, [requests[i] for i in idx], [prompts[i] for i in idx],
-                                  [frames[i] for i in idx], [toks[i] for i in idx])
-            for i, result in zip(idx, done, strict=True):
-                results[i] = dataclasses.replace(result, language=languages[i],
-                                                 detected=detected[i])
-        return results
-
-    def _languages(self, requests: list[Request], encoded: Any
-                   ) -> tuple[list[str], list[tuple[tuple[str, float], ...]]]:
-        """Each request's language: its own, the server's, or detected from its audio (one
-        decoder step over the encoder output the decode uses anyway) and weighed with the
-        session's vote (decoding.choose_language); and, for those detected, the likeliest
-        languages with their probabilities."""
-        languages = [r.language or self.language for r in requests]
-        detected: list[tuple[tuple[str, float], ...]] = [()] * len(requests)
-        todo = [i for i, language in enumerate(languages) if language is None]
-        if todo:
-            scores = self._model.model.detect_language(encoded)
-            for i in todo:
-                detected[i] = tuple((token[2:-2], round(prob, 4))  # "<|xx|>"
-                                    for token, prob in scores[i][:_DETECTED_KEPT])
-                languages[i] = choose_language(detected[i], requests[i].language_prior)
-            self.detections += len(todo)
-        return [language or "en" for language in languages], detected
-
-    def _previous(self, request: Request, tok: Any) -> list[int]:
-        """The prompt's text: the session's own prompt (bounded), then as much of the running
-        context as fits in half the decoder's window (as faster-whisper bounds it). Its length
-        is the same in every language (one vocabulary)."""
-        room = self._model.max_length // 2 - 1
-        previous: list[int] = []
-        if request.initial_prompt:
-            previous = tok.encode(" " + request.initial_prompt.strip())[: room // 2]
-        if request.prompt and room > len(previous):
-            previous += tok.encode(" " + request.prompt.strip())[-(room - len(previous)):]
-        return previous
-
-    def _generate(self, encoded: Any, requests: list[Request], prompts: list[list[int]],
-                  frames: list[int], toks: list[Any]) -> list[Transcript]:
-        text_only = not self.config.timestamp_tokens
-        outputs = self._model.model.generate(
-            encoded, prompts, beam_size=requests[0].beam_size, patience=1.0,
-            length_penalty=1.0, max_length=self._max_length(prompts, frames), return_scores=True,
-            return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress,
-            max_initial_timestamp_index=50,
-        )
-        items = [self._segments(out, n, tok)
-                 for out, n, tok in zip(outputs, frames, toks, strict=True)]
-        # Without timestamp tokens the words' times are the only sign of where speech ended.
-        if text_only or any(r.word_timestamps for r in requests):
-            self._align(items, toks, encoded, frames)
-        return [transcript(segments, tok.decode, tok.language_code, r.word_timestamps,
-                           from_words=text_only)
-                for segments, tok, r in zip(items, toks, requests, strict=True)]
-
-    def _segments(self, out: Any, n: int, tok: Any) -> list[dict[str, Any]]:
-        """One item's generated tokens as faster-whisper's segments, loops cut, the silent and
-        the still repetitive emptied."""
-        from faster_whisper.transcribe import get_compression_ratio
-
-        tokens = out.sequences_ids[0]
-        avg_logprob = out.scores[0] * len(tokens) / (len(tokens) + 1)
-        text = tok.decode(tokens).strip()
-        silent = out.no_speech_prob > 0.6 and avg_logprob < -1.0
-        if not silent and text and get_compression_ratio(text) > 2.4:
-            tokens = cut_loop(tokens, lambda t: tok.decode([t]).rstrip().endswith(
-                SENTENCE_ENDS), lambda t: t >= tok.eot)  # a loop: the words before it
-            text = tok.decode(tokens).strip()
-        if silent or not text or get_compression_ratio(text) > 2.4:
-            tokens = []
-        segments, _, _ = self._model._split_segments_by_timestamps(
-            tokenizer=tok, tokens=tokens, time_offset=0.0, segment_size=n,
-            segment_duration=n / 100, seek=0)
-        # A segment the model itself places after the audio's end was heard in the padding:
-        # with short windows tiny.en sometimes repeats the utterance there.
-        kept = [seg for seg in segments if seg["start"] < n / 100]
-        return kept or [dict(segments[0], tokens=[])]
-
-    def _align(self, items: list[list[dict[str, Any]]], toks: list[Any], encoded: Any,
-               frames: list[int]) -> None:
-        """Word times into `items`' segments. CTranslate2 aligns with one start sequence
-        (<|startoftranscript|>, language, task) per call: one call per (language, task) in the
-        batch (one for an English-only model), each over the whole batch's encoder output with
-        the other items' words left out, so the encoder output is never sliced or recomputed."""
-        for idx in group_indices([tuple(tok.sot_sequence) for tok in toks]).values():
-            mine = set(idx)
-            view = [segs if i in mine else [dict(segs[0], tokens=[])]
-                    for i, segs in enumerate(items)]
-            self._model.add_word_timestamps(view, toks[idx[0]], encoded, frames, _PREPEND,
-                                            _APPEND, last_speech_timestamp=0.0)
-
-    def _max_length(self, prompts: list[list[int]], frames: list[int]) -> int:
-        """CTranslate2's max_length: the model's 448, or with --max-tokens-per-s that many
-        tokens per second of the longest audio, plus a few for the timestamps and the end.
-        CTranslate2 generates at most max_length minus the prompt, and at most half of it."""
-        limit: int = self._model.max_length
-        per_s = self.config.max_tokens_per_s
-        if not per_s:
-            return limit
-        generated = math.ceil(per_s * max(frames) / 100) + _CAP_SLACK_TOKENS
-        return min(limit, max(max(len(p) for p in prompts) + generated, 2 * generated))
-
-    def _has_speech(self, audio: Audio) -> bool:
-        from faster_whisper.vad import VadOptions, get_speech_timestamps
-
-        spans = get_speech_timestamps(
-            audio, VadOptions(min_silence_duration_ms=100, speech_pad_ms=0)
-        )
-        voiced: int = sum(s["end"] - s["start"] for s in spans)
-        return voiced * 1000 >= self.config.min_voiced_ms * SAMPLE_RATE_HZ
-
-
-def prep_threads(device: str, cpus: int) -> int:
-    """Threads for the speech gate and the mel features of a batch's requests. On CUDA the CPU
-    cores idle while the GPU decodes: up to 8, side by side. On CPU the cores are the model's
-    (Config.resolved), and 2 threads on this 2-vCPU VM took a batch of 8 longer to prepare than
-    one (0.19 s against 0.10 s): one after another in the worker's thread, as before."""
-    return min(8, cpus) if device == "cuda" else 1
-
-
-def _listed(codes: list[str]) -> str:
-    return f"it knows {len(codes)}: {' '.join(codes)}"
-
-
-def _storage(array: np.ndarray) -> Any:
-    import ctranslate2
-
-    return ctranslate2.StorageView.from_array(array)
-
-
-def _warmup_audio() -> Audio:
-    """A second of a vowel-like buzz, to run every stage of the model once."""
-    t = np.arange(SAMPLE_RATE_HZ, dtype=np.float32) / SAMPLE_RATE_HZ
-    f0 = 140 * (1 + 0.1 * np.sin(2 * np.pi * 3 * t))
-    phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE_HZ
-    wave = sum(np.sin(k * phase) / k for k in range(1, 12))
-    return (0.1 * wave * np.hanning(len(t))).astype(np.float32)

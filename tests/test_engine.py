@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import dataclasses
 import inspect
@@ -9,12 +10,15 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import rtasr
 from rtasr.decoding import Priority, Request, Transcript
-from rtasr.engine import Engine, prep_threads
+from rtasr.engine import Engine
+from rtasr.engine_decoder import prep_threads
 from rtasr.errors import EngineError
 from rtasr.wer import wer
 
@@ -282,13 +286,43 @@ async def test_a_failing_observer_costs_no_transcript_and_no_worker(engine: Engi
     assert engine_threads() == engine.config.workers
 
 
+async def test_a_prompt_is_tokenized_once_when_submitted(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch key counts the prompt's tokens on submit; the worker's decode reuses them."""
+    tokenized: list[str] = []
+    prompt_tokens = engine.decoder.prompt_tokens
+
+    def counted(request: Request) -> list[int]:
+        tokenized.append(request.session)
+        return prompt_tokens(request)
+
+    monkeypatch.setattr(engine.decoder, "prompt_tokens", counted)
+    request = dataclasses.replace(req("tt-weasels"), prompt="Please hold the line.")
+    async with asyncio.timeout(20):
+        result = await engine.transcribe(request)
+    assert result is not None and wer(TRANSCRIPTS["tt-weasels"], result.text) <= 0.2
+    assert tokenized == ["s"]
+
+
+def test_only_the_engine_modules_import_faster_whisper_and_ctranslate2() -> None:
+    """The rest of rtasr reads the engine's own dataclasses (decoding.py), never the model's."""
+    importing = set()
+    for path in Path(rtasr.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n.split(".")[0] in ("faster_whisper", "ctranslate2") for n in names):
+                importing.add(path.name)
+    assert importing == {"engine.py", "engine_decoder.py"}
+
+
 def test_the_faster_whisper_internals_the_engine_calls_are_still_there(engine: Engine) -> None:
-    """engine.py calls faster-whisper's private helpers; pyproject pins the range tested.
-    A release that renames or reorders them fails here, by name, before any decode does."""
+    """engine_decoder.py calls faster-whisper's private helpers; pyproject pins the range
+    tested. A release that renames or reorders them fails here, by name, before any decode does."""
     import ctranslate2
     from faster_whisper import WhisperModel, audio, feature_extractor, tokenizer, transcribe, vad
 
-    # (what, callable, the leading parameters engine.py passes, in order)
+    # (what, callable, the leading parameters engine_decoder.py passes, in order)
     expected: list[tuple[str, object, list[str]]] = [
         ("WhisperModel._split_segments_by_timestamps",
          getattr(WhisperModel, "_split_segments_by_timestamps", None),
@@ -319,7 +353,7 @@ def test_the_faster_whisper_internals_the_engine_calls_are_still_there(engine: E
             continue
         got = list(inspect.signature(func).parameters)[: len(params)]
         if got != params:
-            problems.append(f"{what}{tuple(got)}: engine.py passes {tuple(params)}")
+            problems.append(f"{what}{tuple(got)}: engine_decoder.py passes {tuple(params)}")
     options = {f.name for f in dataclasses.fields(vad.VadOptions)}
     problems += [f"VadOptions.{name} is gone"
                  for name in ("min_silence_duration_ms", "speech_pad_ms") if name not in options]
@@ -340,9 +374,9 @@ def test_the_faster_whisper_internals_the_engine_calls_are_still_there(engine: E
         "detect_language", "is_multilingual") if not hasattr(model.model, name)]
     assert not problems, "faster-whisper internals changed: " + "; ".join(problems)
     # _split_segments_by_timestamps returns (segments, seek, single_timestamp_ending), and at
-    # least one segment for no tokens (engine.py keeps the first one of a silent item)
+    # least one segment for no tokens (engine_decoder.py keeps the first one of a silent item)
     segments, _, _ = model._split_segments_by_timestamps(
-        tokenizer=engine._tokenizer("en"), tokens=[], time_offset=0.0, segment_size=100,
+        tokenizer=engine.decoder._tokenizer("en"), tokens=[], time_offset=0.0, segment_size=100,
         segment_duration=1.0, seek=0)
     assert segments and segments[0]["tokens"] == []
 
@@ -351,7 +385,7 @@ def test_max_tokens_per_s_caps_each_decode(engine: Engine,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     request = req("tt-weasels")
     full = engine.decode_batch([request])[0].text
-    monkeypatch.setattr(engine, "config", engine.config.replace(max_tokens_per_s=0.5))
+    monkeypatch.setattr(engine.decoder, "config", engine.config.replace(max_tokens_per_s=0.5))
     capped = engine.decode_batch([request])[0].text
     assert wer(TRANSCRIPTS["tt-weasels"], full) <= 0.2
     assert 0 < len(capped.split()) < len(full.split()), (full, capped)
@@ -363,7 +397,7 @@ def test_without_timestamp_tokens_the_words_keep_their_times(
     """--no-timestamp-tokens: the decoder samples text only (no timestamp rules); the words
     are still timed, by alignment, and still within the audio."""
     names = ["agent-alreadyon", "tt-weasels"]
-    monkeypatch.setattr(engine, "config", engine.config.replace(timestamp_tokens=False))
+    monkeypatch.setattr(engine.decoder, "config", engine.config.replace(timestamp_tokens=False))
     results = engine.decode_batch([req(n, session=n) for n in names])
     for name, result in zip(names, results, strict=True):
         assert wer(TRANSCRIPTS[name], result.text) <= 0.2, result.text
@@ -377,7 +411,7 @@ def test_a_decode_that_loops_keeps_the_words_before_the_loop(
     """Without timestamp tokens tiny.en does not stop after vm-opts's last word: it repeats
     "Press 0 for mailbox options." up to the token limit. The repetition check used to drop
     the whole decode (15 words lost); the loop is cut instead."""
-    monkeypatch.setattr(engine, "config", engine.config.replace(timestamp_tokens=False))
+    monkeypatch.setattr(engine.decoder, "config", engine.config.replace(timestamp_tokens=False))
     request = Request(audio=trimmed("vm-opts"), priority=Priority.FINAL, session="s",
                       language="en", word_timestamps=True)
     result = engine.decode_batch([request])[0]
@@ -391,7 +425,7 @@ def test_without_timestamp_tokens_a_last_sentence_said_twice_is_kept_once(
     try that extension.") as context and without timestamp tokens: tiny.en says "... did not
     match. Please try again. Please try again.", the second copy aligned to no time at the
     audio's end. Two copies are no loop and pass the compression check."""
-    monkeypatch.setattr(engine, "config", engine.config.replace(timestamp_tokens=False))
+    monkeypatch.setattr(engine.decoder, "config", engine.config.replace(timestamp_tokens=False))
     request = Request(audio=trimmed("vm-mismatch"), priority=Priority.FINAL, session="s",
                       language="en", prompt=TRANSCRIPTS["transfer"], word_timestamps=True)
     result = engine.decode_batch([request])[0]
@@ -405,7 +439,7 @@ def test_a_sentence_really_said_twice_is_kept_twice(
         engine: Engine, monkeypatch: pytest.MonkeyPatch, timestamp_tokens: bool) -> None:
     """vm-mismatch with its own "Please try again." spoken once more after it: both copies
     are in the audio, and both stay."""
-    monkeypatch.setattr(engine, "config",
+    monkeypatch.setattr(engine.decoder, "config",
                         engine.config.replace(timestamp_tokens=timestamp_tokens))
     audio = trimmed("vm-mismatch")
     again = audio[int(3.3 * 16000):]  # "Please try again."
@@ -482,15 +516,15 @@ def test_on_cuda_a_batch_gates_its_requests_side_by_side(
     after another (the cores are the model's)."""
     assert prep_threads("cuda", 16) == 8 and prep_threads("cpu", 16) == 1
     pool = ThreadPoolExecutor(prep_threads("cuda", 2))
-    monkeypatch.setattr(engine, "_prep", pool)
+    monkeypatch.setattr(engine.decoder, "_prep", pool)
     together = threading.Barrier(2, timeout=10)
-    has_speech = engine._has_speech
+    has_speech = engine.decoder._has_speech
 
     def meeting(audio: np.ndarray) -> bool:
         together.wait()
         return has_speech(audio)
 
-    monkeypatch.setattr(engine, "_has_speech", meeting)
+    monkeypatch.setattr(engine.decoder, "_has_speech", meeting)
     with pool:
         results = engine.decode_batch([req("tt-weasels", session="a"),
                                        req("music-macroform-cold_day", session="b")])

@@ -59,14 +59,17 @@ class Asr:
 
     def _decode(self, requests: list[Request]) -> list[Transcript]:
         """Finals first; requests that share a batch key in one model call."""
+        decoder = self.engine.decoder
+        previous = [decoder.prompt_tokens(r) for r in requests]  # tokenized once: key, decode
         results: dict[int, Transcript] = {}
         order = sorted(range(len(requests)), key=lambda i: requests[i].priority)
         groups: dict[object, list[int]] = {}
         for i in order:
-            groups.setdefault(self.engine.batch_key(requests[i]), []).append(i)
+            groups.setdefault(decoder.batch_key(requests[i], previous[i]), []).append(i)
         for members in groups.values():
-            for i, result in zip(members, self.engine.decode_batch([requests[i] for i in members]),
-                                 strict=True):
+            decoded = self.engine.decode_batch([requests[i] for i in members],
+                                               previous=[previous[i] for i in members])
+            for i, result in zip(members, decoded, strict=True):
                 results[i] = result
         return [results[i] for i in range(len(requests))]
 

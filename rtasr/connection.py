@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import logging
 import math
 import time
@@ -23,12 +22,12 @@ from typing import Any, Protocol
 from websockets.exceptions import ConnectionClosed
 
 from .config import Config
+from .decodes import Decodes
 from .decoding import Request, Transcript
 from .errors import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL,
     CLOSE_NORMAL,
-    EngineError,
     FinalTimeoutError,
     FrameTooLargeError,
     IdleTimeoutError,
@@ -50,7 +49,7 @@ from .protocol import (
     ServerMessage,
     StreamParams,
 )
-from .session import Action, Cancel, DecodeJob, Session
+from .session import Action, Session
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +109,7 @@ class Connection:
         self.config = config
         self.metrics = metrics
         self.log = SessionLog(log, {"session": session.id})
-        self._jobs: dict[DecodeJob, asyncio.Task[None]] = {}
+        self.decodes = Decodes(session, engine.transcribe, self._dispatch, self.log)
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         self._stop = loop.create_future()
@@ -146,9 +145,9 @@ class Connection:
             with contextlib.suppress(Exception):
                 await self.ws.close(CLOSE_INTERNAL, "internal error")
         finally:
-            for task in (reader, writer, *self._jobs.values()):
+            for task in (reader, writer):
                 task.cancel()
-            self._jobs.clear()
+            self.decodes.cancel()
             self.log.info("closed after %.1f s of audio", self.session.duration_s)
 
     # reading -------------------------------------------------------------------------------
@@ -276,17 +275,18 @@ class Connection:
         of a server shutdown. Raises TimeoutError."""
         loop = asyncio.get_running_loop()
         until = loop.time() + FINALS_GRACE_S
-        while self.session.awaiting_finals and self._jobs:
+        while self.session.awaiting_finals and self.decodes.tasks:
             left = min(until, self._finals_by) - loop.time()
             if left <= 0:
                 raise TimeoutError
-            waits = {*self._jobs.values(), *(() if self._hurry.done() else (self._hurry,))}
+            waits = {*self.decodes.tasks.values(),
+                     *(() if self._hurry.done() else (self._hurry,))}
             await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
 
     def _report_missing_finals(self) -> None:
         """The model did not answer in time: say so (log, metric, client) instead of closing
         as if every final had come."""
-        missing = sorted({job.utterance for job in self._jobs})
+        missing = sorted({job.utterance for job in self.decodes.tasks})
         error = FinalTimeoutError(f"{len(missing)} utterance(s) ({', '.join(map(str, missing))}) "
                                   "were not transcribed in time: their finals will not come")
         self.log.warning("%s: %s", error.code, error)
@@ -321,34 +321,10 @@ class Connection:
     # decoding ------------------------------------------------------------------------------
 
     def _dispatch(self, actions: Iterable[Action]) -> None:
-        for action in actions:
-            if isinstance(action, DecodeJob):
-                task = asyncio.create_task(self._decode(action))
-                self._jobs[action] = task
-                task.add_done_callback(functools.partial(self._forget, action))
-            elif isinstance(action, Cancel):
-                cancelled = self._jobs.pop(action.job, None)
-                if cancelled is not None:
-                    cancelled.cancel()
-            else:
-                self._send(action)
+        """The session's actions: its decodes started or cancelled, its messages sent."""
+        for message in self.decodes.start(actions):
+            self._send(message)
         if not self.session.awaiting_finals:
             speaking = self.session.segmenter.open_utterance
             for text in self.dialect.settled(None if speaking is None else speaking.index):
                 self._put(text)
-
-    def _forget(self, job: DecodeJob, _: object) -> None:
-        self._jobs.pop(job, None)
-
-    async def _decode(self, job: DecodeJob) -> None:
-        """One decode; whatever fails (the engine, a Ray remote call) costs this job only."""
-        try:
-            result = await self.engine.transcribe(job.request)
-        except RtasrError as exc:
-            self._dispatch(self.session.on_failure(job, exc))
-            return
-        except Exception as exc:
-            self.log.exception("decode failed")
-            self._dispatch(self.session.on_failure(job, EngineError(f"decode failed: {exc}")))
-            return
-        self._dispatch(self.session.on_result(job, result))

@@ -17,15 +17,16 @@ import logging
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO
 
 from .config import SAMPLE_RATE_HZ, Config
 from .connection import EngineLike
-from .decoding import ModelInfo
-from .errors import EngineError, RtasrError
+from .decodes import Decodes
+from .decoding import ModelInfo, Request, Transcript
+from .errors import RtasrError
 from .http_front import HttpRequest
 from .protocol import Final, StreamParams
-from .session import Cancel, DecodeJob, Session
+from .session import Action, Session
 
 log = logging.getLogger(__name__)
 
@@ -152,57 +153,33 @@ class FileTranscriber:
             self.in_flight -= 1
 
     async def finals(self, pcm: bytes, params: StreamParams) -> AsyncIterator[Final]:
-        """The file's finals in order, through a Session that is not real time."""
+        """The file's finals in order, through a Session that is not real time, fed while at
+        most two of its decodes are in flight."""
         session = Session(self.config, params, "file", params.language)
         session.realtime = False
-        jobs: dict[DecodeJob, asyncio.Task[Any]] = {}
         ready: list[Final] = []
 
-        def dispatch(actions: list[Any]) -> None:
-            for action in actions:
-                if isinstance(action, DecodeJob):
-                    jobs[action] = asyncio.create_task(self._decode(action))
-                elif isinstance(action, Cancel):
-                    task = jobs.pop(action.job, None)
-                    if task is not None:
-                        task.cancel()
-                elif isinstance(action, Final):
-                    ready.append(action)
+        def dispatch(actions: list[Action]) -> None:
+            ready.extend(m for m in decodes.start(actions) if isinstance(m, Final))
 
+        decodes = Decodes(session, self._decode, dispatch, log)
         try:
             for i in range(0, len(pcm) + CHUNK, CHUNK):
                 dispatch(session.feed(pcm[i : i + CHUNK]) if i < len(pcm) else session.end())
-                while jobs and (len(jobs) > 2 or i >= len(pcm)):
-                    done, _ = await asyncio.wait(jobs.values(),
-                                                 return_when=asyncio.FIRST_COMPLETED)
-                    for job, task in list(jobs.items()):
-                        if task in done:
-                            del jobs[job]
-                            dispatch(_settle(session, job, task))
+                while decodes.tasks and (len(decodes.tasks) > 2 or i >= len(pcm)):
+                    await asyncio.wait(decodes.tasks.values(),
+                                       return_when=asyncio.FIRST_COMPLETED)
                     for final in ready:
                         yield final
                     ready.clear()
             for final in ready:
                 yield final
         finally:
-            for task in jobs.values():
-                task.cancel()
+            decodes.cancel()
 
-    async def _decode(self, job: DecodeJob) -> Any:
+    async def _decode(self, request: Request) -> Transcript | None:
         async with self.slots:
-            return await self.engine.transcribe(job.request)
-
-
-def _settle(session: Session, job: DecodeJob, task: asyncio.Task[Any]) -> list[Any]:
-    """A decode's outcome to the session: a failed one costs its utterance (Session.on_failure:
-    its committed words, or no final), not the file."""
-    if task.cancelled():
-        return session.on_result(job, None)
-    exc = task.exception()
-    if exc is None:
-        return session.on_result(job, task.result())
-    log.warning("a file's decode failed: %s", exc)
-    return session.on_failure(job, exc if isinstance(exc, Exception) else EngineError(str(exc)))
+            return await self.engine.transcribe(request)
 
 
 __all__ = ["MAX_FILES", "FileTranscriber", "RawFormat", "RequestError", "decode", "drain",

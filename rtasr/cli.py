@@ -156,6 +156,10 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                      help="after a run-on cut, the next utterance's decodes also hear up to "
                           "this much of the audio before the cut (from a quiet gap in it) and "
                           "keep only their own words (0: off)")
+    vad.add_argument("--cut-lookahead-s", type=float, default=d.cut_lookahead_s,
+                     help="a run-on cut's head is decoded with up to this much of the audio "
+                          "after the cut, keeping only its own words; its final waits for that "
+                          "audio (0: off)")
     vad.add_argument("--max-utterance-s", type=float, default=d.max_utterance_s,
                      help="an utterance is cut into finals at this length at the latest (at "
                           "any gap, else its quietest frame)")
@@ -228,7 +232,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         endpoint_silence_ms=args.endpoint_silence_ms,
         partial_interval_ms=args.partial_interval_ms, commit_cut_s=args.commit_cut_s,
         pause_cut_s=args.pause_cut_s, cut_context_chars=args.cut_context_chars,
-        cut_context_s=args.cut_context_s,
+        cut_context_s=args.cut_context_s, cut_lookahead_s=args.cut_lookahead_s,
         commit_holdback_words=args.commit_holdback_words,
         max_utterance_s=args.max_utterance_s,
     )

@@ -76,6 +76,7 @@ class Config:
     commit_holdback_words: int = 6
     cut_context_chars: int = 0
     cut_context_s: float = 0.0
+    cut_lookahead_s: float = 0.0
     commit_cut_s: float = 4.0
     max_utterance_s: float = 15.0
     max_buffer_s: float = 30.0
@@ -126,6 +127,8 @@ class Config:
             raise ConfigError("--commit-holdback-words must be 0 or more")
         if not 0 <= self.cut_context_s <= 5:
             raise ConfigError("--cut-context-s must be 0 (off) to 5")
+        if not 0 <= self.cut_lookahead_s <= 3:
+            raise ConfigError("--cut-lookahead-s must be 0 (off) to 3")
         if self.pause_cut_s < 0:
             raise ConfigError("--pause-cut-s must be 0 or more")
         if self.max_utterance_s + 5.0 > self.max_buffer_s:

@@ -20,12 +20,15 @@ Policies:
   audio already holds all the speech and a little of the pause serves as the final too.
 - Run-on speech (a word spoken is in exactly one final): a long utterance is cut only where
   the audio is silent, never between two word timestamps. Speech that resumes after a pause
-  of `pause_ms` in an utterance of at least `pause_cut_s` is cut at that pause, and the
-  pause's speculative decode is the head's final; past `commit_cut_s`, the utterance is cut
-  in the middle of its longest quiet gap (frame energy) of at least 200 ms, or 150, 120, 90
-  ms 1, 2, 3 s later (cuts.py: a breath inside a sentence is shorter than a pause between
-  two), and the head is decoded alone; past `max_utterance_s` with no gap at all, at its
-  quietest frame. The rest carries on as the next utterance.
+  of `pause_ms` in an utterance of at least `pause_cut_s` is cut at that pause; past
+  `commit_cut_s`, the utterance is cut in the middle of its longest quiet gap (frame energy)
+  of at least 200 ms, or 150, 120, 90 ms 1, 2, 3 s later (cuts.py: a breath inside a sentence
+  is shorter than a pause between two); past `max_utterance_s` with no gap at all, at its
+  quietest frame. The rest carries on as the next utterance. The head's final is the pause's
+  speculative decode or the head decoded alone; with `cut_lookahead_s` (off by default), the
+  head decoded with that much of the audio after the cut too, keeping only the words before
+  it (its last words are misheard less when the model hears how they go on), so it waits for
+  that audio.
 - `committed` words are never taken back: a hypothesis that spells them differently is
   aligned to them by characters (align.py) and only its words after them are new; the final
   begins with them too. Committed words that the head's decode lacks after a cut (spoken just
@@ -75,9 +78,17 @@ class DecodeJob:
     start: int  # absolute sample index of the utterance audio's first sample
     end: int
     request: Request
-    # samples of audio before `start` at the head of the request's audio (--cut-context-s):
-    # heard by the model, but only the words whose middle lies in [start, end) are kept
+    # samples of audio before `start` at the head of the request's audio (--cut-context-s)
+    # and after `end` at its tail (--cut-lookahead-s): heard by the model, but only the words
+    # whose middle lies in [start, end) are kept
     before: int = 0
+    after: int = 0
+
+    @property
+    def own_audio(self) -> Audio:
+        """The request's audio less the context either side: [start, end)."""
+        audio = self.request.audio
+        return audio[self.before : len(audio) - self.after]
 
 
 @dataclass(eq=False)
@@ -108,6 +119,7 @@ class _Utterance:
     cut_check: int = 0  # when to look for a cut point next
     continues: bool = False  # opened by a cut: its speech goes on from the last final's
     left: Audio | None = None  # opened by a cut: the audio just before it (context)
+    head: tuple[int, Audio] | None = None  # cut at sample N, its final waits for lookahead
     closed: bool = False
     endpoint: bool = False  # ended because the speaker paused (not flushed, cut or too long)
 
@@ -136,6 +148,7 @@ class Session:
         self.decoder = PcmDecoder(params.sample_rate, params.encoding)
         self.segmenter = Segmenter(config)
         self._utts: dict[int, _Utterance] = {}
+        self._heads: list[_Utterance] = []  # cut, their finals waiting for the lookahead
         self._finals: dict[int, Final | None] = {}
         self._next_final = 0
         self._context = ""
@@ -156,6 +169,7 @@ class Session:
         self._pause_cut = int(config.pause_cut_s * SAMPLE_RATE_HZ)
         self._max_utt = int(config.max_utterance_s * SAMPLE_RATE_HZ)
         self._cut_context = int(config.cut_context_s * SAMPLE_RATE_HZ)
+        self._lookahead = int(config.cut_lookahead_s * SAMPLE_RATE_HZ)
         # Greedy finals: a partial is decoded exactly as a final would be, so it can serve as one.
         self._final_grade_partials = config.beam_size <= 1
 
@@ -190,6 +204,7 @@ class Session:
     def flush(self) -> list[Action]:
         """Finalize the open utterance now."""
         actions: list[Action] = []
+        self._due_heads(actions, force=True)
         ended = self.segmenter.flush()
         if ended is not None:
             self._on_ended(ended, actions)
@@ -222,7 +237,9 @@ class Session:
             elif isinstance(event, SpeechResumed):
                 self._on_resumed(self._utts[event.utterance], actions)
             elif isinstance(event, SpeechEnded):
+                self._due_heads(actions, force=True)
                 self._on_ended(event, actions)
+        self._due_heads(actions)
         self._next_decodes(actions)
 
     def _open(self, index: int, start: int, actions: list[Action], *,
@@ -310,13 +327,15 @@ class Session:
             actions.append(utt.inflight)
 
     def _job(self, kind: JobKind, utt: _Utterance, start: int, end: int,
-             audio: Audio) -> DecodeJob:
+             audio: Audio, ahead: Audio | None = None) -> DecodeJob:
         partial = kind == "partial"
         left = utt.left if utt.left is not None and start == utt.start else audio[:0]
+        ahead = audio[:0] if ahead is None else ahead
         # words are kept by their time: the context needs word timestamps
-        greedy_only = partial and not self._final_grade_partials and not len(left)
-        if len(left):
-            audio = np.concatenate([left, audio])
+        greedy_only = (partial and not self._final_grade_partials and not len(left)
+                       and not len(ahead))
+        if len(left) or len(ahead):
+            audio = np.concatenate([left, audio, ahead])
         request = Request(
             audio=audio,
             priority=Priority.PARTIAL if partial else Priority.FINAL,
@@ -330,7 +349,7 @@ class Session:
             word_timestamps=not greedy_only,
             realtime=self.realtime,
         )
-        return DecodeJob(kind, utt.index, start, end, request, len(left))
+        return DecodeJob(kind, utt.index, start, end, request, len(left), len(ahead))
 
     # results -----------------------------------------------------------------------------
 
@@ -340,13 +359,19 @@ class Session:
         utt = self._utts.get(job.utterance)
         if utt is None:
             return actions
-        if result is not None and result.words and job.before:
-            result = _own_words(job, result)
+        if result is not None and (job.before or job.after):
+            if not result.text:
+                # Heard with the audio around its own, tiny.en sometimes writes nothing at
+                # all: the utterance's decodes go without that context from now on, and this
+                # one counts as dropped (a final is decoded again)
+                utt.left, result = None, None
+            elif result.words:
+                result = _own_words(job, result)
         if utt.inflight is job:
             self._land(utt, job, result is not None, actions)
         if utt.final_job is job:
             if result is None:  # a partial chosen as the final, then dropped by the engine
-                utt.final_job = self._job("final", utt, job.start, job.end, job.request.audio)
+                utt.final_job = self._job("final", utt, job.start, job.end, job.own_audio)
                 actions.append(utt.final_job)
             else:
                 self._complete(utt, job, result, actions)
@@ -449,7 +474,34 @@ class Session:
         # cut one's final (ready at once where a candidate decoded it)
         self._open(started.utterance, started.start, actions, continues=True)
         self._utts[started.utterance].left = left if len(left) else None
-        self._on_ended(SpeechEnded(utt.index, utt.start, at, audio, forced=True), actions)
+        if not self._lookahead:
+            self._on_ended(SpeechEnded(utt.index, utt.start, at, audio, forced=True), actions)
+            return
+        # --cut-lookahead-s: the head's final hears the words after the cut too (its last
+        # words are misheard less), so it waits for them
+        utt.closed, utt.endpoint, utt.head = True, False, (at, audio)
+        self._heads.append(utt)
+        self._due_heads(actions)
+
+    def _due_heads(self, actions: list[Action], force: bool = False) -> None:
+        """Decode the finals of the cut heads whose lookahead has arrived (`force`: all, with
+        the audio there is: the speech after the cut has ended)."""
+        buffer, pos = self.segmenter.buffer, self.segmenter.position
+        while self._heads:
+            utt = self._heads[0]
+            assert utt.head is not None
+            at, audio = utt.head
+            if not force and pos < at + self._lookahead:
+                return
+            self._heads.pop(0)
+            utt.head = None
+            ahead = buffer.read(at, min(pos, at + self._lookahead)) if buffer.start <= at else None
+            job = utt.inflight
+            if job is not None:  # a partial or candidate without the lookahead: not wanted
+                utt.inflight = None
+                actions.append(Cancel(job))
+            utt.final_job = self._job("final", utt, utt.start, at, audio, ahead)
+            actions.append(utt.final_job)
 
     def _prompt(self, utt: _Utterance) -> str | None:
         """The decoder prompt: the running context (--context-chars), or, where the

@@ -132,7 +132,7 @@ def _batches(engine: Engine, requests: list[Request], alone: list[str], texts: l
 def _count_generate(engine: Engine) -> list[int]:
     """A one-element counter of the engine's CTranslate2 generate calls."""
     count = [0]
-    whisper = engine._model.model
+    whisper = engine.decoder.model.model
 
     class Counted:
         def __getattr__(self, name: str) -> object:
@@ -142,7 +142,7 @@ def _count_generate(engine: Engine) -> list[int]:
             count[0] += 1
             return whisper.generate(*args, **kwargs)
 
-    engine._model.model = Counted()
+    engine.decoder.model.model = Counted()
     return count
 
 

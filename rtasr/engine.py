@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from . import models
 from .audio import Audio
@@ -133,11 +133,6 @@ class Engine:
     def detections(self) -> int:
         """Requests whose language the engine detected."""
         return self.decoder.detections
-
-    @property
-    def _model(self) -> Any:
-        """faster-whisper's WhisperModel (the benchmarks and tests reach into it)."""
-        return self.decoder.model
 
     # lifecycle ---------------------------------------------------------------------------
 

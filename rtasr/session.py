@@ -119,7 +119,6 @@ class _Utterance:
     cut_check: int = 0  # when to look for a cut point next
     continues: bool = False  # opened by a cut: its speech goes on from the last final's
     left: Audio | None = None  # opened by a cut: the audio just before it (context)
-    head: tuple[int, Audio] | None = None  # cut at sample N, its final waits for lookahead
     closed: bool = False
     endpoint: bool = False  # ended because the speaker paused (not flushed, cut or too long)
 
@@ -148,7 +147,8 @@ class Session:
         self.decoder = PcmDecoder(params.sample_rate, params.encoding)
         self.segmenter = Segmenter(config)
         self._utts: dict[int, _Utterance] = {}
-        self._heads: list[_Utterance] = []  # cut, their finals waiting for the lookahead
+        # cut utterances, where, and their audio: their finals wait for the lookahead
+        self._heads: list[tuple[_Utterance, int, Audio]] = []
         self._finals: dict[int, Final | None] = {}
         self._next_final = 0
         self._context = ""
@@ -479,8 +479,8 @@ class Session:
             return
         # --cut-lookahead-s: the head's final hears the words after the cut too (its last
         # words are misheard less), so it waits for them
-        utt.closed, utt.endpoint, utt.head = True, False, (at, audio)
-        self._heads.append(utt)
+        utt.closed, utt.endpoint = True, False
+        self._heads.append((utt, at, audio))
         self._due_heads(actions)
 
     def _due_heads(self, actions: list[Action], force: bool = False) -> None:
@@ -488,13 +488,10 @@ class Session:
         the audio there is: the speech after the cut has ended)."""
         buffer, pos = self.segmenter.buffer, self.segmenter.position
         while self._heads:
-            utt = self._heads[0]
-            assert utt.head is not None
-            at, audio = utt.head
+            utt, at, audio = self._heads[0]
             if not force and pos < at + self._lookahead:
                 return
             self._heads.pop(0)
-            utt.head = None
             ahead = buffer.read(at, min(pos, at + self._lookahead)) if buffer.start <= at else None
             job = utt.inflight
             if job is not None:  # a partial or candidate without the lookahead: not wanted

@@ -139,7 +139,8 @@ def finals_sync(port: int, name: str) -> list[dict[str, Any]]:
 
 class CountingModel:
     """A CTranslate2 Whisper model whose encode / generate / align / detect_language calls are
-    counted (`calls`); everything else passes through. Install it as `engine._model.model`."""
+    counted (`calls`); everything else passes through. Install it as
+    `engine.decoder.model.model`."""
 
     COUNTED = ("encode", "generate", "align", "detect_language")
 

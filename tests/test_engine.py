@@ -366,7 +366,7 @@ def test_the_faster_whisper_internals_the_engine_calls_are_still_there(engine: E
     problems += [f"WhisperGenerationResult.{name} is gone"
                  for name in ("sequences_ids", "scores", "no_speech_prob")
                  if not hasattr(result, name)]
-    model = engine._model
+    model = engine.decoder.model
     problems += [f"WhisperModel().{name} is gone" for name in (
         "feature_extractor", "hf_tokenizer", "max_length", "supported_languages", "model")
         if not hasattr(model, name)]
@@ -460,8 +460,8 @@ def test_a_batch_of_eight_with_different_prompts_is_one_model_call(
                 for i, n in enumerate(names)]
     assert len({engine.batch_key(r) for r in requests}) == 1
     alone = [engine.decode_batch([r])[0].text for r in requests]
-    counting = CountingModel(engine._model.model)
-    monkeypatch.setattr(engine._model, "model", counting)
+    counting = CountingModel(engine.decoder.model.model)
+    monkeypatch.setattr(engine.decoder.model, "model", counting)
     batched = engine.decode_batch(requests)
     assert counting.calls == {"encode": 1, "generate": 1, "align": 1, "detect_language": 0}
     assert [b.text for b in batched] == alone
@@ -476,8 +476,8 @@ async def test_prompts_of_different_lengths_are_batched_apart_one_call_each(
     (batching.py): the batch key, computed at submit time, keeps them apart, so every batch
     the scheduler forms is one generate call."""
     monkeypatch.setattr(engine.scheduler, "max_batch_size", 8)
-    counting = CountingModel(engine._model.model)
-    monkeypatch.setattr(engine._model, "model", counting)
+    counting = CountingModel(engine.decoder.model.model)
+    monkeypatch.setattr(engine.decoder.model, "model", counting)
     held = HeldWorkers(engine, monkeypatch)
     await held.hold()
     prompts = [None, "Extension 1.", None, "The extension you asked for.", "Extension 2.", None]

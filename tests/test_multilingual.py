@@ -153,8 +153,8 @@ def test_eight_languages_tasks_and_prompts_mixed_are_one_generate_call(
                 for i, (name, fields) in enumerate(shapes)]
     assert len({base.batch_key(r) for r in requests}) == 1
     alone = [base.decode_batch([r])[0] for r in requests]
-    counting = CountingModel(base._model.model)
-    monkeypatch.setattr(base._model, "model", counting)
+    counting = CountingModel(base.decoder.model.model)
+    monkeypatch.setattr(base.decoder.model, "model", counting)
     batched = base.decode_batch(requests)
     pairs = {(r.language, r.task) for r in requests}
     assert [b.language for b in batched] == ["es", "fr", "es", "fr", "es", "fr", "es", "fr"]

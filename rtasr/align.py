@@ -29,6 +29,11 @@ def best_prefix(target: Sequence[str], words: Sequence[str]) -> int:
     0 when no prefix of `words` is closer to `target` than nothing is. Words equal to the
     target's are matched directly; only the rest is aligned by characters.
     """
+    return _best_prefix(target, words)[0]
+
+
+def _best_prefix(target: Sequence[str], words: Sequence[str]) -> tuple[int, int]:
+    """best_prefix, and the character edits its match took."""
     t = [norm(w) for w in target]
     w = [norm(x) for x in words]
     same = 0
@@ -36,7 +41,7 @@ def best_prefix(target: Sequence[str], words: Sequence[str]) -> int:
         same += 1
     rest = "".join(t[same:])
     if not rest:
-        return same
+        return same, 0
     # Edit distance of `rest` against each longer prefix of the remaining words: one DP row
     # per character of the words, read out at each word boundary.
     # Ties go to the prefix closest in length to the target ("is" -> "was", not "" + "was"),
@@ -54,7 +59,7 @@ def best_prefix(target: Sequence[str], words: Sequence[str]) -> int:
         key = (row[-1], abs(chars - len(rest)))
         if key < best_key:
             best, best_key = n + 1, key
-    return best
+    return best, best_key[0]
 
 
 def splice(committed: Sequence[str], words: Sequence[str]) -> tuple[int, int]:
@@ -68,5 +73,10 @@ def splice(committed: Sequence[str], words: Sequence[str]) -> tuple[int, int]:
 
 
 def strip_prefix(said: Sequence[str], words: Sequence[str]) -> int:
-    """How many leading `words` repeat `said` (words an earlier final already holds)."""
-    return best_prefix(said, words) if said else 0
+    """How many leading `words` repeat `said` (words an earlier final already holds): none
+    unless they match at least half of its characters. A decode that does not begin with the
+    words said is not made to lose as many of its own."""
+    if not said:
+        return 0
+    n, edits = _best_prefix(said, words)
+    return n if 2 * edits <= sum(len(norm(w)) for w in said) else 0

@@ -392,6 +392,26 @@ def test_committed_words_after_a_cut_stay_in_the_head_and_are_not_doubled() -> N
     assert d.of(Partial)[-1].text == "or unmute yourself"
 
 
+def test_words_unlike_those_carried_past_a_cut_are_not_taken_for_them() -> None:
+    """The head's final keeps committed words its decode lacks; the next decode, not starting
+    with them, loses none of its own words to them (seen in a replay: "because the sender"
+    carried, "does not have a" dropped from the next final because the characters were
+    aligned at any cost)."""
+    d = Driver(Config(beam_size=1, cut_lookahead_s=0, pause_cut_s=1.0, commit_holdback_words=0))
+    d.feed(np.concatenate([silence(0.5, 16000), SPEECH[:32000]]))
+    d.answer(d.pop("partial"), "this message because the sender")
+    d.feed(SPEECH[32000:40000])
+    d.answer(d.pop("partial"), "this message because the sender does")
+    d.feed(silence(0.3, 16000))
+    candidate = d.pop("candidate")
+    d.feed(SPEECH[:16000])  # resumes: cut at the pause
+    d.answer(candidate, "This message.")
+    (head,) = d.of(Final)
+    assert head.text == "this message because the sender"
+    d.answer(d.pop("partial"), "does not have a mailbox.")
+    assert d.of(Partial)[-1].text == "does not have a mailbox."
+
+
 def test_a_pause_supersedes_the_partial_in_flight() -> None:
     """Under load a partial can sit in the engine's queue: the final must not wait for it."""
     d = Driver()

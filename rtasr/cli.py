@@ -78,6 +78,10 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                        help="the wider window a final gets while the engine has capacity to "
                             "spare (nothing queued, no other worker busy), e.g. 15; 0: the full "
                             "30 s; -1: auto (off: the --encoder-window-s)")
+    model.add_argument("--spare-beam-size", type=int, default=d.spare_beam_size,
+                       help="the beam a final gets while the engine has capacity to spare "
+                            "(nothing queued, no other worker busy), e.g. 5; 0: auto (the "
+                            "--beam-size)")
     model.add_argument("--max-tokens-per-s", type=float, default=d.max_tokens_per_s,
                        help="cap each decode at this many tokens per second of audio (plus 4), "
                             "so a decode stuck in a loop stops early; 0: the model's limit, 224 "
@@ -225,6 +229,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         no_speech_gate=args.no_speech_gate, max_batch_size=args.max_batch_size,
         batch_window_ms=args.batch_window_ms, encoder_window_s=args.encoder_window_s,
         spare_encoder_window_s=args.spare_encoder_window_s,
+        spare_beam_size=args.spare_beam_size,
         max_tokens_per_s=args.max_tokens_per_s, timestamp_tokens=args.timestamp_tokens,
         max_sessions=args.max_sessions, max_final_wait_ms=args.max_final_wait_ms,
         vad_aggressiveness=args.vad_aggressiveness, speech_start_ms=args.speech_start_ms,

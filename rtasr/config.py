@@ -16,7 +16,8 @@ SAMPLE_RATE_HZ = 16_000
 ENGINE_FIELDS = ("model", "device", "compute_type", "language", "beam_size", "workers",
                  "cpu_threads", "context_chars", "no_speech_gate", "min_voiced_ms",
                  "partial_max_wait_ms", "max_batch_size", "batch_window_ms", "encoder_window_s",
-                 "spare_encoder_window_s", "max_tokens_per_s", "timestamp_tokens")
+                 "spare_encoder_window_s", "spare_beam_size", "max_tokens_per_s",
+                 "timestamp_tokens")
 """The "Model and engine" fields: the engine's to resolve, where the model runs (served_with)."""
 
 
@@ -45,6 +46,7 @@ class Config:
     batch_window_ms: int = -1
     encoder_window_s: float = -1.0
     spare_encoder_window_s: float = -1.0
+    spare_beam_size: int = 0
     max_tokens_per_s: float = 0.0
     timestamp_tokens: bool = True
 
@@ -88,6 +90,9 @@ class Config:
             raise ConfigError(f"--device must be auto, cpu or cuda, not {self.device!r}")
         if self.beam_size < 0:
             raise ConfigError(f"--beam-size must be 0 (auto) or more, not {self.beam_size}")
+        if self.spare_beam_size < 0:
+            raise ConfigError(f"--spare-beam-size must be 0 (auto) or more, not "
+                              f"{self.spare_beam_size}")
         if self.workers < 0 or self.cpu_threads < 0:
             raise ConfigError("--workers and --cpu-threads must be 0 (auto) or more")
         if self.vad_aggressiveness not in (0, 1, 2, 3):
@@ -175,6 +180,9 @@ class Config:
             # nothing on a streamed run, and it flipped base's results on some clips.
             spare_encoder_window_s=self.spare_encoder_window_s
             if self.spare_encoder_window_s >= 0 else window,
+            # The beam a final gets while the engine has capacity to spare: off (the --beam-size)
+            # until measured otherwise.
+            spare_beam_size=max(self.spare_beam_size, self.beam_size or 1),
             # Sessions the device can carry (load_bench.py); refusing the next one beats
             # slowing every one down. An H100 with tiny.en held 16 sessions and missed the
             # target at 64 (final p95 1.7 s): 32 until the GPU decode path batches.

@@ -225,10 +225,10 @@ class Engine:
     def _run(self, batch: list[Job]) -> None:
         requests = [job.payload.request for job in batch]
         waited = time.monotonic() - min(job.submitted for job in batch)
-        # Spare capacity buys accuracy: a final decoded while nothing else waits and no other
-        # worker is busy gets the wider encoder window (docs/benchmarks.md); under load, the
-        # narrow one, and every batch the same.
-        spare = len(batch) == 1 and not batch[0].partial and self.scheduler.idle_but_one
+        # Spare capacity buys accuracy: a final decoded while no other final decodes or waits
+        # gets the wider encoder window and beam, where set (docs/benchmarks.md); under load,
+        # the narrow ones, and every batch the same.
+        spare = len(batch) == 1 and not batch[0].partial and self.scheduler.lone_final
         try:
             results = self.decode_batch(requests, spare=spare,
                                         previous=[job.payload.previous for job in batch])

@@ -198,7 +198,8 @@ class BatchDecoder:
 
         The same code path decodes a batch of one, so a request gets the same text alone or
         batched: every item is padded to the same encoder window either way (`spare`: the
-        spare-capacity window, --spare-encoder-window-s). `previous`: each request's
+        spare-capacity window and a final's spare-capacity beam, --spare-encoder-window-s and
+        --spare-beam-size). `previous`: each request's
         prompt_tokens, when the caller has them (the engine, from submit time).
         """
         if previous is None:
@@ -261,7 +262,7 @@ class BatchDecoder:
             else:  # no slicing on the GPU without a tensor library: encode the group again
                 part = model.encode(batch[idx])
             done = self._generate(part, [requests[i] for i in idx], [prompts[i] for i in idx],
-                                  [frames[i] for i in idx], [toks[i] for i in idx])
+                                  [frames[i] for i in idx], [toks[i] for i in idx], spare)
             for i, result in zip(idx, done, strict=True):
                 results[i] = dataclasses.replace(result, language=languages[i],
                                                  detected=detected[i])
@@ -286,10 +287,13 @@ class BatchDecoder:
         return [language or "en" for language in languages], detected
 
     def _generate(self, encoded: Any, requests: list[Request], prompts: list[list[int]],
-                  frames: list[int], toks: list[Any]) -> list[Transcript]:
+                  frames: list[int], toks: list[Any], spare: bool = False) -> list[Transcript]:
         text_only = not self.config.timestamp_tokens
+        beam = requests[0].beam_size
+        if spare and requests[0].priority is Priority.FINAL:
+            beam = max(beam, self.config.spare_beam_size)
         outputs = self.model.model.generate(
-            encoded, prompts, beam_size=requests[0].beam_size, patience=1.0,
+            encoded, prompts, beam_size=beam, patience=1.0,
             length_penalty=1.0, max_length=self._max_length(prompts, frames), return_scores=True,
             return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress,
             max_initial_timestamp_index=50,

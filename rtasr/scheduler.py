@@ -282,9 +282,11 @@ class Scheduler:
         return len(self._queue)
 
     @property
-    def idle_but_one(self) -> bool:
-        """Nothing waits and at most one worker (the caller's) is busy."""
-        return self._busy <= 1 and not self._queue
+    def lone_final(self) -> bool:
+        """The caller's final is the only one: no other final decodes or waits (partials
+        may: they are shed or dropped when finals need the workers)."""
+        return (self._busy - self._partial_busy <= 1
+                and not any(not job.partial for job in self._queue))
 
     @property
     def load(self) -> float:

@@ -16,7 +16,7 @@ Policies:
   soon as the decode in flight returns) on the audio the final would have. If the pause becomes
   an endpoint that result *is* the final, so the final arrives as soon as the endpoint silence
   has passed; if speech resumes, the result serves as a partial and nothing is wasted. Where
-  partials are decoded exactly as finals are (greedy finals, the CPU default), a partial whose
+  partials are decoded exactly as finals are (greedy finals, the default), a partial whose
   audio already holds all the speech and a little of the pause serves as the final too.
 - Run-on speech (a word spoken is in exactly one final): a long utterance is cut only where
   the audio is silent, never between two word timestamps. Speech that resumes after a pause
@@ -170,8 +170,9 @@ class Session:
         self._max_utt = int(config.max_utterance_s * SAMPLE_RATE_HZ)
         self._cut_context = int(config.cut_context_s * SAMPLE_RATE_HZ)
         self._lookahead = int(config.cut_lookahead_s * SAMPLE_RATE_HZ)
-        # Greedy finals: a partial is decoded exactly as a final would be, so it can serve as one.
-        self._final_grade_partials = config.beam_size <= 1
+        # Greedy finals: a partial is decoded exactly as a final would be, so it can serve as one
+        # (not where a final may get a wider beam on spare capacity: --spare-beam-size).
+        self._final_grade_partials = config.beam_size <= 1 and config.spare_beam_size <= 1
 
     def retune(self, config: Config, params: StreamParams) -> list[Action]:
         """New settings mid-stream (OpenAI's `session.update`), nothing already taken lost or

@@ -139,14 +139,15 @@ def finals_sync(port: int, name: str) -> list[dict[str, Any]]:
 
 class CountingModel:
     """A CTranslate2 Whisper model whose encode / generate / align / detect_language calls are
-    counted (`calls`); everything else passes through. Install it as
-    `engine.decoder.model.model`."""
+    counted (`calls`), and each generate call's beam size kept (`beams`); everything else
+    passes through. Install it as `engine.decoder.model.model`."""
 
     COUNTED = ("encode", "generate", "align", "detect_language")
 
     def __init__(self, model: Any) -> None:
         self._model = model
         self.calls: dict[str, int] = dict.fromkeys(self.COUNTED, 0)
+        self.beams: list[int] = []
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._model, name)
@@ -155,6 +156,8 @@ class CountingModel:
 
         def counted(*args: Any, **kwargs: Any) -> Any:
             self.calls[name] += 1
+            if name == "generate":
+                self.beams.append(kwargs["beam_size"])
             return attr(*args, **kwargs)
 
         return counted

@@ -38,7 +38,8 @@ def test_auto_values_on_cuda() -> None:
 def test_explicit_values_are_kept_and_resolving_twice_changes_nothing() -> None:
     explicit = Config(device="cpu", compute_type="float32", beam_size=3, context_chars=0,
                       workers=1, cpu_threads=2, max_batch_size=1, batch_window_ms=0,
-                      encoder_window_s=0.0, spare_encoder_window_s=0.0, max_sessions=5)
+                      encoder_window_s=0.0, spare_encoder_window_s=0.0, spare_beam_size=3,
+                      max_sessions=5)
     assert explicit.resolved(gpus=1, cpus=16) == explicit
     once = Config().resolved(gpus=0, cpus=4)
     assert once.resolved(gpus=0, cpus=4) == once

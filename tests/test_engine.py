@@ -450,6 +450,21 @@ def test_a_sentence_really_said_twice_is_kept_twice(
     assert result.text.lower().count("try again") == 2, result.text
 
 
+def test_a_final_decoded_with_capacity_to_spare_gets_the_spare_beam(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--spare-beam-size: a final decoded while the engine has capacity to spare gets the
+    wider beam; under load, and a partial always, the --beam-size."""
+    monkeypatch.setattr(engine.decoder, "config", engine.config.replace(spare_beam_size=5))
+    counting = CountingModel(engine.decoder.model.model)
+    monkeypatch.setattr(engine.decoder.model, "model", counting)
+    final, partial = req("vm-mismatch"), req("vm-mismatch", Priority.PARTIAL)
+    texts = [engine.decode_batch([r], spare=spare)[0].text
+             for r, spare in ((final, True), (final, False), (partial, True))]
+    assert counting.beams == [5, 1, 1]
+    for text in texts:
+        assert wer(TRANSCRIPTS["vm-mismatch"], text) <= 0.2, text
+
+
 def test_a_batch_of_eight_with_different_prompts_is_one_model_call(
         engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     """Eight sessions' own prompts, different words of one length: one encoder pass, one

@@ -47,6 +47,25 @@ def test_finals_before_partials_oldest_final_first(loop: asyncio.AbstractEventLo
     assert order == ["f1", "f2", "p1", "p2"]
 
 
+def test_a_final_is_alone_while_no_other_final_decodes_or_waits(
+        loop: asyncio.AbstractEventLoop) -> None:
+    """What buys a final the spare-capacity window and beam: a partial decoding beside it
+    does not count (it yields to finals), another final decoding or waiting does."""
+    s = Scheduler(workers=2)
+    s.submit(make(loop, "p", partial=True, session="a"))
+    partial = s.take()
+    s.submit(make(loop, "f1", session="b"))
+    first = s.take()
+    assert names(first) == ["f1"] and s.lone_final
+    s.submit(make(loop, "f2", session="c"))
+    assert not s.lone_final  # f2 waits
+    s.done(partial)
+    second = s.take()
+    assert names(second) == ["f2"] and not s.lone_final  # f1 and f2 decode
+    s.done(first)
+    assert s.lone_final
+
+
 def test_newer_partial_replaces_queued_one(loop: asyncio.AbstractEventLoop) -> None:
     s = Scheduler(workers=1)
     old, new = make(loop, "old", partial=True), make(loop, "new", partial=True)

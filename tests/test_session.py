@@ -95,6 +95,27 @@ def test_candidate_at_the_pause_becomes_the_final() -> None:
     assert final.end == round(cand.end / 16000, 3)
 
 
+@pytest.mark.parametrize("spare_beam_size", [0, 5])
+def test_a_partial_serves_as_the_final_only_where_finals_are_greedy(spare_beam_size: int) -> None:
+    """A greedy partial decoded on the speech and a little of the pause serves as the final
+    (no second decode), but not where finals may get a wider beam (--spare-beam-size)."""
+    d = Driver(Config(beam_size=1, spare_beam_size=spare_beam_size))
+    clip = clip_at("tt-weasels", 16000)
+    audio = np.concatenate([silence(0.5, 16000), clip[: len(clip) - 480 * 16],
+                            silence(1.0, 16000)])
+    asked: dict[int, int] = {}
+    kinds = []
+    for i in range(0, len(audio), 160):  # 10 ms at a time; each decode answered 200 ms later
+        d.feed(audio[i : i + 160], chunk=160)
+        for job in list(d.jobs):
+            if i - asked.setdefault(id(job), i) >= 3200:
+                d.jobs.remove(job)
+                kinds.append(job.kind)
+                d.answer(job, "Weasels have eaten our phone system.")
+    assert len(d.of(Final)) == 1
+    assert kinds[-1] == ("partial" if spare_beam_size == 0 else "candidate"), kinds
+
+
 def test_no_partials_without_interim_results_when_speech_resumes_after_a_pause() -> None:
     """A 150-499 ms pause starts a candidate decode; speech goes on, so its result is no
     final, and with interim_results=false it must not be sent as a partial either."""

@@ -32,8 +32,9 @@ from rtasr import yardstick
 from rtasr.cli import build_parser, config_from_args
 from rtasr.config import SAMPLE_RATE_HZ
 from rtasr.engine import Engine, effective_config
+from rtasr.jobs import Cancel, DecodeJob
 from rtasr.protocol import Final, StreamParams
-from rtasr.session import Cancel, DecodeJob, Session
+from rtasr.session import Session
 from rtasr.wer import errors_by_reference, normalize, score_stream
 
 FRAME = SAMPLE_RATE_HZ // 50

@@ -80,3 +80,13 @@ def strip_prefix(said: Sequence[str], words: Sequence[str]) -> int:
         return 0
     n, edits = _best_prefix(said, words)
     return n if 2 * edits <= sum(len(norm(w)) for w in said) else 0
+
+
+def common_prefix(a: Sequence[str], b: Sequence[str]) -> int:
+    """How many leading words `a` and `b` share, compared as `norm` spells them."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if norm(x) != norm(y):
+            break
+        n += 1
+    return n

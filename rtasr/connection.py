@@ -37,6 +37,7 @@ from .errors import (
     SessionTooLongError,
     SlowConsumerError,
 )
+from .jobs import Action
 from .metrics import Metrics
 from .protocol import (
     AudioIn,
@@ -49,7 +50,7 @@ from .protocol import (
     ServerMessage,
     StreamParams,
 )
-from .session import Action, Session
+from .session import Session
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from .decoding import Request, Transcript
 from .errors import EngineError, RtasrError
+from .jobs import Action, Cancel, DecodeJob
 from .protocol import ServerMessage
-from .session import Action, Cancel, DecodeJob, Session
+from .session import Session
 
 
 class Decodes:

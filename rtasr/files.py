@@ -25,8 +25,9 @@ from .decodes import Decodes
 from .decoding import ModelInfo, Request, Transcript
 from .errors import RtasrError
 from .http_front import HttpRequest
+from .jobs import Action
 from .protocol import Final, StreamParams
-from .session import Action, Session
+from .session import Session
 
 log = logging.getLogger(__name__)
 

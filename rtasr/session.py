@@ -38,24 +38,23 @@ Policies:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
 from . import cuts
-from .align import norm, splice, strip_prefix
+from .align import common_prefix, splice, strip_prefix
 from .audio import Audio, PcmDecoder
 from .buffer import Segmenter, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted
 from .config import SAMPLE_RATE_HZ, Config
 from .decoding import LanguageVotes, Priority, Request, Transcript
+from .finals import InOrder, final_words, spread
+from .jobs import Action, Cancel, DecodeJob, JobKind
 from .protocol import (
     Error,
     Final,
     Partial,
-    ServerMessage,
     SpeechEnd,
     SpeechStart,
     StreamParams,
@@ -67,38 +66,6 @@ log = logging.getLogger(__name__)
 
 _CUT_CHECK = SAMPLE_RATE_HZ // 5  # how often a long utterance looks for a cut point
 _MIN_TAIL = SAMPLE_RATE_HZ * 60 // 1000  # a partial serves as the final with >= 60 ms of pause
-
-JobKind = Literal["partial", "candidate", "final"]
-
-
-@dataclass(eq=False)
-class DecodeJob:
-    kind: JobKind
-    utterance: int
-    start: int  # absolute sample index of the utterance audio's first sample
-    end: int
-    request: Request
-    # samples of audio before `start` at the head of the request's audio (--cut-context-s)
-    # and after `end` at its tail (--cut-lookahead-s): heard by the model, but only the words
-    # whose middle lies in [start, end) are kept
-    before: int = 0
-    after: int = 0
-
-    @property
-    def own_audio(self) -> Audio:
-        """The request's audio less the context either side: [start, end)."""
-        audio = self.request.audio
-        return audio[self.before : len(audio) - self.after]
-
-
-@dataclass(eq=False)
-class Cancel:
-    """The transport should drop `job`: its result is no longer wanted."""
-
-    job: DecodeJob
-
-
-Action = ServerMessage | DecodeJob | Cancel
 
 
 @dataclass
@@ -127,15 +94,6 @@ def _s(samples: int) -> float:
     return round(samples / SAMPLE_RATE_HZ, 3)
 
 
-def _common_prefix(a: list[str], b: list[str]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if norm(x) != norm(y):
-            break
-        n += 1
-    return n
-
-
 class Session:
     def __init__(self, config: Config, params: StreamParams, session_id: str,
                  language: str | None) -> None:
@@ -149,10 +107,7 @@ class Session:
         self._utts: dict[int, _Utterance] = {}
         # cut utterances, where, and their audio: their finals wait for the lookahead
         self._heads: list[tuple[_Utterance, int, Audio]] = []
-        self._finals: dict[int, Final | None] = {}
-        self._next_final = 0
-        self._context = ""
-        self._last_text = ""  # the last final's text: the prompt of a cut's continuation
+        self._finals = InOrder()
         self.ended = False
         self._earlier_s = 0.0  # audio taken in a format the session had before `retune`
         self._tune(config)
@@ -367,7 +322,7 @@ class Session:
                 # one counts as dropped (a final is decoded again)
                 utt.left, result = None, None
             elif result.words:
-                result = _own_words(job, result)
+                result = job.own_words(result)
         if utt.inflight is job:
             self._land(utt, job, result is not None, actions)
         if utt.final_job is job:
@@ -427,7 +382,7 @@ class Session:
             # ... short of the newest hypothesis' last words: Whisper revises a word by what
             # is said after it, so only words with speech decoded after them can settle
             holdback = self.config.commit_holdback_words
-            agreed = min(_common_prefix(tail, utt.tail), max(0, len(tail) - holdback))
+            agreed = min(common_prefix(tail, utt.tail), max(0, len(tail) - holdback))
             utt.committed = utt.committed + tail[:agreed]
             tail = tail[agreed:]
         utt.tail = tail
@@ -504,10 +459,10 @@ class Session:
     def _prompt(self, utt: _Utterance) -> str | None:
         """The decoder prompt: the running context (--context-chars), or, where the
         utterance continues a cut one, the text before the cut (--cut-context-chars)."""
-        if self._context:
-            return self._context
-        if utt.continues and self.config.cut_context_chars > 0 and self._last_text:
-            return self._last_text[-self.config.cut_context_chars :]
+        if self._finals.context:
+            return self._finals.context
+        if utt.continues and self.config.cut_context_chars > 0 and self._finals.last_text:
+            return self._finals.last_text[-self.config.cut_context_chars :]
         return None
 
     def _complete(self, utt: _Utterance, job: DecodeJob, result: Transcript | None,
@@ -525,66 +480,18 @@ class Session:
         elif utt.committed:  # the words the client was told are settled are not lost
             final = Final(utterance=utt.index, start=_s(job.start), end=_s(job.end),
                           text=" ".join(utt.committed),
-                          words=_spread(utt.committed, _s(job.start), _s(job.end)),
+                          words=spread(utt.committed, _s(job.start), _s(job.end)),
                           language=self.language, endpoint=utt.endpoint)
-        self._finals[utt.index] = final
         del self._utts[utt.index]
-        while self._next_final in self._finals:
-            ready = self._finals.pop(self._next_final)
-            self._next_final += 1
-            if ready is not None:
-                self._last_text = ready.text
-                if self.config.context_chars > 0:
-                    context = self._context + " " + ready.text
-                    self._context = context[-self.config.context_chars :]
-                actions.append(ready)
+        actions += self._finals.put(utt.index, final, self.config.context_chars)
 
     def _final_words(self, utt: _Utterance, result: Transcript, offset: float,
                      end: float) -> list[WireWord]:
-        """The final's words: the decode's, less those an earlier final holds, beginning with
-        the committed words; committed words the decode lacks at its end (spoken just after
-        a cut) pass to the next utterance as words to skip."""
-        timed = [WireWord(word=w.word.strip(), start=round(w.start + offset, 3),
-                          end=round(w.end + offset, 3), probability=w.probability)
-                 for w in result.words]
-        if not timed:  # decoded without word timestamps: spread the text over the span
-            timed = _spread(result.text.split(), offset, end)
-        timed = timed[strip_prefix(utt.skip, [w.word for w in timed]):]
-        committed = utt.committed
-        if not committed:
-            return timed
-        j, k = splice(committed, [w.word for w in timed])
-        if k < len(committed) and utt.index + 1 in self._utts:
-            nxt = self._utts[utt.index + 1]
-            nxt.skip = committed[k:]
+        """The final's words (finals.py); committed words the decode lacks at its end (spoken
+        just after a cut) pass to the next utterance as words to skip."""
+        words, left = final_words(result, offset, end, utt.skip, utt.committed)
+        nxt = self._utts.get(utt.index + 1)
+        if left and nxt is not None:
+            nxt.skip = left
             del nxt.committed[: strip_prefix(nxt.skip, nxt.committed)]
-        head = timed[:j]
-        if len(head) == len(committed):  # the committed spelling, with the decode's times
-            kept = [dataclasses.replace(w, word=c) for w, c in zip(head, committed, strict=True)]
-        else:  # the committed words, over the time the decode's version of them took
-            lo = head[0].start if head else (timed[0].start if timed else offset)
-            hi = head[-1].end if head else lo
-            kept = _spread(committed, lo, hi)
-        return kept + timed[j:]
-
-
-def _spread(words: list[str], start: float, end: float) -> list[WireWord]:
-    """`words` timed evenly over [start, end] (where no decode timed them)."""
-    step = (end - start) / max(1, len(words))
-    return [WireWord(word=w, start=round(start + i * step, 3),
-                     end=round(start + (i + 1) * step, 3), probability=1.0)
-            for i, w in enumerate(words)]
-
-
-def _own_words(job: DecodeJob, result: Transcript) -> Transcript:
-    """`result` of a decode with context before its utterance's audio (DecodeJob.before):
-    only the words whose middle lies in the utterance's own audio, timed from its start.
-    (A decode without word times is kept whole: the real engine times every word of a
-    request with context.)"""
-    lo = job.before / SAMPLE_RATE_HZ
-    hi = lo + (job.end - job.start) / SAMPLE_RATE_HZ
-    words = tuple(dataclasses.replace(w, start=round(max(0.0, w.start - lo), 3),
-                                      end=round(max(0.0, w.end - lo), 3))
-                  for w in result.words if lo <= (w.start + w.end) / 2 < hi)
-    return dataclasses.replace(result, words=words,
-                               text="".join(w.word for w in words).strip())
+        return words

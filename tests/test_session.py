@@ -10,8 +10,9 @@ import pytest
 from rtasr.config import Config
 from rtasr.decoding import LanguageVotes, Transcript, Word, choose_language
 from rtasr.errors import EngineError
+from rtasr.jobs import Action, Cancel, DecodeJob
 from rtasr.protocol import Error, Final, Partial, SpeechEnd, SpeechStart, StreamParams
-from rtasr.session import Action, Cancel, DecodeJob, Session
+from rtasr.session import Session
 
 from .helpers import clip_at, encode, silence
 

@@ -76,11 +76,11 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     model.add_argument("--spare-encoder-window-s", type=float,
                        default=d.spare_encoder_window_s,
                        help="the wider window a final gets while the engine has capacity to "
-                            "spare (nothing queued, no other worker busy), e.g. 15; 0: the full "
+                            "spare (no other final decoding or waiting), e.g. 15; 0: the full "
                             "30 s; -1: auto (off: the --encoder-window-s)")
     model.add_argument("--spare-beam-size", type=int, default=d.spare_beam_size,
                        help="the beam a final gets while the engine has capacity to spare "
-                            "(nothing queued, no other worker busy), e.g. 5; 0: auto (the "
+                            "(no other final decoding or waiting), e.g. 5; 0: auto (the "
                             "--beam-size)")
     model.add_argument("--max-tokens-per-s", type=float, default=d.max_tokens_per_s,
                        help="cap each decode at this many tokens per second of audio (plus 4), "

@@ -29,10 +29,10 @@ def best_prefix(target: Sequence[str], words: Sequence[str]) -> int:
     0 when no prefix of `words` is closer to `target` than nothing is. Words equal to the
     target's are matched directly; only the rest is aligned by characters.
     """
-    return _best_prefix(target, words)[0]
+    return best_prefix_edits(target, words)[0]
 
 
-def _best_prefix(target: Sequence[str], words: Sequence[str]) -> tuple[int, int]:
+def best_prefix_edits(target: Sequence[str], words: Sequence[str]) -> tuple[int, int]:
     """best_prefix, and the character edits its match took."""
     t = [norm(w) for w in target]
     w = [norm(x) for x in words]
@@ -78,8 +78,30 @@ def strip_prefix(said: Sequence[str], words: Sequence[str]) -> int:
     words said is not made to lose as many of its own."""
     if not said:
         return 0
-    n, edits = _best_prefix(said, words)
+    n, edits = best_prefix_edits(said, words)
     return n if 2 * edits <= sum(len(norm(w)) for w in said) else 0
+
+
+def context_end(said: Sequence[str], words: Sequence[str],
+                anchor: int = 8) -> tuple[int, int]:
+    """How many leading `words` a decode heard in context whose words were `said`: the word
+    boundary where `said`'s last `anchor` words end best (fewest character edits, ties: the
+    earliest), the decode free to have more words before them (the context's audio may hold
+    words `said` lacks); and the edits that took. (0, chars) when nothing matches."""
+    t = "".join(norm(w) for w in said[-anchor:])
+    if not t:
+        return 0, 0
+    row = list(range(len(t) + 1))  # row[i]: edits of t[:i] ending here; the start is free
+    best, best_edits = 0, len(t)
+    for n, word in enumerate(words[: len(said) + anchor]):
+        for ch in norm(word):
+            new = [0]
+            for i, c in enumerate(t, 1):
+                new.append(min(row[i] + 1, new[i - 1] + 1, row[i - 1] + (c != ch)))
+            row = new
+        if row[-1] < best_edits:
+            best, best_edits = n + 1, row[-1]
+    return best, best_edits
 
 
 def common_prefix(a: Sequence[str], b: Sequence[str]) -> int:

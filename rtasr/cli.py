@@ -156,10 +156,14 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     vad.add_argument("--cut-context-chars", type=int, default=d.cut_context_chars,
                      help="after a run-on cut, prompt the next utterance's decodes with this "
                           "much of the text before the cut (0: no prompt)")
-    vad.add_argument("--cut-context-s", type=float, default=d.cut_context_s,
-                     help="after a run-on cut, the next utterance's decodes also hear up to "
-                          "this much of the audio before the cut (from a quiet gap in it) and "
-                          "keep only their own words (0: off)")
+    vad.add_argument("--context-s", type=float, default=d.context_s,
+                     help="an utterance that goes on from the one before (after a cut, or "
+                          "after a pause of at most --context-gap-s) is decoded hearing up to "
+                          "this much of that one's audio too; the words its final holds are "
+                          "found in the decode by their text and left out (0: off)")
+    vad.add_argument("--context-gap-s", type=float, default=d.context_gap_s,
+                     help="an utterance that starts within this long after the last one ended "
+                          "goes on from it, for --context-s (0: only after cuts)")
     vad.add_argument("--cut-lookahead-s", type=float, default=d.cut_lookahead_s,
                      help="a run-on cut's head is decoded with up to this much of the audio "
                           "after the cut, keeping only its own words; its final waits for that "
@@ -237,7 +241,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         endpoint_silence_ms=args.endpoint_silence_ms,
         partial_interval_ms=args.partial_interval_ms, commit_cut_s=args.commit_cut_s,
         pause_cut_s=args.pause_cut_s, cut_context_chars=args.cut_context_chars,
-        cut_context_s=args.cut_context_s, cut_lookahead_s=args.cut_lookahead_s,
+        context_s=args.context_s, context_gap_s=args.context_gap_s,
+        cut_lookahead_s=args.cut_lookahead_s,
         commit_holdback_words=args.commit_holdback_words,
         max_utterance_s=args.max_utterance_s,
     )

@@ -77,7 +77,8 @@ class Config:
     pause_cut_s: float = 4.0
     commit_holdback_words: int = 6
     cut_context_chars: int = 0
-    cut_context_s: float = 0.0
+    context_s: float = 8.0
+    context_gap_s: float = 1.0
     cut_lookahead_s: float = 0.0
     commit_cut_s: float = 4.0
     max_utterance_s: float = 15.0
@@ -130,8 +131,10 @@ class Config:
             raise ConfigError("--commit-cut-s must be between 1 and --max-utterance-s")
         if self.commit_holdback_words < 0:
             raise ConfigError("--commit-holdback-words must be 0 or more")
-        if not 0 <= self.cut_context_s <= 5:
-            raise ConfigError("--cut-context-s must be 0 (off) to 5")
+        if not 0 <= self.context_s <= 10:
+            raise ConfigError("--context-s must be 0 (off) to 10")
+        if self.context_gap_s < 0:
+            raise ConfigError("--context-gap-s must be 0 or more")
         if not 0 <= self.cut_lookahead_s <= 3:
             raise ConfigError("--cut-lookahead-s must be 0 (off) to 3")
         if self.pause_cut_s < 0:

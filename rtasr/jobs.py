@@ -26,11 +26,12 @@ class DecodeJob:
     start: int  # absolute sample index of the utterance audio's first sample
     end: int
     request: Request
-    # samples of audio before `start` at the head of the request's audio (--cut-context-s)
-    # and after `end` at its tail (--cut-lookahead-s): heard by the model, but only the words
-    # whose middle lies in [start, end) are kept
+    # samples of audio before `start` at the head of the request's audio (--context-s) and
+    # after `end` at its tail (--cut-lookahead-s): heard by the model, but only the
+    # utterance's own words are kept (session.py)
     before: int = 0
     after: int = 0
+    by_text: bool = False  # the context's words were told from its own by text (session.py)
 
     @property
     def own_audio(self) -> Audio:
@@ -38,16 +39,18 @@ class DecodeJob:
         audio = self.request.audio
         return audio[self.before : len(audio) - self.after]
 
-    def own_words(self, result: Transcript) -> Transcript:
+    def own_words(self, result: Transcript, first: int | None = None) -> Transcript:
         """`result` of a decode with context around its utterance's audio: only the words
-        whose middle lies in the utterance's own audio, timed from its start. (A decode
-        without word times is kept whole: the real engine times every word of a request
-        with context.)"""
+        whose middle lies in the utterance's own audio (`first`: the words from that one on,
+        up to its end), timed from its start. (A decode without word times is kept whole:
+        the real engine times every word of a request with context.)"""
         lo = self.before / SAMPLE_RATE_HZ
         hi = lo + (self.end - self.start) / SAMPLE_RATE_HZ
+        own = result.words[first:] if first is not None else result.words
+        lo_mid = lo if first is None else float("-inf")
         words = tuple(dataclasses.replace(w, start=round(max(0.0, w.start - lo), 3),
                                           end=round(max(0.0, w.end - lo), 3))
-                      for w in result.words if lo <= (w.start + w.end) / 2 < hi)
+                      for w in own if lo_mid <= (w.start + w.end) / 2 < hi)
         return dataclasses.replace(result, words=words,
                                    text="".join(w.word for w in words).strip())
 

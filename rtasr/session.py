@@ -29,6 +29,15 @@ Policies:
   head decoded with that much of the audio after the cut too, keeping only the words before
   it (its last words are misheard less when the model hears how they go on), so it waits for
   that audio.
+- Context (`context_s`): an utterance that goes on from the one before (opened by a cut, or
+  starting within `context_gap_s` of its end) is decoded hearing that one's audio too (all of
+  it, or from a quiet gap in its last `context_s`): a first word heard cold is often misheard
+  ("4 to record" as "For to record"). The decode writes the context's words again; those the
+  earlier final holds are found in its text (align.context_end) and left out, since word
+  times near the boundary are not exact enough to split on. Until that final is out, and
+  where its words are not found, the words whose middle lies in the context are left out.
+  A decode with the context that writes nothing, or none of its own words where partials
+  heard some, is decoded again without it.
 - `committed` words are never taken back: a hypothesis that spells them differently is
   aligned to them by characters (align.py) and only its words after them are new; the final
   begins with them too. Committed words that the head's decode lacks after a cut (spoken just
@@ -44,7 +53,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import cuts
-from .align import common_prefix, splice, strip_prefix
+from .align import common_prefix, context_end, norm, splice, strip_prefix
 from .audio import Audio, PcmDecoder
 from .buffer import Segmenter, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted
 from .config import SAMPLE_RATE_HZ, Config
@@ -66,6 +75,16 @@ log = logging.getLogger(__name__)
 
 _CUT_CHECK = SAMPLE_RATE_HZ // 5  # how often a long utterance looks for a cut point
 _MIN_TAIL = SAMPLE_RATE_HZ * 60 // 1000  # a partial serves as the final with >= 60 ms of pause
+_ANCHOR = 8  # the context's last words that are looked for in a decode with it
+
+
+@dataclass
+class _Context:
+    """Audio of the utterance before, heard by an utterance's decodes (--context-s)."""
+
+    audio: Audio
+    start: float  # where it begins (s)
+    words: list[str] | None = None  # the words the earlier final holds for it, once known
 
 
 @dataclass
@@ -85,9 +104,15 @@ class _Utterance:
     final_span: tuple[int, int, Audio] | None = None  # a final waiting for the decode in flight
     cut_check: int = 0  # when to look for a cut point next
     continues: bool = False  # opened by a cut: its speech goes on from the last final's
-    left: Audio | None = None  # opened by a cut: the audio just before it (context)
+    context: _Context | None = None  # the audio before it that its decodes hear too
     closed: bool = False
     endpoint: bool = False  # ended because the speaker paused (not flushed, cut or too long)
+
+
+def _words_in(context: _Context, words: list[WireWord]) -> list[str]:
+    """The words of a final that were said in `context`: those whose middle lies in it
+    (words heard on both sides of a cut count as the final's)."""
+    return [w.word for w in words if (w.start + w.end) / 2 >= context.start]
 
 
 def _s(samples: int) -> float:
@@ -108,6 +133,9 @@ class Session:
         # cut utterances, where, and their audio: their finals wait for the lookahead
         self._heads: list[tuple[_Utterance, int, Audio]] = []
         self._finals = InOrder()
+        # the last utterance that ended: its index, end and audio; the last final's words
+        self._ended: tuple[int, int, Audio] | None = None
+        self._said: tuple[int, list[WireWord]] | None = None
         self.ended = False
         self._earlier_s = 0.0  # audio taken in a format the session had before `retune`
         self._tune(config)
@@ -123,7 +151,8 @@ class Session:
         self._commit_cut = int(config.commit_cut_s * SAMPLE_RATE_HZ)
         self._pause_cut = int(config.pause_cut_s * SAMPLE_RATE_HZ)
         self._max_utt = int(config.max_utterance_s * SAMPLE_RATE_HZ)
-        self._cut_context = int(config.cut_context_s * SAMPLE_RATE_HZ)
+        self._context = int(config.context_s * SAMPLE_RATE_HZ)
+        self._context_gap = int(config.context_gap_s * SAMPLE_RATE_HZ)
         self._lookahead = int(config.cut_lookahead_s * SAMPLE_RATE_HZ)
         # Greedy finals: a partial is decoded exactly as a final would be, so it can serve as one
         # (not where a final may get a wider beam on spare capacity: --spare-beam-size).
@@ -200,8 +229,12 @@ class Session:
 
     def _open(self, index: int, start: int, actions: list[Action], *,
               continues: bool = False) -> None:
-        self._utts[index] = _Utterance(index, start, partial_from=start + self._preroll,
-                                       continues=continues)
+        utt = self._utts[index] = _Utterance(index, start, partial_from=start + self._preroll,
+                                             continues=continues)
+        ended = self._ended
+        if (not continues and ended is not None and ended[0] == index - 1
+                and start - ended[1] <= self._context_gap):
+            utt.context = self._context_of(index - 1, ended[2], ended[1])
         actions.append(SpeechStart(utterance=index, start=_s(start), continues=continues))
 
     def _serves_as_final(self, job: DecodeJob, start: int, end: int) -> bool:
@@ -235,6 +268,7 @@ class Session:
         utt = self._utts[event.utterance]
         utt.closed = True
         utt.endpoint = not event.forced
+        self._ended = (utt.index, event.end, event.audio)
         if utt.endpoint:
             actions.append(SpeechEnd(utterance=utt.index, end=_s(event.end)))
         if utt.inflight is not None and self._serves_as_final(utt.inflight, event.start,
@@ -285,7 +319,8 @@ class Session:
     def _job(self, kind: JobKind, utt: _Utterance, start: int, end: int,
              audio: Audio, ahead: Audio | None = None) -> DecodeJob:
         partial = kind == "partial"
-        left = utt.left if utt.left is not None and start == utt.start else audio[:0]
+        context = utt.context
+        left = context.audio if context is not None and start == utt.start else audio[:0]
         ahead = audio[:0] if ahead is None else ahead
         # words are kept by their time: the context needs word timestamps
         greedy_only = (partial and not self._final_grade_partials and not len(left)
@@ -320,9 +355,15 @@ class Session:
                 # Heard with the audio around its own, tiny.en sometimes writes nothing at
                 # all: the utterance's decodes go without that context from now on, and this
                 # one counts as dropped (a final is decoded again)
-                utt.left, result = None, None
+                utt.context, result = None, None
             elif result.words:
-                result = job.own_words(result)
+                result = self._own_words(utt, job, result)
+                final_grade = job.kind != "partial" or utt.final_job is job
+                if not result.words and final_grade and (utt.committed or utt.tail):
+                    # the context's words and none of its own, where partials heard some:
+                    # tiny.en dropped the last words before the audio's end; decoded again
+                    # without the context
+                    utt.context, result = None, None
         if utt.inflight is job:
             self._land(utt, job, result is not None, actions)
         if utt.final_job is job:
@@ -337,6 +378,18 @@ class Session:
                 self._partial(utt, job, result, actions)
         self._next_decodes(actions)
         return actions
+
+    def _own_words(self, utt: _Utterance, job: DecodeJob, result: Transcript) -> Transcript:
+        """The words of a decode with context that are the utterance's own: those after the
+        words the earlier final holds for the context (found by their text: word times near
+        the boundary are not exact enough), else those whose middle lies in its own audio."""
+        said = utt.context.words if job.before and utt.context is not None else None
+        if said:
+            n, edits = context_end(said, [w.word for w in result.words])
+            if 4 * edits <= sum(len(norm(w)) for w in said[-_ANCHOR:]):
+                job.by_text = True
+                return job.own_words(result, first=n)
+        return job.own_words(result)
 
     def _land(self, utt: _Utterance, job: DecodeJob, usable: bool,
               actions: list[Action]) -> None:
@@ -371,7 +424,9 @@ class Session:
 
     def _partial(self, utt: _Utterance, job: DecodeJob, result: Transcript,
                  actions: list[Action]) -> None:
-        words = self._new_words(utt, result.text.split())
+        words = result.text.split()
+        if not job.by_text:
+            words = self._new_words(utt, words)
         if not words:
             return
         # The hypothesis' version of the committed words is aligned away, not counted off:
@@ -422,14 +477,14 @@ class Session:
         audio = buffer.read(utt.start, at)
         # the next utterance's decodes hear the audio before the cut too (and keep only their
         # own words): a word just after a cut is misheard less (docs/benchmarks.md)
-        left = buffer.read(max(buffer.start, at - self._cut_context), at)
-        offset = cuts.context_start(left) if self._cut_context else None
-        left = left[offset:] if offset is not None else left[:0]
-        started = self.segmenter.cut(at, keep=len(left))
+        # the next utterance's decodes hear the head's audio too, and leave out the words
+        # its final holds: a word just after a cut is misheard less (docs/benchmarks.md)
+        context = self._context_of(utt.index, buffer.read(max(buffer.start, utt.start), at), at)
+        started = self.segmenter.cut(at, keep=len(context.audio) if context else 0)
         # the next utterance opens first: a client hears that the speech goes on before the
         # cut one's final (ready at once where a candidate decoded it)
         self._open(started.utterance, started.start, actions, continues=True)
-        self._utts[started.utterance].left = left if len(left) else None
+        self._utts[started.utterance].context = context
         if not self._lookahead:
             self._on_ended(SpeechEnded(utt.index, utt.start, at, audio, forced=True), actions)
             return
@@ -438,6 +493,23 @@ class Session:
         utt.closed, utt.endpoint = True, False
         self._heads.append((utt, at, audio))
         self._due_heads(actions)
+
+    def _context_of(self, index: int, audio: Audio, end: int) -> _Context | None:
+        """The context the utterance after `index` (its `audio`, ending at sample `end`)
+        gets: all of it,
+        or, where it is longer than --context-s, from a quiet gap in its last --context-s
+        (no word cut in half: tiny.en then skips the words after it)."""
+        if not self._context or not len(audio):
+            return None
+        if len(audio) > self._context:
+            offset = cuts.context_start(audio[-self._context :])
+            if offset is None:
+                return None
+            audio = audio[len(audio) - self._context + offset :]
+        context = _Context(audio, _s(end - len(audio)))
+        if self._said is not None and self._said[0] == index:  # its final is out
+            context.words = _words_in(context, self._said[1])
+        return context
 
     def _due_heads(self, actions: list[Action], force: bool = False) -> None:
         """Decode the finals of the cut heads whose lookahead has arrived (`force`: all, with
@@ -470,7 +542,7 @@ class Session:
         final: Final | None = None
         if result is not None and result.text:
             self.votes.add(result.detected)
-            words = self._final_words(utt, result, _s(job.start), _s(job.end))
+            words = self._final_words(utt, result, _s(job.start), _s(job.end), job.by_text)
             if words:
                 final = Final(
                     utterance=utt.index, start=_s(job.start), end=_s(job.end),
@@ -486,12 +558,16 @@ class Session:
         actions += self._finals.put(utt.index, final, self.config.context_chars)
 
     def _final_words(self, utt: _Utterance, result: Transcript, offset: float,
-                     end: float) -> list[WireWord]:
+                     end: float, by_text: bool = False) -> list[WireWord]:
         """The final's words (finals.py); committed words the decode lacks at its end (spoken
         just after a cut) pass to the next utterance as words to skip."""
-        words, left = final_words(result, offset, end, utt.skip, utt.committed)
+        words, left = final_words(result, offset, end, [] if by_text else utt.skip,
+                                  utt.committed)
         nxt = self._utts.get(utt.index + 1)
         if left and nxt is not None:
             nxt.skip = left
             del nxt.committed[: strip_prefix(nxt.skip, nxt.committed)]
+        self._said = (utt.index, words)
+        if nxt is not None and nxt.context is not None and nxt.context.words is None:
+            nxt.context.words = _words_in(nxt.context, words)
         return words

@@ -84,7 +84,7 @@ class _Context:
 
     audio: Audio
     start: float  # where it begins (s)
-    words: list[str] | None = None  # the words the earlier final holds for it, once known
+    words: list[WireWord] | None = None  # the earlier final's words in it, once known
 
 
 @dataclass
@@ -109,10 +109,10 @@ class _Utterance:
     endpoint: bool = False  # ended because the speaker paused (not flushed, cut or too long)
 
 
-def _words_in(context: _Context, words: list[WireWord]) -> list[str]:
+def _words_in(context: _Context, words: list[WireWord]) -> list[WireWord]:
     """The words of a final that were said in `context`: those whose middle lies in it
     (words heard on both sides of a cut count as the final's)."""
-    return [w.word for w in words if (w.start + w.end) / 2 >= context.start]
+    return [w for w in words if (w.start + w.end) / 2 >= context.start]
 
 
 def _s(samples: int) -> float:
@@ -320,7 +320,9 @@ class Session:
              audio: Audio, ahead: Audio | None = None) -> DecodeJob:
         partial = kind == "partial"
         context = utt.context
-        left = context.audio if context is not None and start == utt.start else audio[:0]
+        left = audio[:0]
+        if context is not None and start == utt.start:
+            left = self._fit(context.audio, len(audio) + (0 if ahead is None else len(ahead)))
         ahead = audio[:0] if ahead is None else ahead
         # words are kept by their time: the context needs word timestamps
         greedy_only = (partial and not self._final_grade_partials and not len(left)
@@ -383,7 +385,11 @@ class Session:
         """The words of a decode with context that are the utterance's own: those after the
         words the earlier final holds for the context (found by their text: word times near
         the boundary are not exact enough), else those whose middle lies in its own audio."""
-        said = utt.context.words if job.before and utt.context is not None else None
+        context = utt.context
+        said = None
+        if job.before and context is not None and context.words is not None:
+            begins = context.start + (len(context.audio) - job.before) / SAMPLE_RATE_HZ
+            said = [w.word for w in context.words if (w.start + w.end) / 2 >= begins]
         if said:
             n, edits = context_end(said, [w.word for w in result.words])
             if 4 * edits <= sum(len(norm(w)) for w in said[-_ANCHOR:]):
@@ -510,6 +516,17 @@ class Session:
         if self._said is not None and self._said[0] == index:  # its final is out
             context.words = _words_in(context, self._said[1])
         return context
+
+    def _fit(self, context: Audio, own: int) -> Audio:
+        """The part of `context` a decode of `own` samples hears: as much as fits in the
+        encoder window with them (the context must not widen the window: the encoder's
+        cost is the window's), from a quiet gap where not all of it fits."""
+        window = self.config.encoder_window_s
+        room = int((window if window > 0 else 30.0) * SAMPLE_RATE_HZ) - own
+        if len(context) <= room:
+            return context
+        offset = cuts.context_start(context[-room:]) if room > cuts.CONTEXT_MIN else None
+        return context[len(context) - room + offset :] if offset is not None else context[:0]
 
     def _due_heads(self, actions: list[Action], force: bool = False) -> None:
         """Decode the finals of the cut heads whose lookahead has arrived (`force`: all, with

@@ -312,6 +312,21 @@ def test_an_utterance_soon_after_the_last_hears_it_and_one_after_a_longer_pause_
     assert [f.text for f in d.of(Final)][:2] == ["That agent.", "Is already on."]
 
 
+def test_the_context_never_widens_the_encoder_window() -> None:
+    """The encoder's cost is its window's: a decode hears as much of the context as fits
+    in the window with its own audio, from a quiet gap, or none."""
+    d = Driver(Config(beam_size=1, commit_cut_s=1.0, encoder_window_s=3.0))
+    head, cut = _run_on(d)
+    first = d.pop("partial")
+    assert 0 < first.before < cut - head.start  # not all of the head's 2.5 s fits
+    assert len(first.request.audio) <= 3 * 16000
+    d.answer(head, "That agent is")
+    d.answer(first, "is already", _timed("is already"))
+    d.feed(SPEECH[8000:24000])
+    later = [j for j in d.jobs if j.start == cut]
+    assert later and all(len(j.request.audio) <= 3 * 16000 for j in later)
+
+
 def test_a_context_final_with_none_of_its_own_words_is_decoded_again_without_it() -> None:
     """Heard with the context, tiny.en sometimes stops at the end of the context's words and
     leaves out the utterance's own last words (seen in replays): where its partials heard

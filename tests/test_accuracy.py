@@ -68,8 +68,6 @@ async def test_speech_with_sentence_pauses_streams_within_a_point_of_the_yardsti
     assert streamed <= ceiling + 0.01, (streamed, ceiling, result.text)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 19, open: French on base streams 3-5 points over "
-                   "the yardstick (docs/benchmarks.md)")
 async def test_french_with_the_language_detected_streams_within_a_point_of_the_yardstick(
         base_server: Server, base: Engine) -> None:
     audio, refs = lay_out([[f"fr/{name}" for name in turn] for turn in FRENCH])

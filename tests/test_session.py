@@ -269,7 +269,7 @@ def test_a_decode_may_hear_more_of_the_context_than_the_final_holds() -> None:
     next utterance's audio holds them too); the decode with the context finds the final's
     words past any others."""
     d = Driver(Config(beam_size=1, commit_cut_s=1.0))
-    head, cut = _run_on(d)
+    head, _cut = _run_on(d)
     d.answer(head, "agent is")  # the final lacks "That", which the decode hears
     partial = d.pop("partial")
     d.answer(partial, "That agent is already logged on",
@@ -279,7 +279,7 @@ def test_a_decode_may_hear_more_of_the_context_than_the_final_holds() -> None:
 
 def test_before_the_head_final_is_out_the_context_words_go_by_their_times() -> None:
     d = Driver(Config(beam_size=1, commit_cut_s=1.0))
-    head, cut = _run_on(d)
+    _head, _cut = _run_on(d)
     partial = d.pop("partial")
     context = partial.before / 16000
     words = tuple(Word(word=f" {w}", start=t, end=t + 0.3, probability=0.9)

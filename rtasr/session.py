@@ -29,15 +29,11 @@ Policies:
   head decoded with that much of the audio after the cut too, keeping only the words before
   it (its last words are misheard less when the model hears how they go on), so it waits for
   that audio.
-- Context (`context_s`): an utterance that goes on from the one before (opened by a cut, or
-  starting within `context_gap_s` of its end) is decoded hearing that one's audio too (all of
-  it, or from a quiet gap in its last `context_s`): a first word heard cold is often misheard
-  ("4 to record" as "For to record"). The decode writes the context's words again; those the
-  earlier final holds are found in its text (align.context_end) and left out, since word
-  times near the boundary are not exact enough to split on. Until that final is out, and
-  where its words are not found, the words whose middle lies in the context are left out.
-  A decode with the context that writes nothing, or none of its own words where partials
-  heard some, is decoded again without it.
+- Context (`context_s`, context.py): an utterance that goes on from the one before (opened
+  by a cut, or starting within `context_gap_s` of its end) is decoded hearing that one's
+  audio too, and the words the earlier final holds are left out. A decode with the context
+  that writes nothing, or none of its own words where partials heard some, is decoded again
+  without it.
 - `committed` words are never taken back: a hypothesis that spells them differently is
   aligned to them by characters (align.py) and only its words after them are new; the final
   begins with them too. Committed words that the head's decode lacks after a cut (spoken just
@@ -53,10 +49,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import cuts
-from .align import common_prefix, context_end, norm, splice, strip_prefix
+from .align import common_prefix, splice, strip_prefix
 from .audio import Audio, PcmDecoder
 from .buffer import Segmenter, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted
 from .config import SAMPLE_RATE_HZ, Config
+from .context import Context
 from .decoding import LanguageVotes, Priority, Request, Transcript
 from .finals import InOrder, final_words, spread
 from .jobs import Action, Cancel, DecodeJob, JobKind
@@ -75,16 +72,6 @@ log = logging.getLogger(__name__)
 
 _CUT_CHECK = SAMPLE_RATE_HZ // 5  # how often a long utterance looks for a cut point
 _MIN_TAIL = SAMPLE_RATE_HZ * 60 // 1000  # a partial serves as the final with >= 60 ms of pause
-_ANCHOR = 8  # the context's last words that are looked for in a decode with it
-
-
-@dataclass
-class _Context:
-    """Audio of the utterance before, heard by an utterance's decodes (--context-s)."""
-
-    audio: Audio
-    start: float  # where it begins (s)
-    words: list[WireWord] | None = None  # the earlier final's words in it, once known
 
 
 @dataclass
@@ -104,15 +91,9 @@ class _Utterance:
     final_span: tuple[int, int, Audio] | None = None  # a final waiting for the decode in flight
     cut_check: int = 0  # when to look for a cut point next
     continues: bool = False  # opened by a cut: its speech goes on from the last final's
-    context: _Context | None = None  # the audio before it that its decodes hear too
+    context: Context | None = None  # the audio before it that its decodes hear too
     closed: bool = False
     endpoint: bool = False  # ended because the speaker paused (not flushed, cut or too long)
-
-
-def _words_in(context: _Context, words: list[WireWord]) -> list[WireWord]:
-    """The words of a final that were said in `context`: those whose middle lies in it
-    (words heard on both sides of a cut count as the final's)."""
-    return [w for w in words if (w.start + w.end) / 2 >= context.start]
 
 
 def _s(samples: int) -> float:
@@ -322,7 +303,8 @@ class Session:
         context = utt.context
         left = audio[:0]
         if context is not None and start == utt.start:
-            left = self._fit(context.audio, len(audio) + (0 if ahead is None else len(ahead)))
+            own = len(audio) + (0 if ahead is None else len(ahead))
+            left = context.fit(own, self.config.encoder_window_s)
         ahead = audio[:0] if ahead is None else ahead
         # words are kept by their time: the context needs word timestamps
         greedy_only = (partial and not self._final_grade_partials and not len(left)
@@ -359,7 +341,10 @@ class Session:
                 # one counts as dropped (a final is decoded again)
                 utt.context, result = None, None
             elif result.words:
-                result = self._own_words(utt, job, result)
+                if job.before and utt.context is not None:
+                    result = utt.context.own_words(job, result)
+                else:
+                    result = job.own_words(result)
                 final_grade = job.kind != "partial" or utt.final_job is job
                 if not result.words and final_grade and (utt.committed or utt.tail):
                     # the context's words and none of its own, where partials heard some:
@@ -380,22 +365,6 @@ class Session:
                 self._partial(utt, job, result, actions)
         self._next_decodes(actions)
         return actions
-
-    def _own_words(self, utt: _Utterance, job: DecodeJob, result: Transcript) -> Transcript:
-        """The words of a decode with context that are the utterance's own: those after the
-        words the earlier final holds for the context (found by their text: word times near
-        the boundary are not exact enough), else those whose middle lies in its own audio."""
-        context = utt.context
-        said = None
-        if job.before and context is not None and context.words is not None:
-            begins = context.start + (len(context.audio) - job.before) / SAMPLE_RATE_HZ
-            said = [w.word for w in context.words if (w.start + w.end) / 2 >= begins]
-        if said:
-            n, edits = context_end(said, [w.word for w in result.words])
-            if 4 * edits <= sum(len(norm(w)) for w in said[-_ANCHOR:]):
-                job.by_text = True
-                return job.own_words(result, first=n)
-        return job.own_words(result)
 
     def _land(self, utt: _Utterance, job: DecodeJob, usable: bool,
               actions: list[Action]) -> None:
@@ -500,33 +469,12 @@ class Session:
         self._heads.append((utt, at, audio))
         self._due_heads(actions)
 
-    def _context_of(self, index: int, audio: Audio, end: int) -> _Context | None:
-        """The context the utterance after `index` (its `audio`, ending at sample `end`)
-        gets: all of it,
-        or, where it is longer than --context-s, from a quiet gap in its last --context-s
-        (no word cut in half: tiny.en then skips the words after it)."""
-        if not self._context or not len(audio):
-            return None
-        if len(audio) > self._context:
-            offset = cuts.context_start(audio[-self._context :])
-            if offset is None:
-                return None
-            audio = audio[len(audio) - self._context + offset :]
-        context = _Context(audio, _s(end - len(audio)))
-        if self._said is not None and self._said[0] == index:  # its final is out
-            context.words = _words_in(context, self._said[1])
+    def _context_of(self, index: int, audio: Audio, end: int) -> Context | None:
+        """The context of the utterance after `index`, whose audio is `audio` (context.py)."""
+        context = Context.of(audio, end, self._context)
+        if context is not None and self._said is not None and self._said[0] == index:
+            context.hear(self._said[1])  # its final is out
         return context
-
-    def _fit(self, context: Audio, own: int) -> Audio:
-        """The part of `context` a decode of `own` samples hears: as much as fits in the
-        encoder window with them (the context must not widen the window: the encoder's
-        cost is the window's), from a quiet gap where not all of it fits."""
-        window = self.config.encoder_window_s
-        room = int((window if window > 0 else 30.0) * SAMPLE_RATE_HZ) - own
-        if len(context) <= room:
-            return context
-        offset = cuts.context_start(context[-room:]) if room > cuts.CONTEXT_MIN else None
-        return context[len(context) - room + offset :] if offset is not None else context[:0]
 
     def _due_heads(self, actions: list[Action], force: bool = False) -> None:
         """Decode the finals of the cut heads whose lookahead has arrived (`force`: all, with
@@ -586,5 +534,5 @@ class Session:
             del nxt.committed[: strip_prefix(nxt.skip, nxt.committed)]
         self._said = (utt.index, words)
         if nxt is not None and nxt.context is not None and nxt.context.words is None:
-            nxt.context.words = _words_in(nxt.context, words)
+            nxt.context.hear(words)
         return words

@@ -29,10 +29,10 @@ def best_prefix(target: Sequence[str], words: Sequence[str]) -> int:
     0 when no prefix of `words` is closer to `target` than nothing is. Words equal to the
     target's are matched directly; only the rest is aligned by characters.
     """
-    return best_prefix_edits(target, words)[0]
+    return _best_prefix(target, words)[0]
 
 
-def best_prefix_edits(target: Sequence[str], words: Sequence[str]) -> tuple[int, int]:
+def _best_prefix(target: Sequence[str], words: Sequence[str]) -> tuple[int, int]:
     """best_prefix, and the character edits its match took."""
     t = [norm(w) for w in target]
     w = [norm(x) for x in words]
@@ -78,7 +78,7 @@ def strip_prefix(said: Sequence[str], words: Sequence[str]) -> int:
     words said is not made to lose as many of its own."""
     if not said:
         return 0
-    n, edits = best_prefix_edits(said, words)
+    n, edits = _best_prefix(said, words)
     return n if 2 * edits <= sum(len(norm(w)) for w in said) else 0
 
 

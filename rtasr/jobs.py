@@ -31,7 +31,7 @@ class DecodeJob:
     # utterance's own words are kept (session.py)
     before: int = 0
     after: int = 0
-    by_text: bool = False  # the context's words were told from its own by text (session.py)
+    by_text: bool = False  # the context's words were told from its own by text (context.py)
 
     @property
     def own_audio(self) -> Audio:

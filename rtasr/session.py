@@ -450,8 +450,6 @@ class Session:
             return
         buffer = self.segmenter.buffer
         audio = buffer.read(utt.start, at)
-        # the next utterance's decodes hear the audio before the cut too (and keep only their
-        # own words): a word just after a cut is misheard less (docs/benchmarks.md)
         # the next utterance's decodes hear the head's audio too, and leave out the words
         # its final holds: a word just after a cut is misheard less (docs/benchmarks.md)
         context = self._context_of(utt.index, buffer.read(max(buffer.start, utt.start), at), at)

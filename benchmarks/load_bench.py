@@ -153,6 +153,9 @@ async def run_level(url: str, streams: list[Stream], clients: int,
         "mean_batch": decodes / max(1, batches),
         "final_wait_max": max((e["final_wait_s"] for e in engine), default=0.0),  # type: ignore[index]
         "queue_max": max((e["queue_depth"] for e in engine), default=0),  # type: ignore[index]
+        # the share of the workers' time that finals took (the engine is `behind` above 0.7)
+        "final_share": sum(float(e.get("final_share", 0)) for e in engine)  # type: ignore[union-attr]
+        / max(1, len(engine)),
         "loop_lag_p99_ms": max((float(s["loop_lag_p99_ms"]) for s in samples),  # type: ignore[arg-type]
                                default=0.0),
         # the GPU busy share while the streams ran (nvidia-smi), and its memory use

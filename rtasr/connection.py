@@ -78,6 +78,9 @@ class EngineLike(Protocol):
     @property
     def partial_backoff(self) -> float: ...
 
+    @property
+    def behind(self) -> bool: ...
+
     async def transcribe(self, request: Request) -> Transcript | None: ...
 
 
@@ -208,6 +211,7 @@ class Connection:
 
     def _audio(self, message: bytes) -> Outcome | None:
         self.session.partial_backoff = self.engine.partial_backoff
+        self.session.behind = self.engine.behind
         # A client well ahead of real time (a file) has its decodes wait behind live
         # sessions' finals (scheduler.py), and its backlog does not refuse new sessions.
         live_s = (time.monotonic() - self._opened) * REALTIME_SLACK + BURST_S

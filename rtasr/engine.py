@@ -77,6 +77,11 @@ def effective_config(config: Config) -> Config:
     return config.resolved(gpus=ctranslate2.get_cuda_device_count(), cpus=os.cpu_count() or 1)
 
 
+# The share of the workers' time taken by finals above which the engine is behind: the
+# sentence context's third more per decode would then make finals queue (docs/benchmarks.md).
+BEHIND_SHARE = 0.7
+
+
 class _Queued(NamedTuple):
     """A job's payload: the request, and its prompt's tokens as the batch key counted them."""
 
@@ -167,6 +172,7 @@ class Engine:
             "queue_depth": sched.queue_depth,
             "load": round(sched.load, 2),
             "final_wait_s": round(sched.recent_final_wait_s(), 3),
+            "final_share": round(sched.final_share(), 3),
             "decodes": self.decoder.decodes,
             "batches": sched.batches,
             "mean_batch_size": round(sched.batched_jobs / max(1, sched.batches), 2),
@@ -177,6 +183,12 @@ class Engine:
     def partial_backoff(self) -> float:
         """How much to stretch the partial cadence: 1 while a worker is free, up to 4."""
         return min(4.0, max(1.0, self.scheduler.load))
+
+    @property
+    def behind(self) -> bool:
+        """Finals took more than `BEHIND_SHARE` of the workers' time lately: sessions leave
+        out what they can do without (session.py)."""
+        return self.scheduler.final_share() > BEHIND_SHARE
 
     # requests ----------------------------------------------------------------------------
 

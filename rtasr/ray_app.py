@@ -102,6 +102,7 @@ class _RemoteEngine:
     """What `Connection` needs of an engine, answered by the `Asr` deployment."""
 
     partial_backoff = 1.0
+    behind = False
 
     def __init__(self, asr: DeploymentHandle[Any]) -> None:
         self.asr = asr

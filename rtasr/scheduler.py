@@ -18,7 +18,8 @@ batches. The policy lives here and nowhere else:
   fewer are waiting, a worker may wait up to `batch_window_s` for more.
 - Load figures for admission and for the partial cadence: the age of the oldest waiting
   real-time final, the longest real-time final wait of the last few seconds (a file's backlog
-  is its own business), and the queue length per worker.
+  is its own business), and the queue length per worker; and, for what sessions may leave out
+  under load, the share of the workers' time that finals took in the last `BUSY_S`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from collections.abc import Hashable
 from typing import Any
 
 RECENT_S = 5.0  # how far back `recent_final_wait_s` looks
+BUSY_S = 10.0  # how far back `final_share` looks
 
 
 class Job:
@@ -89,6 +91,9 @@ class Scheduler:
         self._busy = 0
         self._partial_busy = 0  # workers busy with a batch of partials
         self._recent_waits: collections.deque[tuple[float, float]] = collections.deque()
+        # batches of finals: when they started and ended, for `final_share`
+        self._final_spans: collections.deque[tuple[float, float]] = collections.deque()
+        self._running_finals: dict[int, float] = {}  # a running batch's first seq: its start
         # finals started in the last RECENT_S, for turn-taking between sessions
         self._starts: collections.deque[tuple[float, str]] = collections.deque()
         self._started_recently: collections.Counter[str] = collections.Counter()
@@ -161,6 +166,8 @@ class Scheduler:
                             self._recent_waits.append((now, now - job.submitted))
                 self._busy += 1
                 self._partial_busy += first.partial
+                if not first.partial:
+                    self._running_finals[first.seq] = now
                 self.batches += 1
                 self.batched_jobs += len(batch)
                 self.batch_sizes[len(batch)] += 1
@@ -177,6 +184,9 @@ class Scheduler:
         with self._cond:
             self._busy -= 1
             self._partial_busy -= batch[0].partial
+            if not batch[0].partial:
+                start = self._running_finals.pop(batch[0].seq, time.monotonic())
+                self._final_spans.append((start, time.monotonic()))
             self._cond.notify_all()
 
     def close(self) -> list[Job]:
@@ -276,6 +286,17 @@ class Scheduler:
                 self._recent_waits.popleft()
             recent = max((w for _, w in self._recent_waits), default=0.0)
         return max(recent, self.oldest_final_age_s())
+
+    def final_share(self) -> float:
+        """The share of the workers' time in the last `BUSY_S` that went to batches of
+        finals, finished or running: 1.0 means finals alone kept every worker busy."""
+        now = time.monotonic()
+        since = now - BUSY_S
+        with self._cond:
+            while self._final_spans and self._final_spans[0][1] <= since:
+                self._final_spans.popleft()
+            spans = [*self._final_spans, *((s, now) for s in self._running_finals.values())]
+        return sum(end - max(start, since) for start, end in spans) / (self.workers * BUSY_S)
 
     @property
     def queue_depth(self) -> int:

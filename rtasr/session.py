@@ -33,7 +33,8 @@ Policies:
   by a cut, or starting within `context_gap_s` of its end) is decoded hearing that one's
   audio too, and the words the earlier final holds are left out. A decode with the context
   that writes nothing, or none of its own words where partials heard some, is decoded again
-  without it.
+  without it. The context after a sentence pause costs a third more per decode: it is left
+  out while the engine is `behind` (its finals waiting); the context after a cut is not.
 - `committed` words are never taken back: a hypothesis that spells them differently is
   aligned to them by characters (align.py) and only its words after them are new; the final
   begins with them too. Committed words that the head's decode lacks after a cut (spoken just
@@ -121,6 +122,7 @@ class Session:
         self._earlier_s = 0.0  # audio taken in a format the session had before `retune`
         self._tune(config)
         self.partial_backoff = 1.0  # the transport stretches the partial cadence under load
+        self.behind = False  # the transport sets it while the engine's finals wait
         self.realtime = True  # the transport clears it while the client sends faster than real
         # time (a file): its decodes then yield to live sessions' (scheduler.py)
 
@@ -213,7 +215,7 @@ class Session:
         utt = self._utts[index] = _Utterance(index, start, partial_from=start + self._preroll,
                                              continues=continues)
         ended = self._ended
-        if (not continues and ended is not None and ended[0] == index - 1
+        if (not continues and not self.behind and ended is not None and ended[0] == index - 1
                 and start - ended[1] <= self._context_gap):
             utt.context = self._context_of(index - 1, ended[2], ended[1])
         actions.append(SpeechStart(utterance=index, start=_s(start), continues=continues))

@@ -6,10 +6,12 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 
-from rtasr.scheduler import Job, Scheduler
+from rtasr import scheduler
+from rtasr.scheduler import BUSY_S, Job, Scheduler
 
 
 @pytest.fixture
@@ -184,6 +186,29 @@ def test_final_wait_figures(loop: asyncio.AbstractEventLoop) -> None:
     assert s.oldest_final_age_s() == 0.0
     assert s.recent_final_wait_s() >= 0.05  # remembered after it started
     assert s.load == 1.0
+
+
+def test_final_share_is_the_workers_time_that_finals_took_lately(
+        loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(scheduler, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    s = Scheduler(workers=2)
+    s.submit(make(loop, "p", partial=True))
+    partial = s.take()
+    now[0] += 4.0
+    s.done(partial)  # partials are not counted
+    assert s.final_share() == 0.0
+    s.submit(make(loop, "f"))
+    final = s.take()
+    now[0] += 2.0
+    assert s.final_share() == pytest.approx(2.0 / (2 * BUSY_S))  # running: counted so far
+    now[0] += 2.0
+    s.done(final)
+    assert s.final_share() == pytest.approx(4.0 / (2 * BUSY_S))
+    now[0] += BUSY_S - 1.0  # 1 s of it is still within BUSY_S
+    assert s.final_share() == pytest.approx(1.0 / (2 * BUSY_S))
+    now[0] += 1.0
+    assert s.final_share() == 0.0
 
 
 def drain(s: Scheduler, n: int) -> list[str]:

@@ -312,6 +312,26 @@ def test_an_utterance_soon_after_the_last_hears_it_and_one_after_a_longer_pause_
     assert [f.text for f in d.of(Final)][:2] == ["That agent.", "Is already on."]
 
 
+def test_while_the_engine_is_behind_only_the_context_after_a_cut_is_heard() -> None:
+    """The context after a sentence pause costs a third more per decode: left out while the
+    engine's finals wait (`behind`); the context after a cut, which keeps a word from being
+    cut in half, is not."""
+    d = Driver(Config(beam_size=1, context_gap_s=1.0, commit_cut_s=1.0))
+    d.session.behind = True
+    speech = SPEECH[8000:24000]
+    d.feed(np.concatenate([silence(0.5, 16000), speech, silence(0.8, 16000)]))
+    d.answer(d.pop("candidate"), "That agent.")
+    d.feed(np.concatenate([speech, silence(0.3, 16000)]))
+    second = [j for j in d.jobs if j.utterance == 1]
+    assert second and all(j.before == 0 for j in second)
+
+    d = Driver(Config(beam_size=1, commit_cut_s=1.0))
+    d.session.behind = True
+    head, cut = _run_on(d)
+    partial = next(j for j in d.jobs if j.kind == "partial" and j.start == cut)
+    assert partial.before == cut - head.start
+
+
 def test_the_context_never_widens_the_encoder_window() -> None:
     """The encoder's cost is its window's: a decode hears as much of the context as fits
     in the window with its own audio, from a quiet gap, or none."""

@@ -22,6 +22,7 @@ from .jobs import DecodeJob
 from .protocol import WireWord
 
 ANCHOR = 8  # the context's last words that are looked for in a decode with it
+STRAY_S = 0.1  # how far inside the context a word's middle must lie to count as its own
 
 
 @dataclass
@@ -69,8 +70,17 @@ class Context:
             begins = self.start + (len(self.audio) - job.before) / SAMPLE_RATE_HZ
             said = [w.word for w in self.words if (w.start + w.end) / 2 >= begins]
         if said:
-            n, edits = context_end(said, [w.word for w in result.words], ANCHOR)
+            words = result.words
+            n, edits = context_end(said, [w.word for w in words], ANCHOR)
             if 4 * edits <= sum(len(norm(w)) for w in said[-ANCHOR:]):
                 job.by_text = True
+                if not n or norm(words[n - 1].word) != norm(said[-1]):
+                    # The final's last word, spelled otherwise here ("un" for "1"), is not
+                    # in the match: the words after it that were said well inside the
+                    # context are that word again. (Where the match ends on the final's
+                    # last word, such words are ones that final lacks, and are kept.)
+                    inside = job.before / SAMPLE_RATE_HZ - STRAY_S
+                    while n < len(words) and (words[n].start + words[n].end) / 2 < inside:
+                        n += 1
                 return job.own_words(result, first=n)
         return job.own_words(result)

@@ -29,7 +29,7 @@ from ray.serve.handle import DeploymentHandle
 from websockets.exceptions import ConnectionClosed
 
 from .config import Config
-from .decoding import ModelInfo, Request, Transcript
+from .decoding import ModelInfo, Priority, Request, Transcript
 from .engine import Engine
 from .errors import CLOSE_POLICY
 from .gateway import DIALECTS, Gateway
@@ -66,8 +66,10 @@ class Asr:
         groups: dict[object, list[int]] = {}
         for i in order:
             groups.setdefault(decoder.batch_key(requests[i], previous[i]), []).append(i)
+        # a final that came alone has the replica to itself: it gets the --spare-beam-size
+        spare = len(requests) == 1 and requests[0].priority == Priority.FINAL
         for members in groups.values():
-            decoded = self.engine.decode_batch([requests[i] for i in members],
+            decoded = self.engine.decode_batch([requests[i] for i in members], spare=spare,
                                                previous=[previous[i] for i in members])
             for i, result in zip(members, decoded, strict=True):
                 results[i] = result

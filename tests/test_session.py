@@ -278,10 +278,10 @@ def test_a_decode_may_hear_more_of_the_context_than_the_final_holds() -> None:
 
 
 def test_the_final_s_last_word_spelled_otherwise_in_the_context_is_left_out() -> None:
-    """The head's final ends "... is un." (French) and the decode with the context writes "is 1.":
-    the match by text ends before "1." (as near as "un"), but "1." was said well inside the
-    context, so it is the final's word again; a word there that the final lacks altogether
-    (the final's last word matched exactly) is kept."""
+    """The head's final ends "... is DGM." and the decode with the context writes "is
+    Digium.": the match by text ends before "Digium." (as near as "DGM"), but "Digium." was
+    said well inside the context, so it is the final's word again; a word there that the
+    final lacks altogether (the final's last word matched exactly) is kept."""
     def decode(final: str) -> str:
         d = Driver(Config(beam_size=1, commit_cut_s=1.0))
         head, _cut = _run_on(d)
@@ -289,15 +289,15 @@ def test_the_final_s_last_word_spelled_otherwise_in_the_context_is_left_out() ->
         partial = d.pop("partial")
         context = partial.before / 16000
         words = [*_timed("That agent is"),
-                 Word(word=" 1.", start=context - 0.6, end=context - 0.3, probability=0.9),
+                 Word(word=" Digium.", start=context - 0.6, end=context - 0.3, probability=0.9),
                  *(Word(word=f" {w}", start=context + 0.3 * i, end=context + 0.3 * (i + 1),
                         probability=0.9) for i, w in enumerate(["already", "on."]))]
-        d.answer(partial, "That agent is 1. already on.", tuple(words))
+        d.answer(partial, "That agent is Digium. already on.", tuple(words))
         assert partial.by_text
         return d.of(Partial)[-1].text
 
-    assert decode("That agent is un.") == "already on."
-    assert decode("That agent is") == "1. already on."
+    assert decode("That agent is DGM.") == "already on."
+    assert decode("That agent is") == "Digium. already on."
 
 
 def test_before_the_head_final_is_out_the_context_words_go_by_their_times() -> None:

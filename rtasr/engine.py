@@ -80,6 +80,7 @@ def effective_config(config: Config) -> Config:
 # The share of the workers' time taken by finals above which the engine is behind: the
 # sentence context's third more per decode would then make finals queue (docs/benchmarks.md).
 BEHIND_SHARE = 0.7
+BEHIND_EVERY_S = 0.5  # how often `Engine.behind` asks the scheduler (it looks back 10 s)
 
 
 class _Queued(NamedTuple):
@@ -101,6 +102,7 @@ class Engine:
                                    batch_window_s=config.batch_window_ms / 1000,
                                    partial_max_wait_s=config.partial_max_wait_ms / 1000)
         self._threads: list[threading.Thread] = []
+        self._behind, self._behind_until = False, 0.0  # Engine.behind, and until when it holds
         # Called from a worker after every model call: (priority of its first request,
         # seconds, batch size). Must be thread-safe (prometheus-client's metrics are).
         self.observers: list[Callable[[Priority, float, int], None]] = []
@@ -187,8 +189,13 @@ class Engine:
     @property
     def behind(self) -> bool:
         """Finals took more than `BEHIND_SHARE` of the workers' time lately: sessions leave
-        out what they can do without (session.py)."""
-        return self.scheduler.final_share() > BEHIND_SHARE
+        out what they can do without (session.py). Asked by every session on every audio
+        frame (the event loop's thread), it is worked out at most every `BEHIND_EVERY_S`."""
+        now = time.monotonic()
+        if now >= self._behind_until:
+            self._behind = self.scheduler.final_share() > BEHIND_SHARE
+            self._behind_until = now + BEHIND_EVERY_S
+        return self._behind
 
     # requests ----------------------------------------------------------------------------
 

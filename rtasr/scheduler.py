@@ -185,8 +185,8 @@ class Scheduler:
             self._busy -= 1
             self._partial_busy -= batch[0].partial
             if not batch[0].partial:
-                start = self._running_finals.pop(batch[0].seq, time.monotonic())
-                self._final_spans.append((start, time.monotonic()))
+                now = time.monotonic()
+                self._final_spans.append((self._running_finals.pop(batch[0].seq, now), now))
             self._cond.notify_all()
 
     def close(self) -> list[Job]:

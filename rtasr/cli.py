@@ -149,11 +149,13 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                           "committed word")
     vad.add_argument("--pause-cut-s", type=float, default=d.pause_cut_s,
                      help="speech that resumes after a --pause-ms pause in an utterance this "
-                          "long is cut into a final at the pause")
+                          "long is cut into a final at the pause; -1: auto (4 for an "
+                          "English-only model, 6 for a multilingual one)")
     vad.add_argument("--commit-cut-s", type=float, default=d.commit_cut_s,
                      help="on run-on speech, an utterance this long is cut into a final in "
                           "its longest silent gap of at least 200 ms (150, 120, 90 ms 1, 2, "
-                          "3 s later)")
+                          "3 s later); -1: auto (4 for an English-only model, 6 for a "
+                          "multilingual one)")
     vad.add_argument("--cut-context-chars", type=int, default=d.cut_context_chars,
                      help="after a run-on cut, prompt the next utterance's decodes with this "
                           "much of the text before the cut (0: no prompt)")

@@ -75,13 +75,13 @@ class Config:
     pause_ms: int = 150
     endpoint_silence_ms: int = 500
     partial_interval_ms: int = 500
-    pause_cut_s: float = 4.0
+    pause_cut_s: float = -1.0
     commit_holdback_words: int = 6
     cut_context_chars: int = 0
     context_s: float = 8.0
     context_gap_s: float = 1.0
     cut_lookahead_s: float = 0.0
-    commit_cut_s: float = 4.0
+    commit_cut_s: float = -1.0
     max_utterance_s: float = 15.0
     max_buffer_s: float = 30.0
 
@@ -128,8 +128,9 @@ class Config:
             raise ConfigError("--pause-ms must be above 0 and at most --endpoint-silence-ms")
         if self.partial_interval_ms < 100:
             raise ConfigError("--partial-interval-ms must be at least 100")
-        if not 1.0 <= self.commit_cut_s <= self.max_utterance_s:
-            raise ConfigError("--commit-cut-s must be between 1 and --max-utterance-s")
+        if not (self.commit_cut_s == -1 or 1.0 <= self.commit_cut_s <= self.max_utterance_s):
+            raise ConfigError("--commit-cut-s must be -1 (auto) or between 1 and "
+                              "--max-utterance-s")
         if self.commit_holdback_words < 0:
             raise ConfigError("--commit-holdback-words must be 0 or more")
         if not 0 <= self.context_s <= 10:
@@ -138,8 +139,8 @@ class Config:
             raise ConfigError("--context-gap-s must be 0 or more")
         if not 0 <= self.cut_lookahead_s <= 3:
             raise ConfigError("--cut-lookahead-s must be 0 (off) to 3")
-        if self.pause_cut_s < 0:
-            raise ConfigError("--pause-cut-s must be 0 or more")
+        if not (self.pause_cut_s == -1 or self.pause_cut_s >= 0):
+            raise ConfigError("--pause-cut-s must be -1 (auto), 0 or more")
         if self.max_utterance_s + 5.0 > self.max_buffer_s:
             raise ConfigError("--max-utterance-s must be at least 5 s below the 30 s buffer")
         if self.max_buffer_s > 30.0:
@@ -194,7 +195,7 @@ class Config:
             # slowing every one down. An H100 with tiny.en held 16 sessions and missed the
             # target at 64 (final p95 1.7 s): 32 until the GPU decode path batches.
             max_sessions=self.max_sessions or (32 if cuda else 8 * cpus),
-        )
+        )._with_cut_lengths()
 
     def served_with(self, engine: Config) -> Config:
         """This config (a transport's: its port, keys, limits, endpointing) serving sessions
@@ -203,7 +204,19 @@ class Config:
         and engine fields are the engine's, and an auto --max-sessions the engine's figure.
         The one resolved config the gateway, the sessions and the file transcriber read."""
         return self.replace(**{name: getattr(engine, name) for name in ENGINE_FIELDS},
-                            max_sessions=self.max_sessions or engine.max_sessions)
+                            max_sessions=self.max_sessions or engine.max_sessions,
+                            )._with_cut_lengths()
+
+    def _with_cut_lengths(self) -> Config:
+        """Auto --commit-cut-s and --pause-cut-s for this config's model. Run-on speech is cut
+        past 4 s for an English-only model: tiny.en's finals at cuts cost no more than decoding
+        each utterance whole, and a final inside run-on speech cannot come before its cut. A
+        multilingual model (base) mishears the first words after a cut more: past 6 s, base
+        streamed Spanish and French 1-2 points closer to the yardstick, for run-on finals
+        about 1 s later (docs/benchmarks.md, "Sixth pass")."""
+        auto = min(4.0 if self.english_only else 6.0, self.max_utterance_s)
+        return self.replace(commit_cut_s=self.commit_cut_s if self.commit_cut_s >= 0 else auto,
+                            pause_cut_s=self.pause_cut_s if self.pause_cut_s >= 0 else auto)
 
     def replace(self, **changes: object) -> Config:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -127,6 +127,8 @@ class Session:
         # time (a file): its decodes then yield to live sessions' (scheduler.py)
 
     def _tune(self, config: Config) -> None:
+        if config.commit_cut_s < 0 or config.pause_cut_s < 0:
+            raise ValueError("a Session reads the effective config: Config.resolved()")
         ms = SAMPLE_RATE_HZ // 1000
         self._preroll = config.preroll_ms * ms
         self._pause = config.pause_ms * ms

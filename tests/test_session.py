@@ -20,8 +20,8 @@ from .helpers import clip_at, encode, silence
 class Driver:
     def __init__(self, config: Config | None = None, interim: bool = True,
                  language: str | None = "en") -> None:
-        self.session = Session(config or Config(beam_size=1), StreamParams(interim_results=interim),
-                               "test", language)
+        config = (config or Config(beam_size=1)).resolved(gpus=0, cpus=2)
+        self.session = Session(config, StreamParams(interim_results=interim), "test", language)
         self.jobs: list[DecodeJob] = []
         self.messages: list[object] = []
         self.cancelled: list[DecodeJob] = []

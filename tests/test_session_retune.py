@@ -50,7 +50,7 @@ def test_endpoint_silence_applies_from_the_next_frame() -> None:
 def test_a_new_audio_rate_applies_to_the_frames_after_it() -> None:
     d = Driver(Config(beam_size=1))
     d.take(d.session.feed(encode(silence(0.5, 16000))))
-    d.session.retune(Config(beam_size=1), StreamParams(sample_rate=8000))
+    d.session.retune(Config(beam_size=1).resolved(gpus=0, cpus=2), StreamParams(sample_rate=8000))
     d.take(d.session.feed(encode(clip_at("conf-noempty", 8000))))
     assert abs(d.session.duration_s - (0.5 + len(SPEECH) / 16000)) < 0.01
     d.take(d.session.end())  # the resampler's last samples

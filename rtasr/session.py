@@ -11,7 +11,7 @@ Policies:
 - Partials: every `partial_interval_ms` of new speech (stretched by `partial_backoff` while the
   engine is loaded), decode the open utterance greedily.
   `committed` grows by LocalAgreement-2: the longest common word prefix of two consecutive
-  hypotheses, and never shrinks.
+  hypotheses, and never shrinks (utterance.py: what an utterance makes of its transcripts).
 - Speculative finals: when speech pauses for `pause_ms`, the final decode starts at once (or as
   soon as the decode in flight returns) on the audio the final would have. If the pause becomes
   an endpoint that result *is* the final, so the final arrives as soon as the endpoint silence
@@ -45,12 +45,10 @@ Policies:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import cuts
-from .align import common_prefix, splice, strip_prefix
 from .audio import Audio, PcmDecoder
 from .buffer import Segmenter, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted
 from .config import SAMPLE_RATE_HZ, Config
@@ -67,34 +65,13 @@ from .protocol import (
     StreamParams,
     WireWord,
 )
+from .utterance import Utterance
 from .vad import QUIET_HOP
 
 log = logging.getLogger(__name__)
 
 _CUT_CHECK = SAMPLE_RATE_HZ // 5  # how often a long utterance looks for a cut point
 _MIN_TAIL = SAMPLE_RATE_HZ * 60 // 1000  # a partial serves as the final with >= 60 ms of pause
-
-
-@dataclass
-class _Utterance:
-    index: int
-    start: int
-    committed: list[str] = field(default_factory=list)
-    tail: list[str] | None = None  # the last hypothesis' words after the committed ones
-    skip: list[str] = field(default_factory=list)  # words an earlier final already holds
-    partial_from: int = 0  # audio end of the last hypothesis decode asked for
-    inflight: DecodeJob | None = None  # the one partial or candidate decode in flight
-    last_done: tuple[DecodeJob, Transcript] | None = None
-    paused: bool = False
-    tail_end: int = 0  # while paused: where the utterance ends if the pause is an endpoint
-    want_candidate: bool = False
-    final_job: DecodeJob | None = None
-    final_span: tuple[int, int, Audio] | None = None  # a final waiting for the decode in flight
-    cut_check: int = 0  # when to look for a cut point next
-    continues: bool = False  # opened by a cut: its speech goes on from the last final's
-    context: Context | None = None  # the audio before it that its decodes hear too
-    closed: bool = False
-    endpoint: bool = False  # ended because the speaker paused (not flushed, cut or too long)
 
 
 def _s(samples: int) -> float:
@@ -111,9 +88,9 @@ class Session:
         self.votes = LanguageVotes()  # with no language: the detections of its finals so far
         self.decoder = PcmDecoder(params.sample_rate, params.encoding)
         self.segmenter = Segmenter(config)
-        self._utts: dict[int, _Utterance] = {}
+        self._utts: dict[int, Utterance] = {}
         # cut utterances, where, and their audio: their finals wait for the lookahead
-        self._heads: list[tuple[_Utterance, int, Audio]] = []
+        self._heads: list[tuple[Utterance, int, Audio]] = []
         self._finals = InOrder()
         # the last utterance that ended: its index, end and audio; the last final's words
         self._ended: tuple[int, int, Audio] | None = None
@@ -214,7 +191,7 @@ class Session:
 
     def _open(self, index: int, start: int, actions: list[Action], *,
               continues: bool = False) -> None:
-        utt = self._utts[index] = _Utterance(index, start, partial_from=start + self._preroll,
+        utt = self._utts[index] = Utterance(index, start, partial_from=start + self._preroll,
                                              continues=continues)
         ended = self._ended
         if (not continues and not self.behind and ended is not None and ended[0] == index - 1
@@ -228,7 +205,7 @@ class Session:
             return False
         return job.kind == "candidate" or self._final_grade_partials
 
-    def _supersede(self, utt: _Utterance, actions: list[Action]) -> None:
+    def _supersede(self, utt: Utterance, actions: list[Action]) -> None:
         """Drop the utterance's partial in flight: a final-grade decode must not wait for it
         (under load a partial may sit in the engine's queue for a second)."""
         job = utt.inflight
@@ -301,7 +278,7 @@ class Session:
             utt.inflight = self._job("partial", utt, utt.start, pos, audio)
             actions.append(utt.inflight)
 
-    def _job(self, kind: JobKind, utt: _Utterance, start: int, end: int,
+    def _job(self, kind: JobKind, utt: Utterance, start: int, end: int,
              audio: Audio, ahead: Audio | None = None) -> DecodeJob:
         partial = kind == "partial"
         context = utt.context
@@ -338,23 +315,7 @@ class Session:
         utt = self._utts.get(job.utterance)
         if utt is None:
             return actions
-        if result is not None and (job.before or job.after):
-            if not result.text:
-                # Heard with the audio around its own, tiny.en sometimes writes nothing at
-                # all: the utterance's decodes go without that context from now on, and this
-                # one counts as dropped (a final is decoded again)
-                utt.context, result = None, None
-            elif result.words:
-                if job.before and utt.context is not None:
-                    result = utt.context.own_words(job, result)
-                else:
-                    result = job.own_words(result)
-                final_grade = job.kind != "partial" or utt.final_job is job
-                if not result.words and final_grade and (utt.committed or utt.tail):
-                    # the context's words and none of its own, where partials heard some:
-                    # tiny.en dropped the last words before the audio's end; decoded again
-                    # without the context
-                    utt.context, result = None, None
+        result = utt.own(job, result)
         if utt.inflight is job:
             self._land(utt, job, result is not None, actions)
         if utt.final_job is job:
@@ -370,7 +331,7 @@ class Session:
         self._next_decodes(actions)
         return actions
 
-    def _land(self, utt: _Utterance, job: DecodeJob, usable: bool,
+    def _land(self, utt: Utterance, job: DecodeJob, usable: bool,
               actions: list[Action]) -> None:
         """The decode in flight came back: a final waiting for it may use it or start now."""
         utt.inflight = None
@@ -401,36 +362,16 @@ class Session:
         self._next_decodes(actions)
         return actions
 
-    def _partial(self, utt: _Utterance, job: DecodeJob, result: Transcript,
+    def _partial(self, utt: Utterance, job: DecodeJob, result: Transcript,
                  actions: list[Action]) -> None:
-        words = result.text.split()
-        if not job.by_text:
-            words = self._new_words(utt, words)
-        if not words:
-            return
-        # The hypothesis' version of the committed words is aligned away, not counted off:
-        # "I want to" + "I wanna go home" shows "I want to go home".
-        j, _ = splice(utt.committed, words)
-        tail = words[j:]
-        if utt.tail is not None:  # LocalAgreement-2: settled when two hypotheses agree, ...
-            # ... short of the newest hypothesis' last words: Whisper revises a word by what
-            # is said after it, so only words with speech decoded after them can settle
-            holdback = self.config.commit_holdback_words
-            agreed = min(common_prefix(tail, utt.tail), max(0, len(tail) - holdback))
-            utt.committed = utt.committed + tail[:agreed]
-            tail = tail[agreed:]
-        utt.tail = tail
-        actions.append(Partial(utterance=utt.index, start=_s(utt.start), end=_s(job.end),
-                               text=" ".join(utt.committed + tail),
-                               committed=" ".join(utt.committed)))
-
-    def _new_words(self, utt: _Utterance, words: list[str]) -> list[str]:
-        """`words` less those at their start that an earlier final already holds."""
-        return words[strip_prefix(utt.skip, words):]
+        if utt.hypothesis(result.text.split(), job.by_text, self.config.commit_holdback_words):
+            actions.append(Partial(utterance=utt.index, start=_s(utt.start), end=_s(job.end),
+                                   text=" ".join(utt.committed + (utt.tail or [])),
+                                   committed=" ".join(utt.committed)))
 
     # cuts --------------------------------------------------------------------------------
 
-    def _on_resumed(self, utt: _Utterance, actions: list[Action]) -> None:
+    def _on_resumed(self, utt: Utterance, actions: list[Action]) -> None:
         """Speech resumed after a pause: in a long enough utterance the pause is a cut, and
         the speculative decode of the audio up to it is the head's final."""
         utt.paused = utt.want_candidate = False
@@ -448,7 +389,7 @@ class Session:
         at = cuts.cut_point(self.segmenter.buffer.read(lo, pos), shortest, hard)
         return None if at is None else lo + at
 
-    def _cut(self, utt: _Utterance, at: int, actions: list[Action]) -> None:
+    def _cut(self, utt: Utterance, at: int, actions: list[Action]) -> None:
         """End `utt` at sample `at` (a final for [start, at)) and open the next there."""
         if not utt.start < at <= self.segmenter.position:
             return
@@ -495,7 +436,7 @@ class Session:
             utt.final_job = self._job("final", utt, utt.start, at, audio, ahead)
             actions.append(utt.final_job)
 
-    def _prompt(self, utt: _Utterance) -> str | None:
+    def _prompt(self, utt: Utterance) -> str | None:
         """The decoder prompt: the running context (--context-chars), or, where the
         utterance continues a cut one, the text before the cut (--cut-context-chars)."""
         if self._finals.context:
@@ -504,7 +445,7 @@ class Session:
             return self._finals.last_text[-self.config.cut_context_chars :]
         return None
 
-    def _complete(self, utt: _Utterance, job: DecodeJob, result: Transcript | None,
+    def _complete(self, utt: Utterance, job: DecodeJob, result: Transcript | None,
                   actions: list[Action]) -> None:
         final: Final | None = None
         if result is not None and result.text:
@@ -524,7 +465,7 @@ class Session:
         del self._utts[utt.index]
         actions += self._finals.put(utt.index, final, self.config.context_chars)
 
-    def _final_words(self, utt: _Utterance, result: Transcript, offset: float,
+    def _final_words(self, utt: Utterance, result: Transcript, offset: float,
                      end: float, by_text: bool = False) -> list[WireWord]:
         """The final's words (finals.py); committed words the decode lacks at its end (spoken
         just after a cut) pass to the next utterance as words to skip."""
@@ -532,8 +473,7 @@ class Session:
                                   utt.committed)
         nxt = self._utts.get(utt.index + 1)
         if left and nxt is not None:
-            nxt.skip = left
-            del nxt.committed[: strip_prefix(nxt.skip, nxt.committed)]
+            nxt.skip_said(left)
         self._said = (utt.index, words)
         if nxt is not None and nxt.context is not None and nxt.context.words is None:
             nxt.context.hear(words)

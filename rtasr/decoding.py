@@ -59,6 +59,9 @@ class Request:
     # False for a session sending audio faster than real time (a file): its finals go after
     # live sessions' and its backlog is not the admission signal (scheduler.py)
     realtime: bool = True
+    # the session already got words from this utterance's audio: it is decoded without the
+    # speech gate (--no-speech-gate), which runs once per utterance, not once per decode
+    voiced: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -224,7 +224,8 @@ class BatchDecoder:
 
     def _prepare(self, request: Request, gate: bool) -> np.ndarray | None:
         """The request's mel features, or None when the speech gate finds too little voice."""
-        if gate and self.config.no_speech_gate and not self._has_speech(request.audio):
+        if (gate and self.config.no_speech_gate and not request.voiced
+                and not self._has_speech(request.audio)):
             return None
         mel: np.ndarray = self.model.feature_extractor(request.audio)
         return mel

@@ -304,6 +304,7 @@ class Session:
             beam_size=1 if partial else self.config.beam_size,
             word_timestamps=not greedy_only,
             realtime=self.realtime,
+            voiced=utt.voiced,
         )
         return DecodeJob(kind, utt.index, start, end, request, len(left), len(ahead))
 

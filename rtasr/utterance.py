@@ -36,6 +36,7 @@ class Utterance:
     context: Context | None = None  # the audio before it that its decodes hear too
     closed: bool = False
     endpoint: bool = False  # ended because the speaker paused (not flushed, cut or too long)
+    voiced: bool = False  # a decode of its audio came back with words of its own
 
     def own(self, job: DecodeJob, result: Transcript | None) -> Transcript | None:
         """The part of `job`'s transcript that is this utterance's: decoded with audio around
@@ -43,6 +44,7 @@ class Utterance:
         the decode counts as dropped (a final is decoded again), and where the context is to
         blame, the utterance's decodes go without it from now on."""
         if result is None or not (job.before or job.after):
+            self.voiced = self.voiced or bool(result and result.text)
             return result
         if not result.text:
             # heard with the audio around its own, tiny.en sometimes writes nothing at all
@@ -60,6 +62,7 @@ class Utterance:
             # dropped the last words before the audio's end
             self.context = None
             return None
+        self.voiced = self.voiced or bool(result.text)
         return result
 
     def hypothesis(self, words: list[str], by_text: bool, holdback: int) -> bool:

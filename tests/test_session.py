@@ -648,3 +648,23 @@ def test_a_session_that_changes_language_follows_it() -> None:
         votes.add(detected)
     assert chosen == ["es", "es", "fr"]
     assert choose_language((("it", 0.9), ("es", 0.05)), votes.prior) == "it"
+
+
+def test_an_utterance_is_gated_for_speech_until_a_decode_finds_words() -> None:
+    """The engine's speech gate runs once per utterance: its decodes say `voiced` once one
+    of them came back with words (a decode of more of the same audio has that voice too)."""
+    d = Driver(NO_CUTS)
+    d.feed(np.concatenate([silence(0.5, 16000), SPEECH[:24000]]))
+    first = d.pop("partial")
+    assert not first.request.voiced
+    d.answer(first, "")  # gated out, or no words yet
+    d.feed(SPEECH[24000:32000])
+    second = d.pop("partial")
+    assert not second.request.voiced
+    d.answer(second, "That agent")
+    d.feed(np.concatenate([SPEECH[32000:], silence(1.0, 16000)]))
+    final = next(j for j in d.jobs if j.kind in ("candidate", "final"))
+    assert final.request.voiced
+    d.answer(final, "That agent is already logged on")
+    d.feed(np.concatenate([SPEECH[:24000], silence(0.2, 16000)]))  # the next utterance
+    assert not d.pop("partial").request.voiced

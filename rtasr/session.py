@@ -192,7 +192,7 @@ class Session:
     def _open(self, index: int, start: int, actions: list[Action], *,
               continues: bool = False) -> None:
         utt = self._utts[index] = Utterance(index, start, partial_from=start + self._preroll,
-                                             continues=continues)
+                                            continues=continues)
         ended = self._ended
         if (not continues and not self.behind and ended is not None and ended[0] == index - 1
                 and start - ended[1] <= self._context_gap):

@@ -81,8 +81,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     model.add_argument("--spare-beam-size", type=int, default=d.spare_beam_size,
                        help="the beam a final gets while the engine has capacity to spare "
                             "(no other final decoding or waiting); partials then no longer "
-                            "serve as finals; 0: auto (5 for a multilingual model, the "
-                            "--beam-size for an English-only one: a name ending in .en)")
+                            "serve as finals; a final inside run-on speech never gets it; 0: "
+                            "auto (5)")
     model.add_argument("--max-tokens-per-s", type=float, default=d.max_tokens_per_s,
                        help="cap each decode at this many tokens per second of audio (plus 4), "
                             "so a decode stuck in a loop stops early; 0: the model's limit, 224 "

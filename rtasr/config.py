@@ -185,11 +185,11 @@ class Config:
             # nothing on a streamed run, and it flipped base's results on some clips.
             spare_encoder_window_s=self.spare_encoder_window_s
             if self.spare_encoder_window_s >= 0 else window,
-            # The beam a final gets while the engine has capacity to spare: 5 (the yardstick's)
-            # for a multilingual model, where base streamed es/fr 1-3 points closer to the
-            # yardstick at no latency cost; tiny.en gained 0.15 points, inside the noise, and
-            # partials stop serving as finals: the --beam-size for an English-only model.
-            spare_beam_size=max(self.spare_beam_size or (1 if self.english_only else 5),
+            # The beam a final at a pause gets while the engine has capacity to spare: 5 (the
+            # yardstick's). Base streamed es/fr 1-3 points closer to the yardstick; tiny.en's
+            # paused stream on seed 3 went from +1.84 points to +0.31, at the same latency
+            # (a cut's final inside run-on speech never gets it: Request.spare_ok).
+            spare_beam_size=max(self.spare_beam_size or 5,
                                 self.beam_size or 1),
             # Sessions the device can carry (load_bench.py); refusing the next one beats
             # slowing every one down. An H100 with tiny.en held 16 sessions and missed the

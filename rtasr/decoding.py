@@ -62,6 +62,9 @@ class Request:
     # the session already got words from this utterance's audio: it is decoded without the
     # speech gate (--no-speech-gate), which runs once per utterance, not once per decode
     voiced: bool = False
+    # False for a final inside run-on speech (a cut's head): its wait is the run-on latency,
+    # so it never gets the spare-capacity beam and window (--spare-beam-size)
+    spare_ok: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -247,7 +247,8 @@ class Engine:
         # Spare capacity buys accuracy: a final decoded while no other final decodes or waits
         # gets the wider encoder window and beam, where set (docs/benchmarks.md); under load,
         # the narrow ones, and every batch the same.
-        spare = len(batch) == 1 and not batch[0].partial and self.scheduler.lone_final
+        spare = (len(batch) == 1 and not batch[0].partial and requests[0].spare_ok
+                 and self.scheduler.lone_final)
         try:
             results = self.decode_batch(requests, spare=spare,
                                         previous=[job.payload.previous for job in batch])

@@ -67,7 +67,8 @@ class Asr:
         for i in order:
             groups.setdefault(decoder.batch_key(requests[i], previous[i]), []).append(i)
         # a final that came alone has the replica to itself: it gets the --spare-beam-size
-        spare = len(requests) == 1 and requests[0].priority == Priority.FINAL
+        spare = (len(requests) == 1 and requests[0].priority == Priority.FINAL
+                 and requests[0].spare_ok)
         for members in groups.values():
             decoded = self.engine.decode_batch([requests[i] for i in members], spare=spare,
                                                previous=[previous[i] for i in members])

@@ -305,6 +305,7 @@ class Session:
             word_timestamps=not greedy_only,
             realtime=self.realtime,
             voiced=utt.voiced,
+            spare_ok=not (kind == "final" and utt.closed and not utt.endpoint),
         )
         return DecodeJob(kind, utt.index, start, end, request, len(left), len(ahead))
 

@@ -96,7 +96,7 @@ def test_candidate_at_the_pause_becomes_the_final() -> None:
     assert final.end == round(cand.end / 16000, 3)
 
 
-@pytest.mark.parametrize("spare_beam_size", [0, 5])
+@pytest.mark.parametrize("spare_beam_size", [1, 5])
 def test_a_partial_serves_as_the_final_only_where_finals_are_greedy(spare_beam_size: int) -> None:
     """A greedy partial decoded on the speech and a little of the pause serves as the final
     (no second decode), but not where finals may get a wider beam (--spare-beam-size)."""
@@ -114,7 +114,7 @@ def test_a_partial_serves_as_the_final_only_where_finals_are_greedy(spare_beam_s
                 kinds.append(job.kind)
                 d.answer(job, "Weasels have eaten our phone system.")
     assert len(d.of(Final)) == 1
-    assert kinds[-1] == ("partial" if spare_beam_size == 0 else "candidate"), kinds
+    assert kinds[-1] == ("partial" if spare_beam_size == 1 else "candidate"), kinds
 
 
 def test_no_partials_without_interim_results_when_speech_resumes_after_a_pause() -> None:
@@ -227,6 +227,12 @@ def test_run_on_speech_is_cut_in_its_longest_silent_gap() -> None:
     gap_start = 0.5 + 2 * len(piece) / 16000 + 0.1  # the 130 ms gap
     assert gap_start - 0.03 <= final_job.end / 16000 <= gap_start + 0.16
     assert d.of(SpeechStart)[1].start == final_job.end / 16000
+    # a final inside run-on speech: its wait is the run-on latency, no spare-capacity beam
+    assert not final_job.request.spare_ok
+    d.feed(silence(1.0, 16000))
+    last = max((j for j in d.jobs if j.kind in ("final", "candidate")),
+               key=lambda j: j.utterance)  # the last piece, ended by a pause
+    assert last.utterance > final_job.utterance and last.request.spare_ok
 
 
 def _run_on(d: Driver) -> tuple[DecodeJob, int]:

@@ -16,8 +16,10 @@ Policies:
   soon as the decode in flight returns) on the audio the final would have. If the pause becomes
   an endpoint that result *is* the final, so the final arrives as soon as the endpoint silence
   has passed; if speech resumes, the result serves as a partial and nothing is wasted. Where
-  partials are decoded exactly as finals are (greedy finals, the default), a partial whose
-  audio already holds all the speech and a little of the pause serves as the final too.
+  partials are decoded exactly as finals are (greedy finals: --spare-beam-size 1), a partial
+  whose audio already holds all the speech and a little of the pause serves as the final too.
+  A final that ends at a pause may get the spare-capacity beam; one cut out of run-on speech
+  (or flushed) never does (`Request.spare_ok`): its wait is the run-on latency.
 - Run-on speech (a word spoken is in exactly one final): a long utterance is cut only where
   the audio is silent, never between two word timestamps. Speech that resumes after a pause
   of `pause_ms` in an utterance of at least `pause_cut_s` is cut at that pause; past

@@ -44,6 +44,16 @@ def _engine(args: argparse.Namespace, **changes: object) -> Engine:
     return engine
 
 
+def _emit(args: argparse.Namespace, rows: list[dict[str, object]], row: dict[str, object]
+          ) -> None:
+    """A row printed, and the rows so far written to --json: a run cut short by a timeout
+    (gpu_check.sh) keeps what it measured."""
+    print(json.dumps(row), flush=True)
+    rows.append(row)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
 def _requests(clips: list[Clip], engine: Engine, beam_size: int = 0,
               words: bool = True) -> list[Request]:
     return [Request(audio=c.audio, priority=Priority.FINAL, session=c.name,
@@ -68,8 +78,7 @@ def window_study(args: argparse.Namespace, clips: list[Clip]) -> list[dict[str, 
                "wer_pct": round(100 * corpus_wer([c.text for c in clips], hyps), 2),
                "decode_mean_s": round(statistics.mean(times), 3),
                "decode_p95_s": round(sorted(times)[int(0.95 * (len(times) - 1))], 3)}
-        print(json.dumps(row), flush=True)
-        rows.append(row)
+        _emit(args, rows, row)
     return rows
 
 
@@ -103,8 +112,7 @@ def batch_study(args: argparse.Namespace, clips: list[Clip]) -> list[dict[str, o
                 row = _batches(engine, requests, alone, texts, size, calls)
                 row = {"decoding": "timestamp tokens" if tokens else "text only",
                        "prompts": prompts, **row}
-                print(json.dumps(row), flush=True)
-                rows.append(row)
+                _emit(args, rows, row)
         engine.stop()
     return rows
 
@@ -179,9 +187,10 @@ def main() -> None:
     clips = load_clips(args.clips, seed=args.seed)
     total = sum(len(c.audio) for c in clips) / 16000
     print(f"{len(clips)} clips, {total:.0f} s of speech", flush=True)
-    rows = window_study(args, clips) if args.study == "window" else batch_study(args, clips)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+    if args.study == "window":
+        window_study(args, clips)
+    else:
+        batch_study(args, clips)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@
 # runtime is static (12.x), which the 580 driver runs.
 #
 # Writes into $OUT (the device tool brings back 8 files): log.txt, env.txt, large_batch.json,
-# large_load.json, large_w10.json (speed.jsonl with COMPUTE_TYPES); then log.txt,
+# large_load.json, large_w10.json, speed.jsonl; then log.txt,
 # tiny_batch.json, tiny_batched.json, tiny_load.json. Timed on the H100 (2026-11-26) the stages
 # took 3-4 minutes each; this session's 15 minutes of device time include the machine's start.
 # `setup` alone installs again (a fresh machine) without measuring.
@@ -100,10 +100,11 @@ stage_large() {
     say "make the large-v3-turbo-shaped random model"
     if [ "$DEVICE" = cuda ]; then shape=(); else shape=(--layers 2,2 --width 384 --heads 6); fi
     [ -s "$ROOT/large/model.bin" ] || python3 benchmarks/random_whisper.py "$ROOT/large" "${shape[@]}" || exit 1
-    if [ -n "${COMPUTE_TYPES:-}" ]; then  # measured on the H100 (docs/benchmarks.md): opt-in
-        say "raw model speed: $COMPUTE_TYPES"
-        for ct in $COMPUTE_TYPES; do
-            timeout 90 python3 benchmarks/model_speed.py "$ROOT/large" --device "$DEVICE" \
+    if [ -n "${COMPUTE_TYPES-float16}" ]; then
+        # raw CTranslate2, 20 tokens: with the timestamp rules and text only, batch 1 to 64
+        say "raw model speed: ${COMPUTE_TYPES-float16}"
+        for ct in ${COMPUTE_TYPES-float16}; do
+            timeout 60 python3 benchmarks/model_speed.py "$ROOT/large" --device "$DEVICE" \
                 --compute-type "$ct" --batches "${SPEED_BATCHES:-1,16,64}" >> "$ROOT/speed.jsonl" \
                 || say "model_speed $ct failed (exit $?)"
         done

@@ -189,8 +189,8 @@ def markdown(results: dict[str, object]) -> str:
     rows = [
         "| clients | final p50 | final p95 | final max | first text p50 | WER | yardstick "
         "| refused | no final | partials/utt | decodes/utt "
-        "| mean batch | final wait max | loop lag p99 | server CPU | GPU busy |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| mean batch | final wait max | loop lag p99 | server CPU | loop CPU | GPU busy |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lv in results["levels"]:  # type: ignore[attr-defined]
         rows.append(
@@ -201,7 +201,8 @@ def markdown(results: dict[str, object]) -> str:
             f"| {lv['partials_per_utt']:.1f} "
             f"| {lv['decodes_per_utt']:.1f} | {lv['mean_batch']:.1f} "
             f"| {lv['final_wait_max']:.2f} s | {lv['loop_lag_p99_ms']:.1f} ms "
-            f"| {lv.get('server_cpu', nan):.0%} | {lv.get('gpu_util', nan):.0f} % |")
+            f"| {lv.get('server_cpu', nan):.0%} | {lv.get('loop_cpu', nan):.0%} "
+            f"| {lv.get('gpu_util', nan):.0f} % |")
     lost = ("" if results.get("timing_only") else " and no utterance lost")
     rows += ["", f"largest N with final p95 <= {results['target_p95_s']} s{lost}: "
                  f"{results['max_clients']}"]
@@ -274,11 +275,15 @@ def main() -> None:
     try:
         for n in (int(x) for x in args.clients.split(",")):
             cpu0, wall0 = (cpu_seconds(proc.pid) if proc else 0.0), time.monotonic()
+            loop0 = cpu_seconds(proc.pid, main_thread=True) if proc else 0.0
             client0 = time.process_time()
             level = asyncio.run(run_level(url, streams, n, args.stagger_s, args.timing_only))
             level["client_cpu"] = (time.process_time() - client0) / (time.monotonic() - wall0)
             if proc:
-                level["server_cpu"] = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - wall0)
+                wall = time.monotonic() - wall0
+                level["server_cpu"] = (cpu_seconds(proc.pid) - cpu0) / wall
+                # the event loop's thread alone: one core is all it can ever have
+                level["loop_cpu"] = (cpu_seconds(proc.pid, main_thread=True) - loop0) / wall
             if yardsticks:
                 chosen = chosen_streams(streams, n)
                 level["yardstick_wer"] = yardstick_wer(

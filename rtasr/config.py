@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -223,10 +225,30 @@ class Config:
 
     @property
     def english_only(self) -> bool:
-        """The model is English-only by its name (tiny.en, a directory named *.en; the
-        bundled model is tiny.en): the config is resolved before the model loads."""
-        return self.model is None or Path(self.model).name.endswith(".en")
+        """The model is English-only: the bundled tiny.en; a CTranslate2 directory by its
+        vocabulary (as CTranslate2 decides, below 51,865 tokens); a model name by its suffix
+        (tiny.en). The config is resolved before the model loads."""
+        if self.model is None:
+            return True
+        tokens = _vocabulary_size(self.model)
+        return tokens < MULTILINGUAL_TOKENS if tokens else Path(self.model).name.endswith(".en")
 
     @property
     def frame_samples(self) -> int:
         return SAMPLE_RATE_HZ * self.vad_frame_ms // 1000
+
+
+MULTILINGUAL_TOKENS = 51865  # Whisper's multilingual vocabulary; English-only models have one less
+
+
+@functools.lru_cache(maxsize=8)
+def _vocabulary_size(model: str) -> int:
+    """Tokens in a CTranslate2 model directory's vocabulary (vocabulary.json or .txt); 0 for
+    a model name or a directory without one."""
+    folder = Path(model)
+    if (folder / "vocabulary.json").is_file():
+        return len(json.loads((folder / "vocabulary.json").read_text(encoding="utf-8")))
+    if (folder / "vocabulary.txt").is_file():
+        with (folder / "vocabulary.txt").open(encoding="utf-8") as lines:
+            return sum(1 for _ in lines)
+    return 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from rtasr.config import ENGINE_FIELDS, Config
@@ -70,6 +73,23 @@ def test_run_on_speech_is_cut_later_for_a_multilingual_model() -> None:
     assert cuts(Config().served_with(engine)) == (6.0, 6.0)
     with pytest.raises(ConfigError, match="--commit-cut-s"):
         Config(commit_cut_s=0)
+
+
+def test_a_local_model_is_english_only_by_its_vocabulary_not_its_name(tmp_path: Path) -> None:
+    """A CTranslate2 Whisper directory says what it is: English-only models have 51,864 tokens,
+    multilingual ones 51,865 or more (CTranslate2's own test). Its name may say nothing."""
+    for name, tokens, english in (("mine", 51864, True), ("tiny.en-but-not", 51865, False),
+                                  ("v3", 51866, False)):
+        model = tmp_path / name
+        model.mkdir()
+        (model / "vocabulary.txt").write_text("".join(f"t{i}\n" for i in range(tokens)))
+        config = Config(model=str(model))
+        assert config.english_only is english, name
+        assert config.resolved(gpus=0, cpus=2).commit_cut_s == (4.0 if english else 6.0)
+    (tmp_path / "json").mkdir()
+    (tmp_path / "json" / "vocabulary.json").write_text(json.dumps([f"t{i}" for i in range(51864)]))
+    assert Config(model=str(tmp_path / "json")).english_only
+    assert Config(model="small.en").english_only and not Config(model="small").english_only
 
 
 def test_cuda_without_a_gpu_is_a_config_error() -> None:

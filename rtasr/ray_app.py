@@ -29,7 +29,7 @@ from ray.serve.handle import DeploymentHandle
 from websockets.exceptions import ConnectionClosed
 
 from .config import Config
-from .decoding import ModelInfo, Priority, Request, Transcript
+from .decoding import ModelInfo, Request, Transcript, spare_worthy
 from .engine import Engine
 from .errors import CLOSE_POLICY
 from .gateway import DIALECTS, Gateway
@@ -67,8 +67,7 @@ class Asr:
         for i in order:
             groups.setdefault(decoder.batch_key(requests[i], previous[i]), []).append(i)
         # a final that came alone has the replica to itself: it gets the --spare-beam-size
-        spare = (len(requests) == 1 and requests[0].priority == Priority.FINAL
-                 and requests[0].spare_ok)
+        spare = spare_worthy(requests)
         for members in groups.values():
             decoded = self.engine.decode_batch([requests[i] for i in members], spare=spare,
                                                previous=[previous[i] for i in members])

@@ -202,9 +202,11 @@ class Engine:
     async def transcribe(self, request: Request) -> Transcript | None:
         """Decode `request`; None when a partial was replaced by a newer one or dropped."""
         previous = self.decoder.prompt_tokens(request)  # tokenized once: key and decode
-        job = Job(_Queued(request, previous), partial=request.priority is Priority.PARTIAL,
-                  session=request.session, key=self.decoder.batch_key(request, previous),
-                  loop=asyncio.get_running_loop(), realtime=request.realtime)
+        partial = request.priority is Priority.PARTIAL
+        job = Job(_Queued(request, previous), partial=partial, session=request.session,
+                  key=self.decoder.batch_key(request, previous),
+                  loop=asyncio.get_running_loop(), realtime=request.realtime,
+                  later=partial and request.voiced)
         if not self.scheduler.submit(job):
             raise EngineError("server stopping")
         try:

@@ -8,8 +8,9 @@ batches. The policy lives here and nowhere else:
   Within each class, sessions take turns: the session with the fewest finals started in the
   last few seconds goes first, then the oldest final. Finals are never dropped.
 - A session has at most one queued partial: a newer one replaces it (the old one resolves to
-  None). A partial is dropped at once when a final is already waiting (the engine is behind),
-  and dropped when it has waited longer than `partial_max_wait_s`.
+  None). An utterance's first partial goes before partials of utterances whose words already
+  show (`later`). A partial is dropped at once when a final is already waiting (the engine
+  is behind), and dropped when it has waited longer than `partial_max_wait_s`.
 - Partials run on spare capacity only: not while a final decodes, and never on the last free
   worker, so a final that arrives starts at once and has the CPU to itself.
 - A batch is the most urgent job plus, in priority order, the waiting jobs that can share its
@@ -38,13 +39,15 @@ BUSY_S = 10.0  # how far back `final_share` looks
 
 
 class Job:
-    __slots__ = ("dropped", "future", "key", "loop", "partial", "payload", "realtime", "seq",
-                 "session", "started", "submitted")
+    __slots__ = ("dropped", "future", "key", "later", "loop", "partial", "payload", "realtime",
+                 "seq", "session", "started", "submitted")
 
     def __init__(self, payload: Any, *, partial: bool, session: str, key: Hashable,
-                 loop: asyncio.AbstractEventLoop, realtime: bool = True) -> None:
+                 loop: asyncio.AbstractEventLoop, realtime: bool = True,
+                 later: bool = False) -> None:
         self.payload = payload
         self.partial = partial
+        self.later = later  # a partial of an utterance whose words already show
         self.realtime = realtime
         self.session = session
         self.seq = 0
@@ -209,8 +212,9 @@ class Scheduler:
         self._forget(job)
 
     def _rank(self, job: Job) -> tuple[bool, bool, int, float, int]:
-        """The order of service: class, then turns between sessions, then age."""
-        turns = 0 if job.partial else self._started_recently[job.session]
+        """The order of service: class, then turns between sessions (for partials: an
+        utterance's first words before a refresh of words already shown), then age."""
+        turns = int(job.later) if job.partial else self._started_recently[job.session]
         return (*job.tier, turns, job.submitted, job.seq)
 
     def _ranked(self) -> list[Job]:

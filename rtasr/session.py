@@ -9,7 +9,7 @@ Policies:
 - One hypothesis decode in flight per session: a session never holds more than one worker for
   its partials, so finals and other sessions are not slowed by it.
 - Partials: every `partial_interval_ms` of new speech (stretched by `partial_backoff` while the
-  engine is loaded), decode the open utterance greedily.
+  engine is loaded, once the utterance has words), decode the open utterance greedily.
   `committed` grows by LocalAgreement-2: the longest common word prefix of two consecutive
   hypotheses, and never shrinks (utterance.py: what an utterance makes of its transcripts).
 - Speculative finals: when speech pauses for `pause_ms`, the final decode starts at once (or as
@@ -273,8 +273,10 @@ class Session:
             if at is not None:
                 self._cut(utt, at, actions)
                 return
+        # under load partials come less often, but an utterance's first words do not wait
+        stretch = self.partial_backoff if utt.voiced else 1.0
         if (self.params.interim_results and utt.inflight is None
-                and pos - utt.partial_from >= self._interval * self.partial_backoff):
+                and pos - utt.partial_from >= self._interval * stretch):
             utt.partial_from = pos
             audio = self.segmenter.buffer.read(utt.start, pos)
             utt.inflight = self._job("partial", utt, utt.start, pos, audio)

@@ -27,8 +27,10 @@ def settle(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def make(loop: asyncio.AbstractEventLoop, name: str, *, partial: bool = False,
-         session: str = "s", key: object = "k", realtime: bool = True) -> Job:
-    return Job(name, partial=partial, session=session, key=key, loop=loop, realtime=realtime)
+         session: str = "s", key: object = "k", realtime: bool = True,
+         later: bool = False) -> Job:
+    return Job(name, partial=partial, session=session, key=key, loop=loop, realtime=realtime,
+               later=later)
 
 
 def names(batch: list[Job] | None) -> list[str]:
@@ -99,6 +101,21 @@ def test_partial_queues_when_a_worker_is_free(loop: asyncio.AbstractEventLoop) -
     kept = make(loop, "partial", partial=True, session="c")
     s.submit(kept)
     assert not kept.future.done()
+
+
+def test_an_utterances_first_partial_goes_before_later_ones(
+        loop: asyncio.AbstractEventLoop) -> None:
+    """Under load the first words of an utterance matter more than a refresh of words already
+    shown: a partial of an utterance without text goes before older partials of others."""
+    s = Scheduler(workers=2)
+    s.submit(make(loop, "refresh", partial=True, session="a", later=True))
+    s.submit(make(loop, "first", partial=True, session="b"))
+    order = []
+    for _ in range(2):
+        batch = s.take()
+        order += names(batch)
+        s.done(batch)
+    assert order == ["first", "refresh"]
 
 
 def test_stale_partial_is_dropped(loop: asyncio.AbstractEventLoop) -> None:

@@ -597,6 +597,23 @@ def test_partials_come_less_often_under_load() -> None:
     assert min(b - a for a, b in itertools.pairwise(loaded)) >= 0.95
 
 
+def test_an_utterances_first_partial_is_not_stretched_under_load() -> None:
+    """Under load partials come less often, but the first words of an utterance still show
+    after one interval of speech: the stretch starts once the utterance has words."""
+    d = Driver(NO_CUTS)
+    d.session.partial_backoff = 4.0
+    d.feed(silence(0.5, 16000))
+    ends = []
+    for i in range(0, 48000, 1600):  # 3 s of speech, 100 ms at a time
+        d.feed(SPEECH[i : i + 1600])
+        for job in [j for j in d.jobs if j.kind == "partial"]:
+            ends.append(job.end / 16000)
+            assert job.request.voiced == (len(ends) > 1)
+            d.answer(d.pop("partial"), "That agent")
+    assert ends[0] <= 0.5 + 0.5 + 0.3  # speech from 0.5 s; an interval; the VAD's onset
+    assert len(ends) == 2 and ends[1] - ends[0] >= 1.95
+
+
 def test_the_newest_words_of_a_partial_are_never_committed() -> None:
     d = Driver(NO_CUTS.replace(commit_holdback_words=3))
     d.feed(np.concatenate([silence(0.5, 16000), SPEECH[:24000]]))

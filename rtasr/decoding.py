@@ -63,6 +63,9 @@ class Request:
     # the session already got words from this utterance's audio: it is decoded without the
     # speech gate (--no-speech-gate), which runs once per utterance, not once per decode
     voiced: bool = False
+    # a partial that may bring the utterance's first words: not stretched by load, and ahead
+    # of partials that refresh words already shown (session.py, scheduler.py)
+    first_words: bool = False
     # False for a final inside run-on speech (a cut's head): its wait is the run-on latency,
     # so it never gets the spare-capacity beam and window (--spare-beam-size)
     spare_ok: bool = True

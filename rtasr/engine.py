@@ -206,7 +206,7 @@ class Engine:
         job = Job(_Queued(request, previous), partial=partial, session=request.session,
                   key=self.decoder.batch_key(request, previous),
                   loop=asyncio.get_running_loop(), realtime=request.realtime,
-                  later=partial and request.voiced)
+                  later=partial and not request.first_words)
         if not self.scheduler.submit(job):
             raise EngineError("server stopping")
         try:

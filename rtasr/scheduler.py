@@ -8,9 +8,10 @@ batches. The policy lives here and nowhere else:
   Within each class, sessions take turns: the session with the fewest finals started in the
   last few seconds goes first, then the oldest final. Finals are never dropped.
 - A session has at most one queued partial: a newer one replaces it (the old one resolves to
-  None). An utterance's first partial goes before partials of utterances whose words already
-  show (`later`). A partial is dropped at once when a final is already waiting (the engine
-  is behind), and dropped when it has waited longer than `partial_max_wait_s`.
+  None). Partials that may bring an utterance's first words go before those that refresh
+  words already shown (`later`). A partial is dropped at once when a final is already
+  waiting (the engine is behind), and dropped when it has waited longer than
+  `partial_max_wait_s`.
 - Partials run on spare capacity only: not while a final decodes, and never on the last free
   worker, so a final that arrives starts at once and has the CPU to itself.
 - A batch is the most urgent job plus, in priority order, the waiting jobs that can share its
@@ -47,7 +48,7 @@ class Job:
                  later: bool = False) -> None:
         self.payload = payload
         self.partial = partial
-        self.later = later  # a partial of an utterance whose words already show
+        self.later = later  # a partial that cannot bring its utterance's first words
         self.realtime = realtime
         self.session = session
         self.seq = 0

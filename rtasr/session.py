@@ -9,7 +9,8 @@ Policies:
 - One hypothesis decode in flight per session: a session never holds more than one worker for
   its partials, so finals and other sessions are not slowed by it.
 - Partials: every `partial_interval_ms` of new speech (stretched by `partial_backoff` while the
-  engine is loaded, once the utterance has words), decode the open utterance greedily.
+  engine is loaded, but not for an utterance's first words), decode the open utterance
+  greedily.
   `committed` grows by LocalAgreement-2: the longest common word prefix of two consecutive
   hypotheses, and never shrinks (utterance.py: what an utterance makes of its transcripts).
 - Speculative finals: when speech pauses for `pause_ms`, the final decode starts at once (or as
@@ -73,6 +74,7 @@ from .vad import QUIET_HOP
 log = logging.getLogger(__name__)
 
 _CUT_CHECK = SAMPLE_RATE_HZ // 5  # how often a long utterance looks for a cut point
+_FIRST_WORDS = 2 * SAMPLE_RATE_HZ  # the speech an utterance's first words are hurried for
 _MIN_TAIL = SAMPLE_RATE_HZ * 60 // 1000  # a partial serves as the final with >= 60 ms of pause
 
 
@@ -274,13 +276,19 @@ class Session:
                 self._cut(utt, at, actions)
                 return
         # under load partials come less often, but an utterance's first words do not wait
-        stretch = self.partial_backoff if utt.voiced else 1.0
+        stretch = 1.0 if self._first_words(utt, pos) else self.partial_backoff
         if (self.params.interim_results and utt.inflight is None
                 and pos - utt.partial_from >= self._interval * stretch):
             utt.partial_from = pos
             audio = self.segmenter.buffer.read(utt.start, pos)
             utt.inflight = self._job("partial", utt, utt.start, pos, audio)
             actions.append(utt.inflight)
+
+    def _first_words(self, utt: Utterance, pos: int) -> bool:
+        """A partial now may bring the utterance's first words: none yet, and no more than
+        _FIRST_WORDS of speech so far (past that, what the VAD took for speech may be music
+        or noise, and its partials take the load's stretch like any other)."""
+        return not utt.voiced and pos - (utt.start + self._preroll) <= _FIRST_WORDS
 
     def _job(self, kind: JobKind, utt: Utterance, start: int, end: int,
              audio: Audio, ahead: Audio | None = None) -> DecodeJob:
@@ -309,6 +317,7 @@ class Session:
             word_timestamps=not greedy_only,
             realtime=self.realtime,
             voiced=utt.voiced,
+            first_words=partial and self._first_words(utt, end),
             spare_ok=not (kind == "final" and utt.closed and not utt.endpoint),
         )
         return DecodeJob(kind, utt.index, start, end, request, len(left), len(ahead))

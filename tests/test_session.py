@@ -609,9 +609,28 @@ def test_an_utterances_first_partial_is_not_stretched_under_load() -> None:
         for job in [j for j in d.jobs if j.kind == "partial"]:
             ends.append(job.end / 16000)
             assert job.request.voiced == (len(ends) > 1)
+            assert job.request.first_words == (len(ends) == 1)
             d.answer(d.pop("partial"), "That agent")
     assert ends[0] <= 0.5 + 0.5 + 0.3  # speech from 0.5 s; an interval; the VAD's onset
     assert len(ends) == 2 and ends[1] - ends[0] >= 1.95
+
+
+def test_an_utterance_that_stays_wordless_gets_the_load_stretch_after_two_seconds() -> None:
+    """Sound the VAD takes for speech but Whisper finds no words in (music, noise) must not
+    keep its partials at the unloaded cadence: the first-words exemption ends after 2 s."""
+    d = Driver(NO_CUTS)
+    d.session.partial_backoff = 4.0
+    d.feed(silence(0.5, 16000))
+    partials = []
+    for i in range(0, 96000, 1600):  # 6 s of speech, 100 ms at a time, no words heard
+        d.feed(SPEECH[i % len(SPEECH) : i % len(SPEECH) + 1600])
+        for job in [j for j in d.jobs if j.kind == "partial"]:
+            partials.append(job)
+            d.answer(d.pop("partial"), "")
+    eager = [job.end / 16000 for job in partials if job.request.first_words]
+    later = [job.end / 16000 for job in partials if not job.request.first_words]
+    assert 3 <= len(eager) <= 5 and max(eager) <= 0.5 + 2.5
+    assert later and min(b - a for a, b in itertools.pairwise([eager[-1], *later])) >= 1.95
 
 
 def test_the_newest_words_of_a_partial_are_never_committed() -> None:

@@ -285,10 +285,12 @@ class Session:
             actions.append(utt.inflight)
 
     def _first_words(self, utt: Utterance, pos: int) -> bool:
-        """A partial now may bring the utterance's first words: none yet, and no more than
-        _FIRST_WORDS of speech so far (past that, what the VAD took for speech may be music
-        or noise, and its partials take the load's stretch like any other)."""
-        return not utt.voiced and pos - (utt.start + self._preroll) <= _FIRST_WORDS
+        """A partial now may bring the utterance's first words: none yet, no cut before it
+        (speech that goes on past a cut already shows words), and no more than _FIRST_WORDS
+        of speech so far (past that, what the VAD took for speech may be music or noise, and
+        its partials take the load's stretch like any other)."""
+        return (not utt.voiced and not utt.continues
+                and pos - (utt.start + self._preroll) <= _FIRST_WORDS)
 
     def _job(self, kind: JobKind, utt: Utterance, start: int, end: int,
              audio: Audio, ahead: Audio | None = None) -> DecodeJob:

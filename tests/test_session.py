@@ -633,6 +633,27 @@ def test_an_utterance_that_stays_wordless_gets_the_load_stretch_after_two_second
     assert later and min(b - a for a, b in itertools.pairwise([eager[-1], *later])) >= 1.95
 
 
+def test_the_speech_after_a_cut_is_no_first_words() -> None:
+    """An utterance opened by a cut continues speech whose words already show: its partials
+    take the load's stretch and no precedence."""
+    d = Driver(Config(beam_size=1, commit_cut_s=1.0))
+    piece = SPEECH[8000:24000]
+    parts = [silence(0.5, 16000)]
+    for gap in [0.1, 0.13, 0.1]:
+        parts += [piece, silence(gap, 16000)]
+    audio = np.concatenate([*parts, piece, piece])
+    young = []  # partials within their utterance's first second: (continues, first_words)
+    for i in range(0, len(audio), 1600):
+        d.feed(audio[i : i + 1600])
+        for job in [j for j in d.jobs if j.kind == "partial"]:
+            d.jobs.remove(job)
+            utt = d.session._utts[job.utterance]
+            if job.end - utt.start <= 16000:
+                young.append((utt.continues, job.request.first_words))
+            d.session.on_result(job, None)
+    assert (False, True) in young and (True, True) not in young and (True, False) in young
+
+
 def test_the_newest_words_of_a_partial_are_never_committed() -> None:
     d = Driver(NO_CUTS.replace(commit_holdback_words=3))
     d.feed(np.concatenate([silence(0.5, 16000), SPEECH[:24000]]))

@@ -2,9 +2,9 @@
 
 Two deployments:
 
-- `Asr` holds the model (`num_gpus` per replica is configurable) and decodes requests from
-  every ingress replica in batches (`@serve.batch`): a batch's finals go before its partials,
-  and requests that can share a model call are decoded together.
+- `Asr` holds the model (`num_gpus` per replica is configurable) and decodes the requests of
+  every ingress replica through its engine's scheduler, as `rtasr serve` does (scheduler.py:
+  finals first, batches, stale partials dropped); its load figures go back to the ingresses.
 - `Ingress` accepts the native websocket protocol (and Deepgram's `/v1/listen`) through a
   FastAPI websocket route and runs the same session core as `rtasr serve`: `Session` for the
   speech logic, `Connection` for the limits and the delivery of finals. Only the transport
@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import time
 from typing import Any, cast
 
 from fastapi import FastAPI, WebSocket
@@ -29,7 +30,7 @@ from ray.serve.handle import DeploymentHandle
 from websockets.exceptions import ConnectionClosed
 
 from .config import Config
-from .decoding import ModelInfo, Request, Transcript, spare_worthy
+from .decoding import ModelInfo, Request, Transcript
 from .engine import Engine
 from .errors import CLOSE_POLICY
 from .gateway import DIALECTS, Gateway
@@ -38,6 +39,7 @@ from .protocol import Refusal
 
 log = logging.getLogger(__name__)
 api = FastAPI(title="rtasr")
+LOAD_EVERY_S = 0.5  # how often an ingress asks the model replica for its load figures
 
 
 @serve.deployment(max_ongoing_requests=512)
@@ -53,27 +55,17 @@ class Asr:
         on this replica's machine (its GPU, its cores), not the ingress's."""
         return self.engine.info, self.engine.config
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
-    async def transcribe(self, requests: list[Request]) -> list[Transcript]:
-        return await asyncio.to_thread(self._decode, requests)
+    async def transcribe(self, request: Request) -> Transcript | None:
+        """Through this replica's own scheduler (scheduler.py), as `rtasr serve` decodes: finals
+        before partials across every ingress's requests, batches by the batch plan, stale
+        partials dropped (None), the spare beam for a lone final."""
+        return await self.engine.transcribe(request)
 
-    def _decode(self, requests: list[Request]) -> list[Transcript]:
-        """Finals first; requests that share a batch key in one model call."""
-        decoder = self.engine.decoder
-        previous = [decoder.prompt_tokens(r) for r in requests]  # tokenized once: key, decode
-        results: dict[int, Transcript] = {}
-        order = sorted(range(len(requests)), key=lambda i: requests[i].priority)
-        groups: dict[object, list[int]] = {}
-        for i in order:
-            groups.setdefault(decoder.batch_key(requests[i], previous[i]), []).append(i)
-        # a final that came alone has the replica to itself: it gets the --spare-beam-size
-        spare = spare_worthy(requests)
-        for members in groups.values():
-            decoded = self.engine.decode_batch([requests[i] for i in members], spare=spare,
-                                               previous=[previous[i] for i in members])
-            for i, result in zip(members, decoded, strict=True):
-                results[i] = result
-        return [results[i] for i in range(len(requests))]
+    def load(self) -> dict[str, Any]:
+        """The replica's load figures, for the ingresses (their sessions' partial cadence and
+        shedding, /healthz)."""
+        return {**self.engine.stats(), "partial_backoff": self.engine.partial_backoff,
+                "behind": self.engine.behind}
 
 
 class _Socket:
@@ -101,16 +93,45 @@ class _Socket:
 
 
 class _RemoteEngine:
-    """What `Connection` needs of an engine, answered by the `Asr` deployment."""
-
-    partial_backoff = 1.0
-    behind = False
+    """What `Connection` needs of an engine, answered by the `Asr` deployment. The load
+    figures sessions read on every audio frame are the model replica's, asked for at most
+    every LOAD_EVERY_S in the background (with more than one replica: whichever Ray asks)."""
 
     def __init__(self, asr: DeploymentHandle[Any]) -> None:
         self.asr = asr
+        self.load: dict[str, Any] = {"partial_backoff": 1.0, "behind": False}
+        self._asked = -LOAD_EVERY_S
+        self._asking: asyncio.Task[None] | None = None
+
+    @property
+    def partial_backoff(self) -> float:
+        self._refresh()
+        return float(self.load["partial_backoff"])
+
+    @property
+    def behind(self) -> bool:
+        self._refresh()
+        return bool(self.load["behind"])
 
     async def transcribe(self, request: Request) -> Transcript | None:
-        return cast(Transcript, await self.asr.transcribe.remote(request))
+        return cast(Transcript | None, await self.asr.transcribe.remote(request))
+
+    async def fresh_load(self) -> dict[str, Any]:
+        self.load = dict(await self.asr.load.remote())
+        return self.load
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._asked < LOAD_EVERY_S or (self._asking and not self._asking.done()):
+            return
+        self._asked = now
+        self._asking = asyncio.get_running_loop().create_task(self._ask())
+
+    async def _ask(self) -> None:
+        try:
+            await self.fresh_load()
+        except Exception as exc:  # a replica restarting: keep the last figures
+            log.warning("could not read the model replica's load: %s", exc)
 
 
 async def _refuse(ws: WebSocket, refusal: Refusal) -> None:
@@ -153,7 +174,8 @@ class Ingress:
                 **dataclasses.asdict(gateway.model), "beam_size": config.beam_size,
                 "context_chars": config.context_chars,
                 "sessions": len(gateway.connections), "sessions_served": self.served,
-                "replica": serve.get_replica_context().replica_tag}
+                "replica": serve.get_replica_context().replica_tag,
+                "engine": await self.engine.fresh_load()}
 
     @api.websocket("/{path:path}")
     async def websocket(self, ws: WebSocket, path: str) -> None:

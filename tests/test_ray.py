@@ -66,6 +66,11 @@ def test_speech_through_the_ray_ingress(ray_url: str) -> None:
     text = " ".join(str(m["text"]) for m in messages if m["type"] == "final")
     assert wer(TRANSCRIPTS["agent-alreadyon"], text) <= 0.1
     assert messages[-1]["type"] == "end"
+    # decoded through the model replica's own scheduler, as `rtasr serve` decodes: finals
+    # before partials across every ingress's requests, stale partials dropped, load figures
+    engine = healthz(ray_url)["engine"]
+    assert engine["batches"] >= 1 and engine["decodes"] >= 1
+    assert {"load", "final_share", "partial_backoff", "behind"} <= set(engine)
 
 
 def test_two_ingress_replicas_and_concurrent_sessions(ray_url: str) -> None:

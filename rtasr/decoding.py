@@ -7,7 +7,6 @@ read them without importing the engine (and with it faster-whisper).
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .audio import Audio
@@ -69,14 +68,6 @@ class Request:
     # False for a final inside run-on speech (a cut's head): its wait is the run-on latency,
     # so it never gets the spare-capacity beam and window (--spare-beam-size)
     spare_ok: bool = True
-
-
-def spare_worthy(requests: Sequence[Request]) -> bool:
-    """The batch is one final that may take the spare-capacity beam and window: decoded alone
-    and not a cut's (Request.spare_ok). Whether capacity is spare is the caller's to know (the
-    engine's scheduler; a Ray replica's batch of one)."""
-    return (len(requests) == 1 and requests[0].priority is Priority.FINAL
-            and requests[0].spare_ok)
 
 
 @dataclass(frozen=True, kw_only=True)

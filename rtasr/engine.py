@@ -27,7 +27,7 @@ from typing import NamedTuple
 from . import models
 from .audio import Audio
 from .config import SAMPLE_RATE_HZ, Config
-from .decoding import ModelInfo, Priority, Request, Transcript, spare_worthy
+from .decoding import ModelInfo, Priority, Request, Transcript
 from .engine_decoder import BatchDecoder, ModelSpec
 from .errors import ConfigError, EngineError
 from .protocol import Task
@@ -249,7 +249,8 @@ class Engine:
         # Spare capacity buys accuracy: a final decoded while no other final decodes or waits
         # gets the wider encoder window and beam, where set (docs/benchmarks.md); under load,
         # the narrow ones, and every batch the same.
-        spare = spare_worthy(requests) and self.scheduler.lone_final
+        spare = (len(batch) == 1 and not batch[0].partial and requests[0].spare_ok
+                 and self.scheduler.lone_final)
         try:
             results = self.decode_batch(requests, spare=spare,
                                         previous=[job.payload.previous for job in batch])

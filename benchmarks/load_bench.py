@@ -156,8 +156,9 @@ async def run_level(url: str, streams: list[Stream], clients: int,
         # the share of the workers' time that finals took (the engine is `behind` above 0.7)
         "final_share": sum(float(e.get("final_share", 0)) for e in engine)  # type: ignore[union-attr]
         / max(1, len(engine)),
-        "loop_lag_p99_ms": max((float(s["loop_lag_p99_ms"]) for s in samples),  # type: ignore[arg-type]
-                               default=0.0),
+        # (Ray's ingress reports none)
+        "loop_lag_p99_ms": max((float(s["loop_lag_p99_ms"]) for s in samples  # type: ignore[arg-type]
+                                if "loop_lag_p99_ms" in s), default=float("nan")),
         # the GPU busy share while the streams ran (nvidia-smi), and its memory use
         "gpu_util": sum(u for u, _ in gpu) / len(gpu) if gpu else float("nan"),
         "gpu_mem_mib": max((m for _, m in gpu), default=float("nan")),

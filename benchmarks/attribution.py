@@ -1,7 +1,7 @@
 """Where a stream's words go wrong: its errors against the yardstick, split by cause.
 
 For each reference utterance four decodes of the same audio are compared, each scored by one
-alignment of the joined texts (rtasr.wer.errors_by_reference):
+alignment of the joined texts (rtasr.eval.wer.errors_by_reference):
 
 1. the yardstick: the utterance decoded whole with the server's margins, by faster-whisper's
    file transcription (beam 5, 30 s windows);
@@ -28,7 +28,7 @@ from typing import Any
 
 from corpus import Span
 
-from rtasr.wer import errors_by_reference, normalize
+from rtasr.eval.wer import errors_by_reference, normalize
 
 CAUSES = ("decode settings", "cuts", "internal endpoints", "edges", "policy")
 

@@ -27,7 +27,7 @@ from corpus import RATE, load_clips
 from faster_whisper import WhisperModel
 
 from rtasr.engine import resolve_model
-from rtasr.wer import joined_wer
+from rtasr.eval.wer import joined_wer
 
 
 def main() -> None:

@@ -4,11 +4,11 @@
 
 Each clip (1.5-4.5 s, the length of a spoken turn) is decoded alone with no language, as the
 engine detects it; that is the per-utterance accuracy. The session figures replay those same
-detections through the session's policy (rtasr.decoding.LanguageVotes and choose_language, the
-code a Session runs): 20 shuffled sessions of 10 utterances per language, and 20 per language
-that switch to another language after 10 utterances (accuracy on the 1st-3rd utterance after
-the switch). Detection does not depend on the vote (the engine detects from the audio, then
-weighs the vote), so the replay is exact for the language chosen.
+detections through the session's policy (LanguageVotes and choose_language in
+rtasr.core.engine_api, the code a Session runs): 20 shuffled sessions of 10 utterances per
+language, and 20 per language that switch to another language after 10 utterances (accuracy on
+the 1st-3rd utterance after the switch). Detection does not depend on the vote (the engine
+detects from the audio, then weighs the vote), so the replay is exact for the language chosen.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from corpus import LANGUAGES, load_clips
 
 from rtasr.config import Config
-from rtasr.decoding import LanguageVotes, Priority, Request, choose_language
+from rtasr.core.engine_api import LanguageVotes, Priority, Request, choose_language
 from rtasr.engine import Engine
 
 Detected = tuple[tuple[str, float], ...]

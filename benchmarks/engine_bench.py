@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from corpus import Clip, load_clips
 
 from rtasr.config import Config
-from rtasr.decoding import Priority, Request
+from rtasr.core.engine_api import Priority, Request
 from rtasr.engine import Engine
-from rtasr.wer import corpus_wer
+from rtasr.eval.wer import corpus_wer
 
 
 def _engine(args: argparse.Namespace, **changes: object) -> Engine:

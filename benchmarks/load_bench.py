@@ -3,7 +3,7 @@
 Each session streams its own long recording (Asterisk prompts in its own order, natural pauses
 of 0.8-2.0 s) in real time, starting at a random moment in the first `--stagger-s` seconds.
 Per N it reports final latency p50/p95/max, first-text latency, WER against the one yardstick
-(rtasr.yardstick: each utterance decoded whole, the margins a final gets, faster-whisper's file
+(rtasr.eval.yardstick: each utterance decoded whole, the margins a final gets, faster-whisper's file
 transcription), utterances without a final, partials per utterance, the engine's batch sizes,
 the longest final queue wait, the server's CPU use and event-loop lag p99 (sampled from
 /healthz), and at the end the largest N whose finals hold p95 <= --target-p95-s with no
@@ -33,12 +33,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from corpus import RATE, Clip, Span, build_stream, load_clips
 from stream_bench import SessionRun, cpu_seconds, pct, score, start_server, stream_session
 
-from rtasr import yardstick
-from rtasr.wer import errors_by_reference, normalize
+from rtasr.eval import yardstick
+from rtasr.eval.wer import errors_by_reference, normalize
 
 
 def yardstick_texts(streams: list[Stream], model: str | None, device: str) -> list[list[str]]:
-    """The one yardstick for each stream: each utterance decoded whole (rtasr.yardstick)."""
+    """The one yardstick for each stream: each utterance decoded whole (rtasr.eval.yardstick)."""
     from rtasr.config import Config
 
     engine = yardstick.engine(Config(model=model, device=device))  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ given, as stream_bench.py streams English. Reported per language:
   (the session's vote included, as a client would get it);
 - final latency p50/p95 (arrival of the final holding a prompt's last word minus the moment
   that word was sent);
-- the yardstick (rtasr.yardstick): each prompt decoded whole with the margins a final gets,
+- the yardstick (rtasr.eval.yardstick): each prompt decoded whole with the margins a final gets,
   by faster-whisper's file transcription, its language given.
 
 Translation: the es/fr/it/ru streams again with `task=translate` (language given), scored
@@ -37,8 +37,9 @@ from corpus import LANGUAGES, RATE, Clip, Span, build_stream, ensure_corpus, loa
 from corpus import read_transcripts as read_texts
 from stream_bench import SessionRun, pct, score, start_server, stop_server, write_json
 
-from rtasr import client, yardstick
-from rtasr.wer import edit_distance, joined_wer, normalize
+from rtasr import client
+from rtasr.eval import yardstick
+from rtasr.eval.wer import edit_distance, joined_wer, normalize
 
 
 def clips_for(language: str, count: int, seed: int, english: dict[str, str]) -> list[Clip]:

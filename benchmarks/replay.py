@@ -28,14 +28,14 @@ import numpy as np
 from corpus import DATA
 from stream_bench import build
 
-from rtasr import yardstick
 from rtasr.cli import build_parser, config_from_args
 from rtasr.config import SAMPLE_RATE_HZ
+from rtasr.core.actions import Cancel, DecodeJob
+from rtasr.core.protocol import Final, StreamParams
+from rtasr.core.session import Session
 from rtasr.engine import Engine, effective_config
-from rtasr.jobs import Cancel, DecodeJob
-from rtasr.protocol import Final, StreamParams
-from rtasr.session import Session
-from rtasr.wer import errors_by_reference, normalize, score_stream
+from rtasr.eval import yardstick
+from rtasr.eval.wer import errors_by_reference, normalize, score_stream
 
 FRAME = SAMPLE_RATE_HZ // 50
 

@@ -10,7 +10,7 @@ time, in 100 ms frames, to `rtasr serve` (started here, or --url):
 - run-on: prompts run together with gaps of 0.1-0.25 s;
 - long: single prompts longer than 8 s (short breaths inside), with pauses between.
 
-For each it reports, side by side: WER of the joined finals; the yardstick (rtasr.yardstick:
+For each it reports, side by side: WER of the joined finals; the yardstick (rtasr.eval.yardstick:
 each utterance decoded whole with the margins a final gets by faster-whisper's file
 transcription, beam 5, scored by the same one alignment); faster-whisper's transcription of
 the whole stream; words lost, doubled and
@@ -47,8 +47,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import attribution
 from corpus import RATE, Span, build_stream, build_turns, load_clips
 
-from rtasr import client, yardstick
-from rtasr.wer import joined_wer, normalize, score_stream
+from rtasr import client
+from rtasr.eval import yardstick
+from rtasr.eval.wer import joined_wer, normalize, score_stream
 
 KINDS = {  # clip lengths, gaps between clips
     "paused": ((1.5, 9.0), (0.7, 2.0)),
@@ -132,7 +133,7 @@ def score(run: SessionRun, spans: list[Span], runon: bool = False,
 
 
 class References:
-    """The decodes a stream is measured against (rtasr.yardstick, attribution.py): the
+    """The decodes a stream is measured against (rtasr.eval.yardstick, attribution.py): the
     server's effective config, the yardstick's engine and one with the server's own
     settings, kept until the stream's finals are in."""
 
@@ -153,7 +154,7 @@ class References:
     def whole(self, audio: np.ndarray, spans: list[Span], *, served: bool = False) -> list[str]:
         """Each utterance decoded whole with the server's margins: by the yardstick or,
         `served`, in one decode as the server decodes a final (its window and beam)."""
-        from rtasr.decoding import Priority, Request
+        from rtasr.core.engine_api import Priority, Request
 
         refs = [yardstick.Reference(s.text, s.start, s.end) for s in spans]
         if not served:
@@ -167,7 +168,7 @@ class References:
 
     def pieces(self, audio: np.ndarray, finals: list[dict[str, Any]]) -> list[str]:
         """Each final's own span decoded alone with the server's settings, in its language."""
-        from rtasr.decoding import Priority, Request
+        from rtasr.core.engine_api import Priority, Request
 
         return [self.engine.decode_batch([Request(
             audio=audio[round(f["start"] * RATE) : round(f["end"] * RATE)],

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from . import __version__
 from .config import Config
-from .engine import effective_config
+from .engine.engine import effective_config
 from .errors import ConfigError
 from .logs import setup_logging
-from .server import Server
+from .server.app import Server
 
 log = logging.getLogger("rtasr")
 

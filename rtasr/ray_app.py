@@ -30,12 +30,12 @@ from ray.serve.handle import DeploymentHandle
 from websockets.exceptions import ConnectionClosed
 
 from .config import Config
-from .decoding import ModelInfo, Request, Transcript
-from .engine import Engine
+from .core.engine_api import ModelInfo, Request, Transcript
+from .core.protocol import Refusal
+from .engine.engine import Engine
 from .errors import CLOSE_POLICY
-from .gateway import DIALECTS, Gateway
-from .metrics import Metrics
-from .protocol import Refusal
+from .server.gateway import DIALECTS, Gateway
+from .server.metrics import Metrics
 
 log = logging.getLogger(__name__)
 api = FastAPI(title="rtasr")

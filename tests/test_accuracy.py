@@ -1,4 +1,4 @@
-"""Streamed finals against the one yardstick (rtasr.yardstick): speech with sentence pauses and
+"""Streamed finals against the one yardstick (rtasr.eval.yardstick): speech with sentence pauses and
 long prompts, real model, real speech, the real server."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import random
 import numpy as np
 import pytest
 
-from rtasr import yardstick
 from rtasr.engine import Engine
+from rtasr.eval import yardstick
+from rtasr.eval.wer import joined_wer, normalize
+from rtasr.eval.yardstick import Reference
 from rtasr.server import Server
-from rtasr.wer import joined_wer, normalize
-from rtasr.yardstick import Reference
 
 from .helpers import DATA, TRANSCRIPTS, silence, stream, trimmed
 

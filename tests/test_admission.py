@@ -13,8 +13,8 @@ from websockets.asyncio.client import connect
 
 from rtasr.config import Config
 from rtasr.engine import Engine
+from rtasr.eval.wer import wer
 from rtasr.server import Server
-from rtasr.wer import wer
 
 from .helpers import TRANSCRIPTS, clip_at, silence, stream, until
 

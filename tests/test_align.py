@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rtasr.align import context_end
+from rtasr.core.align import context_end
 
 
 def _words(text: str) -> list[str]:

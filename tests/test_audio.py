@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtasr.audio import PcmDecoder, decode_pcm
+from rtasr.core.audio import PcmDecoder, decode_pcm
 from rtasr.errors import AudioFormatError
 
 from .helpers import clip_at, encode

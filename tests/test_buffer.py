@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtasr.buffer import RingBuffer, Segmenter, SpeechEnded, SpeechPaused, SpeechStarted
 from rtasr.config import Config
+from rtasr.core.buffer import RingBuffer, Segmenter, SpeechEnded, SpeechPaused, SpeechStarted
 
 from .helpers import clip_at, silence
 

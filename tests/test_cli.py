@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
-from rtasr.wer import wer
+from rtasr.eval.wer import wer
 
 from .helpers import TRANSCRIPTS, clip_at, encode, finals_sync, silence, wait_listening
 

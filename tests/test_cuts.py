@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rtasr.cuts import cut_point, min_gap
+from rtasr.core.cuts import cut_point, min_gap
 
 MS = 16  # samples per millisecond
 

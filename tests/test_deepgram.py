@@ -21,8 +21,8 @@ from websockets.exceptions import InvalidStatus
 
 from rtasr.config import Config
 from rtasr.engine import Engine
+from rtasr.eval.wer import wer
 from rtasr.server import Server
-from rtasr.wer import wer
 
 from .helpers import DATA, TRANSCRIPTS, clip_at, encode, silence
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from rtasr.deepgram import DeepgramDialect
+from rtasr.core.protocol import Final, Flush, SpeechStart, WireWord
+from rtasr.dialects.deepgram import DeepgramDialect
 from rtasr.errors import ParameterError
-from rtasr.protocol import Final, Flush, SpeechStart, WireWord
 
 
 def dialect(query: str = "") -> DeepgramDialect:

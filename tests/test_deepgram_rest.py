@@ -18,8 +18,8 @@ import pytest
 
 from rtasr.config import Config
 from rtasr.engine import Engine
+from rtasr.eval.wer import wer
 from rtasr.server import Server
-from rtasr.wer import wer
 
 from .helpers import TRANSCRIPTS, clip_at, encode, post_whole, silence, until
 
@@ -147,7 +147,7 @@ async def test_a_refusal_before_the_body_is_read_still_reaches_the_client(
 
 async def test_oversized_upload_is_413_from_its_length(server: Server) -> None:
     """Refused from its Content-Length, before the body is read."""
-    from rtasr.deepgram_rest import MAX_UPLOAD_BYTES
+    from rtasr.server.rest.deepgram_prerecorded import MAX_UPLOAD_BYTES
 
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     try:
@@ -186,9 +186,9 @@ async def test_headerless_mulaw_with_its_encoding(server: Server) -> None:
 
 def test_options_refused_and_detected_languages_said() -> None:
     """Sans I/O: what `parse` refuses, and the response's language fields with detection."""
-    from rtasr.deepgram_rest import parse, response_body
+    from rtasr.core.protocol import Final, WireWord
     from rtasr.errors import ParameterError
-    from rtasr.protocol import Final, WireWord
+    from rtasr.server.rest.deepgram_prerecorded import parse, response_body
 
     for query in ("callback=http://example.com/hook", "multichannel=true", "utterances=maybe"):
         with pytest.raises(ParameterError):
@@ -215,7 +215,7 @@ async def test_files_beyond_the_bound_are_429_until_one_is_done(server: Server) 
     """At most MAX_FILES uploads are read, decoded and transcribed at once (each may hold
     256 MiB on disk and an hour of audio in memory), across both REST APIs: the next is
     refused with 429, and admitted again once one is done."""
-    from rtasr.files import MAX_FILES
+    from rtasr.server.rest.uploads import MAX_FILES
 
     files = server.files
     assert files is not None

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rtasr.wer import wer
+from rtasr.eval.wer import wer
 
 from .helpers import TRANSCRIPTS, finals_sync, wait_listening
 

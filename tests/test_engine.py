@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 import rtasr
-from rtasr.decoding import Priority, Request, Transcript
+from rtasr.core.engine_api import Priority, Request, Transcript
 from rtasr.engine import Engine
-from rtasr.engine_decoder import prep_threads
+from rtasr.engine.decoder import prep_threads
 from rtasr.errors import EngineError
-from rtasr.wer import wer
+from rtasr.eval.wer import wer
 
 from .helpers import TRANSCRIPTS, CountingModel, clip_at, silence, trimmed
 
@@ -305,24 +305,26 @@ async def test_a_prompt_is_tokenized_once_when_submitted(
 
 
 def test_only_the_engine_modules_import_faster_whisper_and_ctranslate2() -> None:
-    """The rest of rtasr reads the engine's own dataclasses (decoding.py), never the model's."""
+    """The rest of rtasr reads the engine's own dataclasses (core/engine_api.py), never the
+    model's."""
+    package = Path(rtasr.__file__).parent
     importing = set()
-    for path in Path(rtasr.__file__).parent.glob("*.py"):
+    for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             if any(n.split(".")[0] in ("faster_whisper", "ctranslate2") for n in names):
-                importing.add(path.name)
-    assert importing == {"engine.py", "engine_decoder.py"}
+                importing.add(path.relative_to(package).as_posix())
+    assert importing == {"engine/engine.py", "engine/decoder.py"}
 
 
 def test_the_faster_whisper_internals_the_engine_calls_are_still_there(engine: Engine) -> None:
-    """engine_decoder.py calls faster-whisper's private helpers; pyproject pins the range
+    """engine/decoder.py calls faster-whisper's private helpers; pyproject pins the range
     tested. A release that renames or reorders them fails here, by name, before any decode does."""
     import ctranslate2
     from faster_whisper import WhisperModel, audio, feature_extractor, tokenizer, transcribe, vad
 
-    # (what, callable, the leading parameters engine_decoder.py passes, in order)
+    # (what, callable, the leading parameters engine/decoder.py passes, in order)
     expected: list[tuple[str, object, list[str]]] = [
         ("WhisperModel._split_segments_by_timestamps",
          getattr(WhisperModel, "_split_segments_by_timestamps", None),
@@ -353,7 +355,7 @@ def test_the_faster_whisper_internals_the_engine_calls_are_still_there(engine: E
             continue
         got = list(inspect.signature(func).parameters)[: len(params)]
         if got != params:
-            problems.append(f"{what}{tuple(got)}: engine_decoder.py passes {tuple(params)}")
+            problems.append(f"{what}{tuple(got)}: engine/decoder.py passes {tuple(params)}")
     options = {f.name for f in dataclasses.fields(vad.VadOptions)}
     problems += [f"VadOptions.{name} is gone"
                  for name in ("min_silence_duration_ms", "speech_pad_ms") if name not in options]
@@ -374,7 +376,7 @@ def test_the_faster_whisper_internals_the_engine_calls_are_still_there(engine: E
         "detect_language", "is_multilingual") if not hasattr(model.model, name)]
     assert not problems, "faster-whisper internals changed: " + "; ".join(problems)
     # _split_segments_by_timestamps returns (segments, seek, single_timestamp_ending), and at
-    # least one segment for no tokens (engine_decoder.py keeps the first one of a silent item)
+    # least one segment for no tokens (engine/decoder.py keeps the first one of a silent item)
     segments, _, _ = model._split_segments_by_timestamps(
         tokenizer=engine.decoder._tokenizer("en"), tokens=[], time_offset=0.0, segment_size=100,
         segment_duration=1.0, seek=0)

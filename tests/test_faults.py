@@ -23,10 +23,10 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from rtasr.config import Config
-from rtasr.decoding import Request
+from rtasr.core.engine_api import Request
 from rtasr.engine import Engine
+from rtasr.eval.wer import wer
 from rtasr.server import Server
-from rtasr.wer import wer
 
 from .helpers import TRANSCRIPTS, clip_at, encode, exchange, silence, stream, until
 

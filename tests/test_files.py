@@ -1,17 +1,17 @@
-"""The file path shared by the REST APIs (rtasr.files): a failed decode costs one utterance,
-not the upload."""
+"""The file path shared by the REST APIs (rtasr.server.rest.uploads): a failed decode costs one
+utterance, not the upload."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from rtasr.config import Config
-from rtasr.decoding import Priority, Request, Transcript
+from rtasr.core.engine_api import Priority, Request, Transcript
+from rtasr.core.protocol import StreamParams
 from rtasr.engine import Engine
 from rtasr.errors import EngineError
-from rtasr.files import FileTranscriber
-from rtasr.protocol import StreamParams
-from rtasr.wer import wer
+from rtasr.eval.wer import wer
+from rtasr.server.rest.uploads import FileTranscriber
 
 from .helpers import TRANSCRIPTS, encode, silence, trimmed
 

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from rtasr.eval.wer import wer
 from rtasr.server import Server
-from rtasr.wer import wer
 
 from .helpers import TRANSCRIPTS, clip_at, encode, silence, trimmed
 

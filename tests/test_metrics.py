@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rtasr.decoding import Priority
-from rtasr.metrics import Metrics
+from rtasr.core.engine_api import Priority
+from rtasr.server.metrics import Metrics
 
 
 def sample(text: str, name: str) -> float:

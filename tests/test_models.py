@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rtasr import models
+from rtasr.engine import packaged_models as models
 from rtasr.engine import resolve_model
 from rtasr.errors import ConfigError
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from rtasr.config import Config
-from rtasr.decoding import Priority, Request, Transcript
+from rtasr.core.engine_api import Priority, Request, Transcript
 from rtasr.engine import Engine
+from rtasr.eval.wer import wer
 from rtasr.server import Server
-from rtasr.wer import wer
 
 from .helpers import DATA, CountingModel, clip_at, exchange, silence, stream, trimmed
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rtasr.openai_realtime import OpenAIRealtimeDialect
-from rtasr.protocol import Final, SpeechEnd, SpeechStart
+from rtasr.core.protocol import Final, SpeechEnd, SpeechStart
+from rtasr.dialects.openai_realtime import OpenAIRealtimeDialect
 
 
 def rendered(dialect: OpenAIRealtimeDialect, *messages: Any) -> list[dict[str, Any]]:

@@ -11,9 +11,9 @@ import httpx
 import numpy as np
 import pytest
 
-from rtasr.openai_rest import MAX_UPLOAD_BYTES
+from rtasr.eval.wer import wer
 from rtasr.server import Server
-from rtasr.wer import wer
+from rtasr.server.rest.openai_audio import MAX_UPLOAD_BYTES
 
 from .helpers import DATA, TRANSCRIPTS, clip_at, encode, post_whole
 

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from rtasr.eval.wer import wer
 from rtasr.server import Server
-from rtasr.wer import wer
 
 from .helpers import TRANSCRIPTS, encode, silence, trimmed
 
@@ -174,7 +174,7 @@ async def test_openai_realtime_settings_change_mid_call_keeps_the_connection(
     the service sends `session.update` on the open socket; rtasr acknowledges it (an `error`
     would make Pipecat drop the socket and reconnect), so the server sees one session and
     both utterances, the one the update interrupted included, are transcribed."""
-    caplog.set_level(logging.INFO, logger="rtasr.gateway")
+    caplog.set_level(logging.INFO, logger="rtasr.server.gateway")
     names = ["transfer", "vm-mismatch"]
     c = call(OpenAIRealtimeSTTService(
         api_key="any", base_url=f"ws://127.0.0.1:{server.port}/v1/realtime",

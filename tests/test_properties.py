@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtasr.audio import PcmDecoder, decode_pcm
-from rtasr.buffer import (
+from rtasr.config import Config
+from rtasr.core.audio import PcmDecoder, decode_pcm
+from rtasr.core.buffer import (
     RingBuffer,
     Segmenter,
     SpeechEnded,
@@ -18,7 +19,6 @@ from rtasr.buffer import (
     SpeechResumed,
     SpeechStarted,
 )
-from rtasr.config import Config
 from rtasr.errors import AudioFormatError
 
 from .helpers import clip_at

@@ -15,7 +15,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from rtasr.wer import wer
+from rtasr.eval.wer import wer
 
 from .helpers import TRANSCRIPTS, clip_at, encode, silence
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rtasr.repeats import collapse_phrases, cut_loop, doubled_tail
+from rtasr.engine.repeats import collapse_phrases, cut_loop, doubled_tail
 
 PRESS = [5, 6, 7, 8, 9, 10]  # "Press 2 to change folders."
 OPTIONS = [11, 12, 13, 14, 15, 16]  # "Press 0 for mailbox options."

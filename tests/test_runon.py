@@ -1,7 +1,7 @@
 """Word-exact streaming on run-on and long speech: a word spoken is in exactly one final.
 
 Real model, real speech, the real server, measured against the one yardstick
-(rtasr.yardstick): what streaming loses beyond it is the server's loss.
+(rtasr.eval.yardstick): what streaming loses beyond it is the server's loss.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 
-from rtasr import client, yardstick
+from rtasr import client
 from rtasr.engine import Engine
+from rtasr.eval import yardstick
+from rtasr.eval.wer import joined_wer, normalize, score_stream
 from rtasr.server import Server
-from rtasr.wer import joined_wer, normalize, score_stream
 
 from .helpers import TRANSCRIPTS, encode, silence, trimmed
 

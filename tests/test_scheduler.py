@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from rtasr import scheduler
-from rtasr.scheduler import BUSY_S, Job, Scheduler
+from rtasr.engine import scheduler
+from rtasr.engine.scheduler import BUSY_S, Job, Scheduler
 
 
 @pytest.fixture

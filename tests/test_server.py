@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 
+from rtasr.eval.wer import wer
 from rtasr.server import Server
-from rtasr.wer import wer
 
 from . import helpers
 from .helpers import TRANSCRIPTS, clip_at, read_clip, silence, stream, until

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from rtasr.config import Config
-from rtasr.decoding import LanguageVotes, Transcript, Word, choose_language
+from rtasr.core.actions import Action, Cancel, DecodeJob
+from rtasr.core.engine_api import LanguageVotes, Transcript, Word, choose_language
+from rtasr.core.protocol import Error, Final, Partial, SpeechEnd, SpeechStart, StreamParams
+from rtasr.core.session import Session
 from rtasr.errors import EngineError
-from rtasr.jobs import Action, Cancel, DecodeJob
-from rtasr.protocol import Error, Final, Partial, SpeechEnd, SpeechStart, StreamParams
-from rtasr.session import Session
 
 from .helpers import clip_at, encode, silence
 

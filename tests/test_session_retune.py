@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 
 from rtasr.config import Config
-from rtasr.protocol import Final, SpeechStart, StreamParams
+from rtasr.core.protocol import Final, SpeechStart, StreamParams
 
 from .helpers import clip_at, encode, silence
 from .test_session import NO_CUTS, Driver

@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from rtasr.config import Config
-from rtasr.decoding import Request
+from rtasr.core.engine_api import Request
 from rtasr.engine import Engine
 from rtasr.server import Server
 

@@ -17,8 +17,8 @@ import pytest
 from rtasr.config import Config
 from rtasr.engine import Engine
 from rtasr.errors import ConfigError
+from rtasr.eval.wer import wer
 from rtasr.server import Server
-from rtasr.wer import wer
 
 from .helpers import TRANSCRIPTS, clip_at, encode, silence
 

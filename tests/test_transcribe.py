@@ -14,8 +14,8 @@ import av
 import numpy as np
 import pytest
 
+from rtasr.eval.wer import wer
 from rtasr.server import Server
-from rtasr.wer import wer
 
 from .helpers import TRANSCRIPTS, clip_at, silence
 

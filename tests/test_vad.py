@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtasr.vad import FrameVad
+from rtasr.core.vad import FrameVad
 
 from .helpers import clip_at
 

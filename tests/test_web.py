@@ -18,8 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pytest
 
+from rtasr.eval.wer import wer
 from rtasr.server import Server
-from rtasr.wer import wer
 
 from .helpers import TRANSCRIPTS, clip_at, silence, trimmed
 

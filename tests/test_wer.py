@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rtasr.wer import joined_wer, wer
+from rtasr.eval.wer import joined_wer, wer
 
 
 def test_small_numbers_are_one_word_in_digits_or_spelled_out_in_every_language() -> None:

@@ -1,15 +1,15 @@
-"""The yardstick (rtasr.yardstick): each utterance decoded whole with the margins the server
+"""The yardstick (rtasr.eval.yardstick): each utterance decoded whole with the margins the server
 gives a final, scored by one alignment of the joined text."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from rtasr import yardstick
 from rtasr.config import Config
-from rtasr.protocol import Task
-from rtasr.wer import errors_by_reference, joined_wer
-from rtasr.yardstick import Reference
+from rtasr.core.protocol import Task
+from rtasr.eval import yardstick
+from rtasr.eval.wer import errors_by_reference, joined_wer
+from rtasr.eval.yardstick import Reference
 
 RATE = 16000
 

@@ -1,0 +1,75 @@
+"""A session's decodes in flight, the same for every transport (connection.py's websockets,
+files.py's uploads).
+
+The sans-I/O `Session` asks for decodes (`DecodeJob`) and takes some back (`Cancel`);
+`Decodes` runs each job as an asyncio task on the engine, cancels it when told, and hands its
+outcome back to the session: `on_result`, or `on_failure` when it failed (a failed decode
+costs its utterance, never the session). What the session answers goes to the transport's
+`dispatch`, which hands it back to `start`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+
+from ..core.actions import Action, Cancel, DecodeJob
+from ..core.engine_api import Request, Transcript
+from ..core.protocol import ServerMessage
+from ..core.session import Session
+from ..errors import EngineError, RtasrError
+
+
+class Decodes:
+    """One session's decode jobs, each an asyncio task until its outcome is dispatched."""
+
+    def __init__(self, session: Session,
+                 transcribe: Callable[[Request], Awaitable[Transcript | None]],
+                 dispatch: Callable[[list[Action]], None],
+                 log: logging.Logger | logging.LoggerAdapter[logging.Logger]) -> None:
+        self.session = session
+        self.transcribe = transcribe  # the engine's (or a transport's bound on it)
+        self.dispatch = dispatch  # the session's actions that follow an outcome
+        self.log = log
+        self.tasks: dict[DecodeJob, asyncio.Task[None]] = {}  # jobs without an outcome yet
+
+    def start(self, actions: Iterable[Action]) -> list[ServerMessage]:
+        """Start the decodes `actions` ask for, cancel those they take back; the messages
+        among them, in order, for the transport to send."""
+        messages: list[ServerMessage] = []
+        for action in actions:
+            if isinstance(action, DecodeJob):
+                self.tasks[action] = asyncio.create_task(self._decode(action))
+            elif isinstance(action, Cancel):
+                cancelled = self.tasks.pop(action.job, None)
+                if cancelled is not None:
+                    cancelled.cancel()
+            else:
+                messages.append(action)
+        return messages
+
+    def cancel(self) -> None:
+        """Cancel every decode in flight (the session is over)."""
+        for task in self.tasks.values():
+            task.cancel()
+        self.tasks.clear()
+
+    async def _decode(self, job: DecodeJob) -> None:
+        try:
+            actions = await self._outcome(job)
+        finally:  # out of `tasks` before its actions are dispatched: a transport woken by
+            # them counts the decodes still in flight (files.py, a closing connection)
+            self.tasks.pop(job, None)
+        self.dispatch(actions)
+
+    async def _outcome(self, job: DecodeJob) -> list[Action]:
+        """One decode; whatever fails (the engine, a Ray remote call) costs this job only."""
+        try:
+            result = await self.transcribe(job.request)
+        except RtasrError as exc:
+            return self.session.on_failure(job, exc)
+        except Exception as exc:
+            self.log.exception("decode failed")
+            return self.session.on_failure(job, EngineError(f"decode failed: {exc}"))
+        return self.session.on_result(job, result)

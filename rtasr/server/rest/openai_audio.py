@@ -1,0 +1,182 @@
+"""OpenAI's file transcription API: `POST /v1/audio/transcriptions` and `/v1/audio/translations`
+(multipart, any format PyAV reads), and `GET /v1/models`.
+
+The file is decoded and transcribed by files.py (the same `Session` as a live stream, ranked
+below live finals); this module reads OpenAI's multipart form and renders OpenAI's answers.
+Uploads over `MAX_UPLOAD_BYTES` are refused with 413, files PyAV cannot decode with 400,
+both with OpenAI's error object. docs/openai.md has the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from python_multipart.multipart import Field, File, create_form_parser
+
+from ...core.engine_api import ModelInfo
+from ...core.protocol import Final, StreamParams
+from ...errors import ParameterError
+from ..gateway import authorized
+from ..http_post import HttpRequest, Reply
+from .uploads import (
+    FileTranscriber,
+    RequestError,
+    body_chunks,
+    check_length,
+    decode,
+    drain,
+    duration_s,
+)
+
+MAX_UPLOAD_BYTES = 25 * 1024 * 1024  # OpenAI's own limit
+FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+
+
+def error_body(error: RequestError) -> dict[str, Any]:
+    """OpenAI's error object."""
+    return {"error": {"message": str(error), "type": "invalid_request_error",
+                      "param": error.param, "code": None}}
+
+
+def models_body(model: ModelInfo) -> dict[str, Any]:
+    return {"object": "list", "data": [{"id": model.name, "object": "model", "created": 0,
+                                        "owned_by": "rtasr"}]}
+
+
+@dataclass
+class Form:
+    fields: dict[str, list[str]] = field(default_factory=dict)
+    file: File | None = None
+
+
+async def read_form(request: HttpRequest) -> Form:
+    """The multipart body, the file spooled to disk past 1 MiB. Raises RequestError."""
+    check_length(request, MAX_UPLOAD_BYTES)
+    form = Form()
+
+    def on_field(f: Field) -> None:
+        name = (f.field_name or b"").decode()
+        form.fields.setdefault(name, []).append((f.value or b"").decode())
+
+    def on_file(f: File) -> None:
+        form.file = f
+
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise RequestError(400, "send multipart/form-data with a 'file' part")
+    parser = create_form_parser({"Content-Type": content_type.encode()}, on_field, on_file,
+                                {"MAX_MEMORY_FILE_SIZE": 1 << 20})
+    async for chunk in body_chunks(request):
+        parser.write(chunk)
+    parser.finalize()
+    if form.file is None:
+        raise RequestError(400, "the 'file' part is missing", param="file")
+    return form
+
+
+class OpenAIRest:
+    """The REST endpoints of one server."""
+
+    def __init__(self, files: FileTranscriber, api_keys: tuple[str, ...]) -> None:
+        self.files, self.api_keys = files, api_keys
+        self.model: ModelInfo = files.model
+
+    async def handle(self, request: HttpRequest, reply: Reply) -> None:
+        try:
+            if not authorized(self.api_keys, {"Authorization": request.headers.get(
+                    "authorization", "")}, request.query):
+                raise RequestError(401, "a valid API key is required: 'Authorization: Bearer KEY'")
+            task = {"/v1/audio/transcriptions": "transcribe",
+                    "/v1/audio/translations": "translate"}.get(request.path)
+            if task is None:
+                raise RequestError(404, f"no POST endpoint {request.path}")
+            with self.files.admitted():
+                form = await read_form(request)
+                await self._transcribe(form, task, reply)
+        except RequestError as exc:
+            if not reply.started:
+                reply.json(exc.status, error_body(exc))
+            await drain(request)  # a refused upload is read unkept: the client sees why
+
+    async def _transcribe(self, form: Form, task: str, reply: Reply) -> None:
+        values = {k: v[-1] for k, v in form.fields.items()}
+        fmt = values.get("response_format", "json")
+        if fmt not in FORMATS:
+            raise RequestError(400, f"response_format must be one of {', '.join(FORMATS)}",
+                           param="response_format")
+        language = values.get("language", "").split("-")[0].lower() or self.model.language
+        params = StreamParams(language=language if task == "transcribe" else None,
+                              task="translate" if task == "translate" else "transcribe",
+                              prompt=values.get("prompt", "").strip() or None,
+                              interim_results=False)
+        try:
+            self.model.check(params.language, params.task)
+        except ParameterError as exc:
+            raise RequestError(400, str(exc), param="language") from None
+        assert form.file is not None
+        pcm = await asyncio.to_thread(decode, form.file.file_object)
+        finals = self.files.finals(pcm, params)
+        if values.get("stream", "").lower() == "true" and task == "transcribe":
+            await self._stream(finals, reply)
+            return
+        collected = [f async for f in finals]
+        granularity = set(form.fields.get("timestamp_granularities[]", [])) or {"segment"}
+        body, content_type = render(collected, fmt, granularity, task,
+                                    duration_s(pcm), params.language)
+        reply.send(200, body.encode(), content_type)
+
+    async def _stream(self, finals: AsyncIterator[Final], reply: Reply) -> None:
+        reply.start_events()
+        texts: list[str] = []
+        async for final in finals:
+            delta = (" " if texts else "") + final.text.strip()
+            texts.append(final.text.strip())
+            reply.event({"type": "transcript.text.delta", "delta": delta})
+        reply.event({"type": "transcript.text.done", "text": " ".join(texts)})
+
+
+def render(finals: list[Final], fmt: str, granularity: set[str], task: str, duration_s: float,
+           language: str | None) -> tuple[str, str]:
+    """The response body in `fmt`, and its content type."""
+    import json
+
+    text = " ".join(f.text.strip() for f in finals)
+    if fmt == "text":
+        return text + "\n", "text/plain; charset=utf-8"
+    if fmt in ("srt", "vtt"):
+        sep = "," if fmt == "srt" else "."
+        cues = [f"{_stamp(f.start, sep)} --> {_stamp(f.end, sep)}\n{f.text.strip()}\n"
+                for f in finals]
+        if fmt == "srt":
+            return "\n".join(f"{i}\n{c}" for i, c in enumerate(cues, 1)), "text/plain"
+        return "WEBVTT\n\n" + "\n".join(cues), "text/vtt"
+    if fmt == "json":
+        return json.dumps({"text": text}), "application/json"
+    body: dict[str, Any] = {
+        "task": task, "language": _language_name(finals, language), "duration": duration_s,
+        "text": text}
+    if "segment" in granularity:
+        body["segments"] = [{"id": i, "seek": 0, "start": f.start, "end": f.end,
+                             "text": f.text.strip(), "tokens": [], "temperature": 0.0,
+                             "avg_logprob": 0.0, "compression_ratio": 1.0,
+                             "no_speech_prob": 0.0} for i, f in enumerate(finals)]
+    if "word" in granularity:
+        body["words"] = [{"word": w.word.strip(), "start": w.start, "end": w.end}
+                         for f in finals for w in f.words]
+    return json.dumps(body, ensure_ascii=False), "application/json"
+
+
+def _language_name(finals: list[Final], language: str | None) -> str:
+    return next((f.language for f in finals if f.language), language or "en")
+
+
+def _stamp(seconds: float, sep: str) -> str:
+    ms = round(seconds * 1000)
+    hours, minutes, secs = ms // 3_600_000, ms // 60_000 % 60, ms // 1000 % 60
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{sep}{ms % 1000:03d}"
+
+
+__all__ = ["MAX_UPLOAD_BYTES", "OpenAIRest", "models_body"]

@@ -1,0 +1,187 @@
+"""Transcribing an uploaded file, the same for every REST API (openai_rest.py, deepgram_rest.py).
+
+An upload is decoded with PyAV (any container or codec it reads, or raw PCM/G.711 when the
+client names the encoding) to 16 kHz mono s16le, then runs through the same `Session` as a
+live stream (its segmentation, its finals), as a session sending faster than real time: its
+decodes rank below every live session's finals (scheduler.py), and at most `workers - 1` file
+decodes run at once, across both APIs, so one worker is always free for a live final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import logging
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import IO
+
+from ...config import SAMPLE_RATE_HZ, Config
+from ...core.actions import Action
+from ...core.engine_api import ModelInfo, Request, Transcript
+from ...core.protocol import Final, StreamParams
+from ...core.session import Session
+from ...errors import RtasrError
+from ..connection import EngineLike
+from ..http_post import HttpRequest
+from ..in_flight import Decodes
+
+log = logging.getLogger(__name__)
+
+MAX_AUDIO_S = 3600.0  # decoded audio held in memory: 115 MB of 16 kHz s16 at most
+CHUNK = SAMPLE_RATE_HZ * 2  # 1 s of s16le per feed
+SPOOL_BYTES = 1 << 20  # an upload past this is spooled to disk
+READ_TIMEOUT_S = 30.0  # between two reads of a request body
+MAX_FILES = 4  # uploads read, decoded and transcribed at once, across the REST APIs
+
+
+class RequestError(RtasrError):
+    """A request refused with an HTTP status; each API renders it in its own error body."""
+
+    def __init__(self, status: int, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.param = status, param
+
+
+@dataclass(frozen=True)
+class RawFormat:
+    """Headerless audio, as the client describes it: PyAV's demuxer name and its rate."""
+
+    demuxer: str  # "s16le", "mulaw", "alaw"
+    sample_rate_hz: int
+
+
+def check_length(request: HttpRequest, limit: int) -> None:
+    """Refuse (413) a body longer than `limit`, from its Content-Length, before reading it."""
+    if request.length > limit:
+        raise RequestError(413, f"the upload is {request.length} bytes; at most {limit} bytes "
+                                "are accepted")
+
+
+async def body_chunks(request: HttpRequest) -> AsyncIterator[bytes]:
+    """The body's Content-Length bytes as they arrive. Raises RequestError if it ends early."""
+    left = request.length
+    while left > 0:
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            chunk = await request.reader.read(min(left, 1 << 16))
+        if not chunk:
+            raise RequestError(400, "the request body ended early")
+        left -= len(chunk)
+        yield chunk
+
+
+async def read_body(request: HttpRequest, limit: int) -> tuple[IO[bytes], str]:
+    """The whole body (spooled to disk past 1 MiB) and its SHA-256. Raises RequestError."""
+    check_length(request, limit)
+    if request.length <= 0:
+        raise RequestError(400, "the request body is empty: send the audio file's bytes, with "
+                                "their Content-Length")
+    body: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
+    digest = hashlib.sha256()
+    try:
+        async for chunk in body_chunks(request):
+            digest.update(chunk)
+            body.write(chunk)
+    except BaseException:
+        body.close()
+        raise
+    body.seek(0)
+    return body, digest.hexdigest()
+
+
+async def drain(request: HttpRequest) -> None:
+    """Read the rest of a refused body unkept (at most 10 s), so the client sees the answer."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(10):
+            while await request.reader.read(1 << 16):
+                pass
+
+
+def decode(source: IO[bytes], raw: RawFormat | None = None) -> bytes:
+    """The upload's audio as 16 kHz mono s16le. Raises RequestError (400, or 413 past
+    MAX_AUDIO_S)."""
+    import av
+
+    source.seek(0)
+    limit = int(MAX_AUDIO_S * SAMPLE_RATE_HZ * 2)
+    out = io.BytesIO()
+    options = {"sample_rate": str(raw.sample_rate_hz), "ch_layout": "mono"} if raw else {}
+    try:
+        with av.open(source, mode="r", format=raw.demuxer if raw else None,
+                     options=options) as container:
+            if not container.streams.audio:
+                raise RequestError(400, "the file has no audio stream", param="file")
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE_HZ)
+            for frame in [*container.decode(audio=0), None]:
+                for f in resampler.resample(frame):
+                    out.write(f.to_ndarray().tobytes())
+                if out.tell() > limit:
+                    raise RequestError(413, f"the audio is longer than {MAX_AUDIO_S:g} s")
+    except (av.FFmpegError, UnicodeDecodeError) as exc:
+        raise RequestError(400, f"the file is not audio that can be decoded ({exc})",
+                           param="file") from None
+    return out.getvalue()
+
+
+def duration_s(pcm: bytes) -> float:
+    return len(pcm) / 2 / SAMPLE_RATE_HZ
+
+
+class FileTranscriber:
+    """Finals from decoded files, for every REST API of one server (one shared bound on
+    file decodes in flight)."""
+
+    def __init__(self, config: Config, engine: EngineLike, model: ModelInfo) -> None:
+        self.config, self.engine, self.model = config, engine, model  # config: resolved
+        self.slots = asyncio.Semaphore(max(1, config.workers - 1))  # file decodes in flight
+        self.in_flight = 0  # files admitted, from their first byte read to their last final
+
+    @contextlib.contextmanager
+    def admitted(self) -> Iterator[None]:
+        """One file's turn, from reading its body to its last final: each may hold 256 MiB
+        on disk and an hour of audio in memory, so past MAX_FILES the next is refused (429)
+        rather than queued behind them."""
+        if self.in_flight >= MAX_FILES:
+            raise RequestError(429, f"{MAX_FILES} files are being transcribed, the most at "
+                                    "once: retry when one is done")
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+    async def finals(self, pcm: bytes, params: StreamParams) -> AsyncIterator[Final]:
+        """The file's finals in order, through a Session that is not real time, fed while at
+        most two of its decodes are in flight."""
+        session = Session(self.config, params, "file", params.language)
+        session.realtime = False
+        ready: list[Final] = []
+
+        def dispatch(actions: list[Action]) -> None:
+            ready.extend(m for m in decodes.start(actions) if isinstance(m, Final))
+
+        decodes = Decodes(session, self._decode, dispatch, log)
+        try:
+            for i in range(0, len(pcm) + CHUNK, CHUNK):
+                dispatch(session.feed(pcm[i : i + CHUNK]) if i < len(pcm) else session.end())
+                while decodes.tasks and (len(decodes.tasks) > 2 or i >= len(pcm)):
+                    await asyncio.wait(decodes.tasks.values(),
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    for final in ready:
+                        yield final
+                    ready.clear()
+            for final in ready:
+                yield final
+        finally:
+            decodes.cancel()
+
+    async def _decode(self, request: Request) -> Transcript | None:
+        async with self.slots:
+            return await self.engine.transcribe(request)
+
+
+__all__ = ["MAX_FILES", "FileTranscriber", "RawFormat", "RequestError", "decode", "drain",
+           "read_body"]

@@ -11,6 +11,7 @@ in benchmarks/.data/yardstick-*.json.
 
     python benchmarks/replay.py --seeds 1,2,3                  # the server's defaults
     python benchmarks/replay.py --seeds 1,2,3 -- --cut-context-chars 100
+    python benchmarks/replay.py --seeds 1,2 --finals a.jsonl   # then diff two builds' files
 """
 
 from __future__ import annotations
@@ -109,8 +110,11 @@ def main() -> None:
                     help="simulated seconds from a decode's request to its result")
     ap.add_argument("--show", action="store_true", help="print each utterance the stream "
                     "gets wrong where the yardstick does not")
+    ap.add_argument("--finals", metavar="FILE", help="write every final (seed, start, end, "
+                    "text) to FILE as JSON lines, to compare two builds word for word")
     ap.add_argument("server_args", nargs="*", help="`rtasr serve` arguments (after --)")
     args = ap.parse_args()
+    dump = open(args.finals, "w") if args.finals else None  # noqa: SIM115
 
     config = effective_config(config_from_args(build_parser().parse_args(
         ["serve", *args.server_args])))
@@ -126,6 +130,9 @@ def main() -> None:
         yard = cached_yardstick(engine, config, audio, spans, args.language, key)
         finals, arrivals = replay(engine, config, audio, None if args.detect else args.language,
                         args.decode_s)
+        for f in finals if dump else ():
+            print(json.dumps({"seed": seed, "start": f.start, "end": f.end, "text": f.text}),
+                  file=dump)
         texts = [s.text for s in spans]
         e_yard = errors_by_reference(texts, yard)
         e_stream = errors_by_reference(texts, [f.text for f in finals])
@@ -153,6 +160,8 @@ def main() -> None:
         print(f"seed {seed}: stream {sum(e_stream)} errors, yardstick {sum(e_yard)}, "
               f"{len(finals)} finals ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     engine.stop()
+    if dump:
+        dump.close()
 
     def line(name: str, t: dict[str, int]) -> str:
         w = max(1, t["words"])

@@ -122,6 +122,17 @@ def test_image_install_steps_give_a_working_server(tmp_path: Path) -> None:
     command = install.replace("/opt/venv", str(venv)).replace("python3 ", f"{sys.executable} ")
     subprocess.run(["sh", "-c", command], cwd=tmp_path, check=True, capture_output=True,
                    timeout=900)
+    # the wheel carries every module of every sub-package, and the web page
+    listing = ("import pathlib, rtasr; p = pathlib.Path(rtasr.__file__).parent; "
+               "print('\\n'.join(sorted(str(f.relative_to(p)) for f in p.rglob('*') "
+               "if f.is_file() and '__pycache__' not in f.parts)))")
+    installed = subprocess.run([venv / "bin" / "python", "-c", listing], cwd="/", check=True,
+                               capture_output=True, text=True).stdout.split()
+    package = ROOT / "rtasr"
+    shipped = {str(f.relative_to(package)) for f in package.rglob("*.py")}
+    shipped |= {f"web/{f.name}" for f in (ROOT / "web").iterdir() if f.suffix in
+                (".html", ".js", ".css")}
+    assert shipped <= set(installed), sorted(shipped - set(installed))
 
     entry = json.loads(instruction(gpu, "ENTRYPOINT"))
     env = {**os.environ, "RTASR_DEVICE": "cpu", "PATH": f"{venv / 'bin'}:{os.environ['PATH']}",
@@ -154,7 +165,7 @@ def test_the_declared_python_is_one_the_code_runs_on() -> None:
     assert floor, project["project"]["requires-python"]
     minimum = (int(floor[1]), int(floor[2]))
     assert project["tool"]["ruff"]["target-version"] == f"py{minimum[0]}{minimum[1]}"
-    code = "\n".join(p.read_text() for p in (ROOT / "rtasr").glob("*.py"))
+    code = "\n".join(p.read_text() for p in (ROOT / "rtasr").rglob("*.py"))
     for version, apis in NEWER_APIS.items():
         used = [api for api in apis if api in code]
         assert not used or minimum >= version, f"{used} need Python {version}, not {minimum}"

@@ -23,8 +23,8 @@
 #
 # Writes into $OUT (the device tool brings back 8 files): log.txt, env.txt, large_batch.json,
 # large_load.json, large_w10.json, speed.jsonl; then log.txt,
-# tiny_batch.json, tiny_batched.json, tiny_load.json. Timed on the H100 (2026-11-26) the stages
-# took 3-4 minutes each; this session's 15 minutes of device time include the machine's start.
+# tiny_batch.json, tiny_batched.json, tiny_load.json. On an H100 the stages took 3-4 minutes
+# each; a 15-minute device allowance has to cover the machine's start too.
 # `setup` alone installs again (a fresh machine) without measuring.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -1,4 +1,4 @@
-"""Does a big file upload delay live finals? (issue 13: file jobs run below live finals)
+"""Does a big file upload delay live finals? (File jobs run below live finals.)
 
 Starts `rtasr serve`, streams N live sessions of real prompts with pauses in real time, once
 alone and once while files are posted to `/v1/audio/transcriptions` back to back (the

@@ -215,7 +215,7 @@ class Config:
         each utterance whole, and a final inside run-on speech cannot come before its cut. A
         multilingual model (base) mishears the first words after a cut more: past 6 s, base
         streamed Spanish and French 1-2 points closer to the yardstick, for run-on finals
-        about 1 s later (docs/benchmarks.md, "Sixth pass")."""
+        about 1 s later (docs/benchmarks.md, "Streaming options")."""
         auto = min(4.0 if self.english_only else 6.0, self.max_utterance_s)
         return self.replace(commit_cut_s=self.commit_cut_s if self.commit_cut_s >= 0 else auto,
                             pause_cut_s=self.pause_cut_s if self.pause_cut_s >= 0 else auto)

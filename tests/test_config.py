@@ -60,7 +60,7 @@ def test_finals_on_spare_capacity_get_a_beam_of_5() -> None:
 
 def test_run_on_speech_is_cut_later_for_a_multilingual_model() -> None:
     """Base mishears the first words after a cut more than tiny.en: past 6 s, not 4
-    (docs/benchmarks.md, "Sixth pass"). The transport's config follows the engine's model."""
+    (docs/benchmarks.md, "Streaming options"). The transport's config follows the engine's model."""
     def cuts(config: Config) -> tuple[float, float]:
         return config.commit_cut_s, config.pause_cut_s
 

@@ -18,7 +18,7 @@ from .vad import QUIET_HOP, quiet_runs
 MIN_PART = SAMPLE_RATE_HZ  # neither side of a cut is shorter than this
 # The shortest quiet gap that is a cut point, by how far past commit_cut_s the utterance is:
 # (samples past it, gap samples). In Asterisk's long prompts the gaps between sentences last
-# 200-550 ms and the breaths inside one 90-150 ms (docs/benchmarks.md, issue 11).
+# 200-550 ms and the breaths inside one 90-150 ms (docs/benchmarks.md, "Words at cuts").
 CUT_GAPS = tuple((s * SAMPLE_RATE_HZ, ms * SAMPLE_RATE_HZ // 1000)
                  for s, ms in ((0, 200), (1, 150), (2, 120), (3, 90)))
 

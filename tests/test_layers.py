@@ -65,7 +65,7 @@ def imports(parts: tuple[str, ...], path: Path) -> tuple[set[tuple[str, ...]], s
             if node.module:
                 own.add(target)
             else:  # `from . import x`: x a module (or package), or a name of the package
-                own.update(target + (a.name,) if target + (a.name,) in known else target
+                own.update((*target, a.name) if (*target, a.name) in known else target
                            for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             other.add(node.module.split(".")[0])

@@ -165,8 +165,9 @@ class Server:
         self._ws = None
         self.metrics.unwatch(self.engine)
         await self.loop_monitor.stop()
-        if self._owns_engine:
-            await asyncio.to_thread(self.engine.stop)
+        if self._owns_engine:  # a decode still running gets what is left of the grace
+            left_s = deadline - asyncio.get_running_loop().time()
+            await asyncio.to_thread(self.engine.stop, max(0.0, left_s))
 
     @property
     def session_count(self) -> int:

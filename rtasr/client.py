@@ -115,7 +115,9 @@ class Status:
 
 async def transcribe(url: str, frames: AsyncIterator[bytes], writer: Writer, status: Status,
                      api_key: str | None = None) -> None:
-    """Send `frames`, then `end`; print every final until the server's `end`."""
+    """Send `frames`, then `end`; print every final until the server's `end`. Raises
+    ClientError, after printing what came, when the server ended the stream before all of
+    it was heard (a shutdown) or reported an utterance it could not transcribe."""
     from websockets.asyncio.client import connect
     from websockets.exceptions import InvalidStatus
 
@@ -138,14 +140,20 @@ async def transcribe(url: str, frames: AsyncIterator[bytes], writer: Writer, sta
         if ready["type"] == "error":
             raise ClientError(f"the server refused the session: {ready['message']}")
 
+        sent_all = False
+        errors: list[str] = []
+
         async def send() -> None:
+            nonlocal sent_all
             async for frame in frames:
                 await ws.send(frame)
                 status.sent_s += len(frame) / 2 / RATE
                 status.show()
             await ws.send(json.dumps({"type": "end"}))
+            sent_all = True
 
         sender = asyncio.create_task(send())
+        ended = False
         try:
             async for text in ws:
                 msg = json.loads(text)
@@ -159,12 +167,21 @@ async def transcribe(url: str, frames: AsyncIterator[bytes], writer: Writer, sta
                     status.show()
                 elif msg["type"] == "error":
                     status.clear()
+                    errors.append(msg["code"])
                     print(f"rtasr: server: {msg['message']} ({msg['code']})", file=sys.stderr)
                 elif msg["type"] == "end":
+                    ended = True
                     break
         finally:
             sender.cancel()
             status.clear()
+    if not (ended and sent_all):
+        raise ClientError(f"the stream was cut short by the server (close code "
+                          f"{ws.close_code}): the transcript covers {status.sent_s:.1f} s at "
+                          "most")
+    if errors:
+        raise ClientError(f"the transcript misses words: the server reported "
+                          f"{', '.join(errors)}")
 
 
 async def paced(data: bytes, *, frame_bytes: int = FRAME_BYTES, frame_s: float = 0.1,

@@ -337,3 +337,38 @@ def test_a_worker_filling_a_batch_does_not_swallow_the_wakeup_of_an_idle_one(
         s.close()
         filling.join()
         idle.join()
+
+
+def test_a_cancelled_job_leaves_the_load_figures_at_once(loop: asyncio.AbstractEventLoop) -> None:
+    """A closed session's jobs no longer count: not in the finals waiting, their age, the
+    lone-final test or the load, before any worker comes by."""
+    s = Scheduler(workers=1)
+    running = make(loop, "running", session="a")
+    s.submit(running)
+    assert s.take() == [running]
+    gone = make(loop, "gone", session="b")
+    gone.submitted -= 5.0  # it has waited a while
+    gone_partial = make(loop, "gone-partial", partial=True, session="b")
+    s.submit(gone_partial)  # before the final: not shed
+    s.submit(gone)
+    assert not s.lone_final and s.oldest_final_age_s() >= 5.0 and s.load == 3.0
+    s.cancel(gone)
+    s.cancel(gone_partial)
+    assert s.queue_depth == 0 and s.load == 1.0
+    assert s.lone_final and s.oldest_final_age_s() == 0.0
+    assert s.recent_final_wait_s() < 5.0
+    later = make(loop, "later", partial=True, session="b")
+    s.submit(later)  # the cancelled partial is not "queued" for its session any more
+    s.done([running])
+    assert s.take() == [later]
+
+
+def test_lone_final_reads_the_counts_under_the_lock(loop: asyncio.AbstractEventLoop) -> None:
+    """Worker threads ask `lone_final` while the loop submits: it must take the lock."""
+    s = Scheduler(workers=2)
+    with s._cond:
+        asked = threading.Thread(target=lambda: s.lone_final, daemon=True)
+        asked.start()
+        asked.join(0.2)
+        assert asked.is_alive(), "lone_final read the queue without the lock"
+    asked.join(1)

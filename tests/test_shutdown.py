@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 import time
 from typing import Any
 
@@ -96,3 +97,32 @@ async def test_a_final_that_never_came_is_reported(engine: Engine,
     assert 'rtasr_errors_total{code="final_timeout"} 1.0' in metrics
     assert any("final_timeout" in r.getMessage() for r in caplog.records
                if r.levelname == "WARNING")
+
+
+async def test_a_hung_decode_does_not_outlast_the_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decode stuck in the model (a worker thread that never returns) holds neither the
+    shutdown nor the server's own engine past --shutdown-grace-s."""
+    server = Server(Config(host="127.0.0.1", port=0, shutdown_grace_s=GRACE_S))
+    await server.start()
+    engine = server.engine
+    decode = engine.decode_batch
+    release = threading.Event()
+
+    def stuck(requests: list[Request], **kwargs: Any) -> Any:
+        release.wait(30)
+        return decode(requests, **kwargs)
+
+    monkeypatch.setattr(engine, "decode_batch", stuck)
+    try:
+        async with asyncio.timeout(30), connect(server.url) as ws:
+            await ws.recv()
+            await ws.send(encode(silence(0.3, 16000)) + encode(clip_at("tt-weasels", 16000))
+                          + encode(silence(1.0, 16000)))
+            while engine.scheduler.batches == 0:
+                await asyncio.sleep(0.01)
+            t0 = time.monotonic()
+            await server.stop()
+            took = time.monotonic() - t0
+        assert took < GRACE_S + 1.0, f"shutdown took {took:.1f} s for a {GRACE_S} s grace"
+    finally:
+        release.set()

@@ -171,3 +171,24 @@ async def test_the_microphone_loop_leaves_no_task_behind(
     stop.set()
     await frames.aclose()
     assert len(asyncio.all_tasks()) == before
+
+
+async def test_a_file_cut_short_by_a_server_shutdown_exits_non_zero(engine: Any,
+                                                                     wav: Path) -> None:
+    """A server that stops mid-file finalizes what it heard and says `end`: the transcript
+    is written, but the file was not all heard, and the exit status says so."""
+    from rtasr.config import Config
+
+    stopping = Server(Config(host="127.0.0.1", port=0, shutdown_grace_s=2.0), engine)
+    await stopping.start()
+    client = asyncio.create_task(run(wav, "--url", stopping.url, "--realtime"))
+    try:
+        async with asyncio.timeout(30):
+            while stopping.session_count == 0:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # a second of a six-second file
+    finally:
+        await stopping.stop()
+    code, _, err = await client
+    assert code != 0, err
+    assert "cut short" in err, err

@@ -221,6 +221,13 @@ class Error(_Message):
     type: ClassVar[str] = "error"
     code: str
     message: str
+    utterance: int | None = None  # the utterance it cost (`engine_error`); else left out
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        if self.utterance is None:
+            del data["utterance"]
+        return data
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -373,8 +373,9 @@ class Session:
         if utt.final_job is job:
             log.warning("final of utterance %d failed: %s", utt.index, error,
                         extra={"session": self.id})
-            actions.append(Error(code="engine_error",
-                                 message=f"utterance {utt.index} could not be transcribed"))
+            actions.append(Error(code="engine_error", utterance=utt.index,
+                                 message=f"utterance {utt.index} ({_s(utt.start):.2f}-"
+                                         f"{_s(job.end):.2f} s) could not be transcribed"))
             self._complete(utt, job, None, actions)
         self._next_decodes(actions)
         return actions

@@ -253,6 +253,8 @@ class DeepgramDialect(Dialect):
         elif isinstance(message, Final):
             return [self._final(message)]
         elif isinstance(message, Error):
+            if message.utterance is not None:  # a lost utterance ends as a final would
+                self._open.discard(message.utterance)
             variant = "SchemaError" if message.code == "bad_message" else message.code
             return [_json({"type": "Error", "variant": variant,
                            "description": message.message})]

@@ -77,6 +77,7 @@ class _Item:
     end_s: float = 0.0
     last: int = -1  # the highest utterance it holds
     committed: bool = False  # server VAD: `committed` sent (at the pause or the cut)
+    failed: bool = False  # `failed` sent: no `completed` follows
 
     def text(self, tail: str = "") -> str:
         return " ".join(t for t in (*self.finals, tail) if t)
@@ -115,6 +116,7 @@ class OpenAIRealtimeDialect(Dialect):
         self._previous: str | None = None  # the last committed item's id
         self._latest = -1  # the highest utterance the session spoke of
         self._dropped = -1  # utterances up to this one were cleared
+        self._lost: set[int] = set()  # utterances whose item failed: their final is not sent
         # server VAD: one item per utterance; those whose speech_started went out
         self._items: dict[int, _Item] = {}
         self._started: set[int] = set()
@@ -263,8 +265,13 @@ class OpenAIRealtimeDialect(Dialect):
 
     def render(self, message: ServerMessage) -> list[str]:
         if isinstance(message, Error):
+            if message.utterance is not None:
+                return self._failed(message.utterance, message)
             return [error_event(message.code, message.message, kind="server_error")]
         if not isinstance(message, SpeechStart | SpeechEnd | Partial | Final):
+            return []
+        if isinstance(message, Final) and message.utterance in self._lost:
+            self._lost.discard(message.utterance)  # the words settled before the failure
             return []
         self._latest = max(self._latest, message.utterance)
         if message.utterance <= self._dropped and not (
@@ -297,6 +304,31 @@ class OpenAIRealtimeDialect(Dialect):
         self._started.add(message.utterance)
         return [_event("input_audio_buffer.speech_started",
                        audio_start_ms=round(message.start * 1000), item_id=item.id)]
+
+    def _failed(self, utterance: int, error: Error) -> list[str]:
+        """An utterance that could not be transcribed: its item is committed, as any turn,
+        then `failed` instead of `completed` (the final that follows, with the words settled
+        before the failure, is not sent)."""
+        self._latest = max(self._latest, utterance)
+        self._lost.add(utterance)
+        if utterance <= self._dropped and not self._committed_vad(utterance):
+            return []  # cleared by the client
+        out: list[str] = []
+        if self._manual_at(utterance):
+            item = self._item_for(utterance)
+        else:
+            item = self._items.pop(utterance, _Item())
+            out += self._stopped(utterance, item.end_s, item)
+            if not item.committed:
+                item.committed = True
+                out.append(self._committed(item))
+        if item.failed:
+            return out
+        item.failed = True
+        return [*out, _event("conversation.item.input_audio_transcription.failed",
+                             item_id=item.id, content_index=0,
+                             error={"type": "server_error", "code": error.code,
+                                    "message": error.message, "param": None})]
 
     def _item_for(self, utterance: int) -> _Item:
         """The item an utterance's words belong to."""
@@ -388,6 +420,8 @@ class OpenAIRealtimeDialect(Dialect):
                        content_index=0, delta=delta)] if delta else []
 
     def _completed(self, item: _Item) -> list[str]:
+        if item.failed:
+            return []
         seconds = round(max(item.end_s - (item.start_s or 0.0), 0.0), 3)
         return [_event("conversation.item.input_audio_transcription.completed",
                        item_id=item.id, content_index=0, transcript=item.sent,

@@ -71,6 +71,7 @@ class BatchDecoder:
         self.languages: list[str] = ["en"]  # language codes the model transcribes
         self._suppress: list[int] = []
         self._prep: ThreadPoolExecutor | None = None  # None: in the calling thread
+        self._counts_lock = threading.Lock()  # workers count side by side
         self.decodes = 0
         self.detections = 0  # requests whose language the decoder detected
 
@@ -217,7 +218,8 @@ class BatchDecoder:
                                    [previous[i] for i, _ in todo], spare)
             for (i, _), result in zip(todo, decoded, strict=True):
                 results[i] = result
-        self.decodes += len(todo)
+        with self._counts_lock:
+            self.decodes += len(todo)
         spent = time.perf_counter() - t0
         cost = share(spent, len(requests))
         return [dataclasses.replace(r, decode_s=spent, cost_s=cost) for r in results]
@@ -284,7 +286,8 @@ class BatchDecoder:
                 detected[i] = tuple((token[2:-2], round(prob, 4))  # "<|xx|>"
                                     for token, prob in scores[i][:_DETECTED_KEPT])
                 languages[i] = choose_language(detected[i], requests[i].language_prior)
-            self.detections += len(todo)
+            with self._counts_lock:
+                self.detections += len(todo)
         return [language or "en" for language in languages], detected
 
     def _generate(self, encoded: Any, requests: list[Request], prompts: list[list[int]],

@@ -152,12 +152,21 @@ class Engine:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Fail the queued requests and wait for the workers' running decodes, at most
+        `timeout_s` in all (a server's shutdown grace). A worker still decoding then is left
+        to finish on its own (a daemon thread), and the model stays loaded under it."""
         for job in self.scheduler.close():
             job.resolve(EngineError("server stopping"))
+        until = None if timeout_s is None else time.monotonic() + timeout_s
         for thread in self._threads:
-            thread.join()
+            thread.join(None if until is None else max(0.0, until - time.monotonic()))
+        hung = [t.name for t in self._threads if t.is_alive()]
         self._threads.clear()
+        if hung:
+            log.warning("stopped without waiting for %s: a decode outlasted the %.1f s left",
+                        ", ".join(hung), timeout_s)
+            return
         self.decoder.close()
 
     @property

@@ -133,8 +133,13 @@ class Scheduler:
             return True
 
     def cancel(self, job: Job) -> None:
-        """The submitter no longer wants `job` (its session closed): skip it if still queued."""
-        job.dropped = True
+        """The submitter no longer wants `job` (its session closed): out of the queue and of
+        every load figure at once, if still queued (a running batch finishes)."""
+        with self._cond:
+            job.dropped = True
+            if job in self._queue:
+                self._remove(job)
+                self._cond.notify_all()
 
     # the worker side -------------------------------------------------------------------------
 
@@ -305,16 +310,18 @@ class Scheduler:
 
     @property
     def queue_depth(self) -> int:
-        return len(self._queue)
+        with self._cond:
+            return len(self._queue)
 
     @property
     def lone_final(self) -> bool:
         """The caller's final is the only one: no other final decodes or waits (partials
-        may: they are shed or dropped when finals need the workers)."""
-        return (self._busy - self._partial_busy <= 1
-                and not any(not job.partial for job in self._queue))
+        may: they are shed or dropped when finals need the workers). Asked by workers."""
+        with self._cond:
+            return self._busy - self._partial_busy <= 1 and not self._finals_waiting
 
     @property
     def load(self) -> float:
         """Work per worker: 1.0 means every worker is busy and nothing waits."""
-        return (self._busy + len(self._queue)) / max(1, self.workers)
+        with self._cond:
+            return (self._busy + len(self._queue)) / max(1, self.workers)

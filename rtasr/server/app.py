@@ -29,7 +29,7 @@ from ..errors import ConfigError, OverloadedError
 from . import static
 from .gateway import DIALECTS, UNAUTHORIZED, Gateway, authorized, refusal_body
 from .http_post import HttpRequest as PostRequest
-from .http_post import Reply, front
+from .http_post import Posts, Reply, front
 from .loop_monitor import LoopMonitor
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .rest.deepgram_prerecorded import DeepgramRest
@@ -85,6 +85,7 @@ class Server:
         self.files: FileTranscriber | None = None
         self.rest: OpenAIRest | None = None
         self.deepgram_rest: DeepgramRest | None = None
+        self.posts = Posts()  # uploads being transcribed
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -125,7 +126,7 @@ class Server:
             self._handle,
             self.config.host,
             self.config.port,
-            create_connection=front(self._post),
+            create_connection=front(self._post, self.posts),
             process_request=self._http,
             ssl=tls,
             max_size=self.config.max_frame_bytes * OVERSIZE_FACTOR,
@@ -143,25 +144,30 @@ class Server:
 
     async def stop(self) -> None:
         """Stop accepting, finalize and deliver every open session (within
-        --shutdown-grace-s), then close them."""
+        --shutdown-grace-s), then close them; uploads being transcribed get until the same
+        point to finish, then are cancelled (503)."""
         if self._ws is None:
             return
         grace = self.config.shutdown_grace_s
         deadline = asyncio.get_running_loop().time() + grace
         self._ws.close(close_connections=False)
         # finals first: the model gets all but the last SEND_SHARE of the grace
-        self.gateway.shutdown(finals_by=deadline - grace * SEND_SHARE)
+        finals_by = deadline - grace * SEND_SHARE
+        self.gateway.shutdown(finals_by=finals_by)
+        uploads = asyncio.create_task(self.posts.stop(finals_by))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout_at(deadline):
                 await self.gateway.idle.wait()
+        await uploads
         for ws in list(self._sockets):  # clients that did not read or answer the close
             ws.transport.abort()
         await self._ws.wait_closed()
         self._ws = None
         self.metrics.unwatch(self.engine)
         await self.loop_monitor.stop()
-        if self._owns_engine:
-            await asyncio.to_thread(self.engine.stop)
+        if self._owns_engine:  # a decode still running gets what is left of the grace
+            left_s = deadline - asyncio.get_running_loop().time()
+            await asyncio.to_thread(self.engine.stop, max(0.0, left_s))
 
     @property
     def session_count(self) -> int:

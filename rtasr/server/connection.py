@@ -98,6 +98,7 @@ class Outcome:
 
     code: int
     error: RtasrError | None = None
+    finalize: bool = True  # False after a bug: the session's state is not to be trusted
 
 
 class Connection:
@@ -113,7 +114,8 @@ class Connection:
         self.config = config
         self.metrics = metrics
         self.log = SessionLog(log, {"session": session.id})
-        self.decodes = Decodes(session, engine.transcribe, self._dispatch, self.log)
+        self.decodes = Decodes(session, engine.transcribe, self._dispatch, self.log,
+                               self._failed)
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         self._stop = loop.create_future()
@@ -131,6 +133,11 @@ class Connection:
             self._finals_by = finals_by
             if not self._hurry.done():
                 self._hurry.set_result(None)
+
+    def _failed(self, exc: Exception) -> None:
+        """A bug in handling a decode (logged by `Decodes`): this session ends with 1011."""
+        self.shutdown(Outcome(CLOSE_INTERNAL, RtasrError(
+            f"internal error ({type(exc).__name__}); the session cannot go on"), finalize=False))
 
     async def run(self) -> None:
         writer = asyncio.create_task(self._write())
@@ -257,11 +264,12 @@ class Connection:
 
     async def _finish(self, outcome: Outcome, writer: asyncio.Task[None]) -> None:
         """Finalize what was spoken, deliver it, report the error if any, then close."""
-        self._dispatch(self.session.end())
-        try:
-            await self._await_finals()
-        except TimeoutError:
-            self._report_missing_finals()
+        if outcome.finalize:
+            self._dispatch(self.session.end())
+            try:
+                await self._await_finals()
+            except TimeoutError:
+                self._report_missing_finals()
         if outcome.error is not None:
             self.log.info("closing with %s: %s", outcome.error.code, outcome.error)
             self.metrics.errors.labels(outcome.error.code).inc()

@@ -5,6 +5,11 @@ refuses a request with a body. `front()` gives it a connection class that looks 
 bytes of each connection: a POST is read here, with a bounded buffer (the socket stops being
 read while the handler is behind), and answered by a `PostHandler`; anything else goes on to
 websockets unchanged.
+
+A client that hangs up (closes its side of the connection, or resets it) before its answer
+is written takes its request with it: the handler's task is cancelled, with its decodes.
+Every handler's task is in `Posts.tasks` until done, so a stopping server can wait for them
+and then cancel the rest (`Posts.stop`), whose clients get a 503.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -70,6 +75,31 @@ class Reply:
 
 
 PostHandler = Callable[[HttpRequest, Reply], Awaitable[None]]
+STOPPING = "server stopping"  # the cancel message of a request cut short by a shutdown
+
+
+class Posts:
+    """The POST requests being answered: their tasks, for a server's shutdown."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def stop(self, deadline: float) -> None:
+        """Let the requests being answered finish until `deadline` (loop time), then cancel
+        the rest (a 503 where nothing was sent yet) and wait for them to end."""
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=max(
+                0.0, deadline - asyncio.get_running_loop().time()))
+        for task in set(self.tasks):
+            task.cancel(STOPPING)
+        if self.tasks:
+            await asyncio.wait(set(self.tasks))
 
 
 async def _serve(reader: asyncio.StreamReader, transport: asyncio.Transport,
@@ -95,6 +125,12 @@ async def _serve(reader: asyncio.StreamReader, transport: asyncio.Transport,
             reply.json(400, {"error": {"type": "invalid_request_error", "code": "bad_request",
                                        "message": "malformed or incomplete HTTP request",
                                        "param": None}})
+    except asyncio.CancelledError as cancelled:
+        if cancelled.args == (STOPPING,) and not reply.started:
+            reply.json(503, {"error": {"type": "server_error", "code": "server_stopping",
+                                       "message": "the server is stopping; retry elsewhere",
+                                       "param": None}})
+        raise
     except Exception:
         log.exception("request failed")
         if not reply.started:
@@ -105,8 +141,9 @@ async def _serve(reader: asyncio.StreamReader, transport: asyncio.Transport,
             transport.close()
 
 
-def front(handler: PostHandler) -> type[ServerConnection]:
-    """A websockets connection class that hands POST requests to `handler`."""
+def front(handler: PostHandler, posts: Posts) -> type[ServerConnection]:
+    """A websockets connection class that hands POST requests to `handler`, each a task in
+    `posts`."""
 
     class Front(ServerConnection):
         _mode = ""  # "", "ws" or "post"
@@ -135,7 +172,7 @@ def front(handler: PostHandler) -> type[ServerConnection]:
                 self._reader = asyncio.StreamReader(limit=READ_LIMIT)
                 self._reader.set_transport(transport)
                 self._reader.feed_data(head)
-                self._task = asyncio.get_running_loop().create_task(
+                self._task = posts.start(
                     _serve(self._reader, transport, handler))  # type: ignore[arg-type]
             else:
                 self._mode = "ws"
@@ -147,14 +184,19 @@ def front(handler: PostHandler) -> type[ServerConnection]:
                 return super().eof_received()
             if self._mode != "post":
                 return None
-            self._reader.feed_eof()
-            return True  # keep the transport open: the answer may still be written
+            self._hung_up()
+            return None  # the transport closes
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self._mode == "ws":
                 super().connection_lost(exc)
             elif self._mode == "post":
-                self._reader.feed_eof()
+                self._hung_up()
+
+        def _hung_up(self) -> None:
+            """The client closed or reset its side: nobody waits for the answer any more."""
+            self._reader.feed_eof()
+            self._task.cancel()
 
         def pause_writing(self) -> None:
             if self._mode == "ws":

@@ -6,6 +6,11 @@ The sans-I/O `Session` asks for decodes (`DecodeJob`) and takes some back (`Canc
 outcome back to the session: `on_result`, or `on_failure` when it failed (a failed decode
 costs its utterance, never the session). What the session answers goes to the transport's
 `dispatch`, which hands it back to `start`.
+
+Nobody awaits these tasks, so nothing may escape them unseen: an exception in handling an
+outcome (`on_result`, `on_failure`, `dispatch`: a bug, not the model) is logged once, with
+the session id and its traceback, and handed to the transport's `fail`, which ends that
+session (a websocket closes with 1011, an upload answers 500); other sessions carry on.
 """
 
 from __future__ import annotations
@@ -27,11 +32,14 @@ class Decodes:
     def __init__(self, session: Session,
                  transcribe: Callable[[Request], Awaitable[Transcript | None]],
                  dispatch: Callable[[list[Action]], None],
-                 log: logging.Logger | logging.LoggerAdapter[logging.Logger]) -> None:
+                 log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+                 fail: Callable[[Exception], None]) -> None:
         self.session = session
         self.transcribe = transcribe  # the engine's (or a transport's bound on it)
         self.dispatch = dispatch  # the session's actions that follow an outcome
         self.log = log
+        self.fail = fail  # ends the session after a bug in handling an outcome
+        self.failed: Exception | None = None  # the first such bug
         self.tasks: dict[DecodeJob, asyncio.Task[None]] = {}  # jobs without an outcome yet
 
     def start(self, actions: Iterable[Action]) -> list[ServerMessage]:
@@ -57,11 +65,20 @@ class Decodes:
 
     async def _decode(self, job: DecodeJob) -> None:
         try:
-            actions = await self._outcome(job)
-        finally:  # out of `tasks` before its actions are dispatched: a transport woken by
-            # them counts the decodes still in flight (files.py, a closing connection)
-            self.tasks.pop(job, None)
-        self.dispatch(actions)
+            try:
+                actions = await self._outcome(job)
+            finally:  # out of `tasks` before its actions are dispatched: a transport woken
+                # by them counts the decodes still in flight (uploads.py, a closing connection)
+                self.tasks.pop(job, None)
+            if self.failed is None:  # after a bug the session's state is not to be trusted
+                self.dispatch(actions)
+        except Exception as exc:
+            if self.failed is not None:
+                return  # the session is already ending for its first bug
+            self.failed = exc
+            self.log.exception("handling a decode of utterance %d failed", job.utterance)
+            self.cancel()
+            self.fail(exc)
 
     async def _outcome(self, job: DecodeJob) -> list[Action]:
         """One decode; whatever fails (the engine, a Ray remote call) costs this job only."""

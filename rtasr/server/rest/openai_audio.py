@@ -37,8 +37,8 @@ FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 
 def error_body(error: RequestError) -> dict[str, Any]:
     """OpenAI's error object."""
-    return {"error": {"message": str(error), "type": "invalid_request_error",
-                      "param": error.param, "code": None}}
+    kind = "server_error" if error.status >= 500 else "invalid_request_error"
+    return {"error": {"message": str(error), "type": kind, "param": error.param, "code": None}}
 
 
 def models_body(model: ModelInfo) -> dict[str, Any]:
@@ -131,10 +131,14 @@ class OpenAIRest:
     async def _stream(self, finals: AsyncIterator[Final], reply: Reply) -> None:
         reply.start_events()
         texts: list[str] = []
-        async for final in finals:
-            delta = (" " if texts else "") + final.text.strip()
-            texts.append(final.text.strip())
-            reply.event({"type": "transcript.text.delta", "delta": delta})
+        try:
+            async for final in finals:
+                delta = (" " if texts else "") + final.text.strip()
+                texts.append(final.text.strip())
+                reply.event({"type": "transcript.text.delta", "delta": delta})
+        except RequestError as exc:  # a lost utterance: an error event, never `done`
+            reply.event(error_body(exc))
+            return
         reply.event({"type": "transcript.text.done", "text": " ".join(texts)})
 
 

@@ -1,10 +1,13 @@
-"""Transcribing an uploaded file, the same for every REST API (openai_rest.py, deepgram_rest.py).
+"""Transcribing an uploaded file, the same for every REST API (openai_audio.py,
+deepgram_prerecorded.py).
 
 An upload is decoded with PyAV (any container or codec it reads, or raw PCM/G.711 when the
 client names the encoding) to 16 kHz mono s16le, then runs through the same `Session` as a
 live stream (its segmentation, its finals), as a session sending faster than real time: its
 decodes rank below every live session's finals (scheduler.py), and at most `workers - 1` file
 decodes run at once, across both APIs, so one worker is always free for a live final.
+An utterance that could not be transcribed fails the whole request (500, each API's error
+body): a transcript with words missing is never answered as a success.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import IO
 from ...config import SAMPLE_RATE_HZ, Config
 from ...core.actions import Action
 from ...core.engine_api import ModelInfo, Request, Transcript
-from ...core.protocol import Final, StreamParams
+from ...core.protocol import Error, Final, StreamParams
 from ...core.session import Session
 from ...errors import RtasrError
 from ..connection import EngineLike
@@ -155,24 +158,44 @@ class FileTranscriber:
 
     async def finals(self, pcm: bytes, params: StreamParams) -> AsyncIterator[Final]:
         """The file's finals in order, through a Session that is not real time, fed while at
-        most two of its decodes are in flight."""
+        most two of its decodes are in flight, and yielding to the event loop after every
+        second of audio (an hour of silence is 3,600 short turns, not one long one).
+
+        Raises RequestError (500) at the first utterance that could not be transcribed, or
+        after a bug in handling a decode: an answer with words missing is never given.
+        Cancelling it (the client hung up, the server stops) cancels its decodes."""
         session = Session(self.config, params, "file", params.language)
         session.realtime = False
         ready: list[Final] = []
+        failed: list[RequestError] = []
 
         def dispatch(actions: list[Action]) -> None:
-            ready.extend(m for m in decodes.start(actions) if isinstance(m, Final))
+            for message in decodes.start(actions):
+                if failed:  # nothing after a lost utterance is given
+                    break
+                if isinstance(message, Final):
+                    ready.append(message)
+                elif isinstance(message, Error) and not failed:
+                    failed.append(RequestError(500, f"{message.message}: the transcript would "
+                                                    "miss its words; retry the request"))
 
-        decodes = Decodes(session, self._decode, dispatch, log)
+        def fail(exc: Exception) -> None:
+            failed.append(RequestError(500, f"internal error ({type(exc).__name__})"))
+
+        decodes = Decodes(session, self._decode, dispatch, log, fail)
         try:
             for i in range(0, len(pcm) + CHUNK, CHUNK):
                 dispatch(session.feed(pcm[i : i + CHUNK]) if i < len(pcm) else session.end())
-                while decodes.tasks and (len(decodes.tasks) > 2 or i >= len(pcm)):
+                await asyncio.sleep(0)  # live sessions' turn
+                while not failed and decodes.tasks and (len(decodes.tasks) > 2
+                                                        or i >= len(pcm)):
                     await asyncio.wait(decodes.tasks.values(),
                                        return_when=asyncio.FIRST_COMPLETED)
                     for final in ready:
                         yield final
                     ready.clear()
+                if failed:
+                    raise failed[0]
             for final in ready:
                 yield final
         finally:

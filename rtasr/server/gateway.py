@@ -29,7 +29,8 @@ from ..core.session import Session
 from ..dialects.deepgram import DEEPGRAM_PATH, DeepgramDialect
 from ..dialects.openai_realtime import REALTIME_PATH, OpenAIRealtimeDialect
 from ..errors import CLOSE_INTERNAL, OverloadedError, ParameterError, RtasrError
-from .connection import Connection, EngineLike, SessionLog, Socket
+from .connection import Connection
+from .interfaces import EngineLike, SessionLog, Socket
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)

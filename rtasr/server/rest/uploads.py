@@ -25,9 +25,9 @@ from ...core.engine_api import ModelInfo, Request, Transcript
 from ...core.protocol import Final, StreamParams
 from ...core.session import Session
 from ...errors import RtasrError
-from ..connection import EngineLike
 from ..http_post import HttpRequest
 from ..in_flight import Decodes
+from ..interfaces import EngineLike
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..config import Config
 from ..core.actions import Action
+from ..core.engine_api import Load
 from ..core.protocol import (
     AudioIn,
     Dialect,
@@ -178,15 +179,14 @@ class Connection:
         return None
 
     def _audio(self, message: bytes) -> Outcome | None:
-        self.session.partial_backoff = self.engine.partial_backoff
-        self.session.behind = self.engine.behind
         # A client well ahead of real time (a file) has its decodes wait behind live
         # sessions' finals (scheduler.py), and its backlog does not refuse new sessions.
         live_s = (time.monotonic() - self._opened) * REALTIME_SLACK + BURST_S
-        self.session.realtime = self.session.duration_s <= live_s
+        load = Load(partial_backoff=self.engine.partial_backoff, behind=self.engine.behind,
+                    realtime=self.session.duration_s <= live_s)
         before = self.session.duration_s
         try:
-            self._dispatch(self.session.feed(message))
+            self._dispatch(self.session.feed(message, load))
         except RtasrError as exc:
             return Outcome(exc.close_code or CLOSE_INTERNAL, exc)
         self.metrics.audio_seconds.inc(self.session.duration_s - before)

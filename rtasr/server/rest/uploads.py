@@ -21,7 +21,7 @@ from typing import IO
 
 from ...config import SAMPLE_RATE_HZ, Config
 from ...core.actions import Action
-from ...core.engine_api import ModelInfo, Request, Transcript
+from ...core.engine_api import Load, ModelInfo, Request, Transcript
 from ...core.protocol import Final, StreamParams
 from ...core.session import Session
 from ...errors import RtasrError
@@ -36,6 +36,7 @@ CHUNK = SAMPLE_RATE_HZ * 2  # 1 s of s16le per feed
 SPOOL_BYTES = 1 << 20  # an upload past this is spooled to disk
 READ_TIMEOUT_S = 30.0  # between two reads of a request body
 MAX_FILES = 4  # uploads read, decoded and transcribed at once, across the REST APIs
+NOT_REALTIME = Load(realtime=False)  # a file: its decodes yield to live sessions'
 
 
 class RequestError(RtasrError):
@@ -157,7 +158,6 @@ class FileTranscriber:
         """The file's finals in order, through a Session that is not real time, fed while at
         most two of its decodes are in flight."""
         session = Session(self.config, params, "file", params.language)
-        session.realtime = False
         ready: list[Final] = []
 
         def dispatch(actions: list[Action]) -> None:
@@ -166,7 +166,8 @@ class FileTranscriber:
         decodes = Decodes(session, self._decode, dispatch, log)
         try:
             for i in range(0, len(pcm) + CHUNK, CHUNK):
-                dispatch(session.feed(pcm[i : i + CHUNK]) if i < len(pcm) else session.end())
+                dispatch(session.feed(pcm[i : i + CHUNK], NOT_REALTIME) if i < len(pcm)
+                         else session.end())
                 while decodes.tasks and (len(decodes.tasks) > 2 or i >= len(pcm)):
                     await asyncio.wait(decodes.tasks.values(),
                                        return_when=asyncio.FIRST_COMPLETED)

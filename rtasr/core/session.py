@@ -32,7 +32,7 @@ Policies:
   head decoded with that much of the audio after the cut too, keeping only the words before
   it (its last words are misheard less when the model hears how they go on), so it waits for
   that audio.
-- Context (`context_s`, context.py): an utterance that goes on from the one before (opened
+- Context (`context_s`, audio_context.py): an utterance that goes on from the one before (opened
   by a cut, or starting within `context_gap_s` of its end) is decoded hearing that one's
   audio too, and the words the earlier final holds are left out. A decode with the context
   that writes nothing, or none of its own words where partials heard some, is decoded again
@@ -430,7 +430,7 @@ class Session:
         self._due_heads(actions)
 
     def _context_of(self, index: int, audio: Audio, end: int) -> Context | None:
-        """The context of the utterance after `index`, whose audio is `audio` (context.py)."""
+        """The context of the utterance after `index`, whose audio is `audio` (audio_context.py)."""
         context = Context.of(audio, end, self._context)
         if context is not None and self._said is not None and self._said[0] == index:
             context.hear(self._said[1])  # its final is out

@@ -1,4 +1,4 @@
-"""Opening a session, the same for every transport (server.py's websockets, ray_app.py's
+"""Opening a session, the same for every transport (app.py's websockets, ray_app.py's
 Starlette): which dialect a path speaks, who may connect (origins, API keys), whether a new
 session is admitted, and the `Session` + `Connection` built for it.
 

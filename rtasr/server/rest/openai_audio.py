@@ -1,7 +1,7 @@
 """OpenAI's file transcription API: `POST /v1/audio/transcriptions` and `/v1/audio/translations`
 (multipart, any format PyAV reads), and `GET /v1/models`.
 
-The file is decoded and transcribed by files.py (the same `Session` as a live stream, ranked
+The file is decoded and transcribed by uploads.py (the same `Session` as a live stream, ranked
 below live finals); this module reads OpenAI's multipart form and renders OpenAI's answers.
 Uploads over `MAX_UPLOAD_BYTES` are refused with 413, files PyAV cannot decode with 400,
 both with OpenAI's error object. docs/openai.md has the table.

@@ -1,10 +1,12 @@
-"""Transcribing an uploaded file, the same for every REST API (openai_rest.py, deepgram_rest.py).
+"""Transcribing an uploaded file, the same for every REST API (openai_audio.py,
+deepgram_prerecorded.py).
 
 An upload is decoded with PyAV (any container or codec it reads, or raw PCM/G.711 when the
 client names the encoding) to 16 kHz mono s16le, then runs through the same `Session` as a
 live stream (its segmentation, its finals), as a session sending faster than real time: its
 decodes rank below every live session's finals (scheduler.py), and at most `workers - 1` file
-decodes run at once, across both APIs, so one worker is always free for a live final.
+decodes run at once, across both APIs, so one worker is free for a live final (at
+`--workers 1`, one file decode runs, and a live final waits for it).
 """
 
 from __future__ import annotations
@@ -155,8 +157,9 @@ class FileTranscriber:
             self.in_flight -= 1
 
     async def finals(self, pcm: bytes, params: StreamParams) -> AsyncIterator[Final]:
-        """The file's finals in order, through a Session that is not real time, fed while at
-        most two of its decodes are in flight."""
+        """The file's finals in order, through a Session that is not real time, fed a second
+        at a time, the next second only once at most two of its decodes are in flight (one
+        second's audio may ask for more)."""
         session = Session(self.config, params, "file", params.language)
         ready: list[Final] = []
 

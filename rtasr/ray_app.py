@@ -5,9 +5,10 @@ Two deployments:
 - `Asr` holds the model (`num_gpus` per replica is configurable) and decodes the requests of
   every ingress replica through its engine's scheduler, as `rtasr serve` does (scheduler.py:
   finals first, batches, stale partials dropped); its load figures go back to the ingresses.
-- `Ingress` accepts the native websocket protocol (and Deepgram's `/v1/listen`) through a
-  FastAPI websocket route and runs the same session core as `rtasr serve`: `Session` for the
-  speech logic, `Connection` for the limits and the delivery of finals. Only the transport
+- `Ingress` accepts every websocket dialect `rtasr serve` does (native, Deepgram's
+  `/v1/listen`, OpenAI's `/v1/realtime`) through a FastAPI websocket route and runs the same
+  session core as `rtasr serve`: `Session` for the speech logic, `Connection` for the limits
+  and the delivery of finals. Only the transport
   (Starlette's websocket) and the engine (a handle to `Asr`) differ.
 
 `serve run deploy/serve.yaml` or `serve deploy deploy/serve.yaml`; see docs/ray.md.

@@ -9,20 +9,22 @@ from rtasr.core.buffer import RingBuffer, Segmenter, SpeechEnded, SpeechPaused, 
 from .helpers import clip_at, silence
 
 
-def test_ring_buffer_wraps_and_reads_back() -> None:
+def test_ring_buffer_keeps_the_newest_samples_and_forgets_the_rest() -> None:
     ring = RingBuffer(10)
     ring.append(np.arange(7, dtype=np.float32))
     ring.append(np.arange(7, 14, dtype=np.float32))
-    assert (ring.start, ring.end, len(ring)) == (4, 14, 10)
-    assert ring.read(5, 12).tolist() == list(range(5, 12))
-    with pytest.raises(IndexError):
+    assert ring.read(4, 14).tolist() == list(range(4, 14))  # across the wrap
+    with pytest.raises(IndexError):  # overwritten
         ring.read(2, 6)
+    held = ring.read(12, 14)
     ring.discard_before(12)
-    assert ring.read(12, 14).tolist() == [12, 13]
+    with pytest.raises(IndexError):  # discarded, though not yet overwritten
+        ring.read(11, 14)
     ring.append(np.arange(100, dtype=np.float32))  # larger than capacity: keeps the newest
+    assert held.tolist() == [12, 13]  # what was read is a copy
     assert ring.read(ring.end - 3, ring.end).tolist() == [97, 98, 99]
     ring.append(np.arange(13, dtype=np.float32))  # not a multiple of the capacity
-    assert ring.read(ring.start, ring.end).tolist() == list(range(3, 13))
+    assert ring.read(ring.end - 10, ring.end).tolist() == list(range(3, 13))
 
 
 def push_all(seg: Segmenter, audio: np.ndarray, chunk: int = 1600) -> list[object]:

@@ -105,3 +105,22 @@ def test_api_keys_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch) ->
     config = config_from_args(args)
     assert config.api_keys == ("flag-1", "env-1", "env-2")
     assert config.allowed_origins == ("https://a.example", "https://b")
+
+
+def test_options_are_the_config_fields() -> None:
+    """The parser is built from Config's fields: no option given is the default Config, and
+    each option sets its own field (a value of the field's type that passes validation)."""
+    import dataclasses
+
+    from rtasr.cli import build_parser, config_from_args
+    from rtasr.config import Config
+
+    assert config_from_args(build_parser().parse_args(["serve"])) == Config()
+    changed = {"--port": ("port", 0), "--context-s": ("context_s", 2.5),
+               "--device": ("device", "cpu"), "--language": ("language", "de"),
+               "--no-no-speech-gate": ("no_speech_gate", False),
+               "--cut-context-chars": ("cut_context_chars", 40)}
+    for flag, (name, value) in changed.items():
+        argv = ["serve", flag] if isinstance(value, bool) else ["serve", flag, str(value)]
+        config = config_from_args(build_parser().parse_args(argv))
+        assert config == dataclasses.replace(Config(), **{name: value}), flag

@@ -70,17 +70,31 @@ def test_decoding_in_any_frames_equals_decoding_at_once(rate: int, seed: int,
     assert parts.duration_s == pytest.approx(5000 / rate)
 
 
-@given(capacity=st.integers(1, 50), sizes=st.lists(st.integers(0, 120), max_size=12))
-def test_ring_buffer_holds_the_newest_samples_after_any_appends(capacity: int,
-                                                                sizes: list[int]) -> None:
+@given(capacity=st.integers(1, 50),
+       steps=st.lists(st.tuples(st.integers(0, 120), st.integers(0, 60)), max_size=12),
+       data=st.data())
+def test_ring_buffer_reads_back_any_held_range_after_any_appends(
+        capacity: int, steps: list[tuple[int, int]], data: st.DataObject) -> None:
+    """Appends of any size (past the capacity too) and discards, in any order: any range still
+    held reads back the stream's own samples, across the wrap; a range reaching outside what
+    is held raises; and a read is a copy that later appends leave as it was."""
     ring = RingBuffer(capacity)
-    stream = np.arange(sum(sizes), dtype=np.float32)
+    stream = np.arange(sum(n for n, _ in steps), dtype=np.float32)
     at = 0
-    for n in sizes:
+    reads: list[tuple[int, int, np.ndarray]] = []
+    for n, drop in steps:
         ring.append(stream[at : at + n])
         at += n
-        assert ring.end == at and ring.start == max(0, at - capacity)
-        assert ring.read(ring.start, ring.end).tolist() == stream[ring.start : at].tolist()
+        ring.discard_before(ring.start + drop)
+        start = data.draw(st.integers(ring.start, ring.end))
+        end = data.draw(st.integers(start, ring.end))
+        got = ring.read(start, end)
+        assert got.tolist() == stream[start:end].tolist()
+        reads.append((start, end, got))
+        with pytest.raises(IndexError):
+            ring.read(ring.start - 1, ring.end) if ring.start else ring.read(0, ring.end + 1)
+    for start, end, got in reads:
+        assert got.tolist() == stream[start:end].tolist()
 
 
 segment = st.tuples(st.sampled_from(["speech", "silence", "noise"]), st.floats(0.02, 4.0))

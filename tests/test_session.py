@@ -9,7 +9,7 @@ import pytest
 
 from rtasr.config import Config
 from rtasr.core.actions import Action, Cancel, DecodeJob
-from rtasr.core.engine_api import LanguageVotes, Transcript, Word, choose_language
+from rtasr.core.engine_api import IDLE, LanguageVotes, Load, Transcript, Word, choose_language
 from rtasr.core.protocol import Error, Final, Partial, SpeechEnd, SpeechStart, StreamParams
 from rtasr.core.session import Session
 from rtasr.errors import EngineError
@@ -25,6 +25,7 @@ class Driver:
         self.jobs: list[DecodeJob] = []
         self.messages: list[object] = []
         self.cancelled: list[DecodeJob] = []
+        self.load = IDLE  # passed with every frame, as a transport does
 
     def take(self, actions: list[Action]) -> None:
         for a in actions:
@@ -38,7 +39,7 @@ class Driver:
     def feed(self, audio: np.ndarray, chunk: int = 1600) -> None:
         data = encode(audio)
         for i in range(0, len(data), chunk * 2):
-            self.take(self.session.feed(data[i : i + chunk * 2]))
+            self.take(self.session.feed(data[i : i + chunk * 2], self.load))
 
     def pop(self, kind: str) -> DecodeJob:
         job = next(j for j in self.jobs if j.kind == kind)
@@ -346,7 +347,7 @@ def test_while_the_engine_is_behind_only_the_context_after_a_cut_is_heard() -> N
     engine's finals wait (`behind`); the context after a cut, which keeps a word from being
     cut in half, is not."""
     d = Driver(Config(beam_size=1, context_gap_s=1.0, commit_cut_s=1.0))
-    d.session.behind = True
+    d.load = Load(behind=True)
     speech = SPEECH[8000:24000]
     d.feed(np.concatenate([silence(0.5, 16000), speech, silence(0.8, 16000)]))
     d.answer(d.pop("candidate"), "That agent.")
@@ -355,7 +356,7 @@ def test_while_the_engine_is_behind_only_the_context_after_a_cut_is_heard() -> N
     assert second and all(j.before == 0 for j in second)
 
     d = Driver(Config(beam_size=1, commit_cut_s=1.0))
-    d.session.behind = True
+    d.load = Load(behind=True)
     head, cut = _run_on(d)
     partial = next(j for j in d.jobs if j.kind == "partial" and j.start == cut)
     assert partial.before == cut - head.start
@@ -582,7 +583,7 @@ def test_a_pause_supersedes_the_partial_in_flight() -> None:
 def test_partials_come_less_often_under_load() -> None:
     def partial_ends(backoff: float) -> list[float]:
         d = Driver(NO_CUTS)
-        d.session.partial_backoff = backoff
+        d.load = Load(partial_backoff=backoff)
         d.feed(silence(0.5, 16000))
         ends = []
         for i in range(0, 64000, 1600):  # 4 s of speech, 100 ms at a time
@@ -601,7 +602,7 @@ def test_an_utterances_first_partial_is_not_stretched_under_load() -> None:
     """Under load partials come less often, but the first words of an utterance still show
     after one interval of speech: the stretch starts once the utterance has words."""
     d = Driver(NO_CUTS)
-    d.session.partial_backoff = 4.0
+    d.load = Load(partial_backoff=4.0)
     d.feed(silence(0.5, 16000))
     ends = []
     for i in range(0, 48000, 1600):  # 3 s of speech, 100 ms at a time
@@ -619,7 +620,7 @@ def test_an_utterance_that_stays_wordless_gets_the_load_stretch_after_two_second
     """Sound the VAD takes for speech but Whisper finds no words in (music, noise) must not
     keep its partials at the unloaded cadence: the first-words exemption ends after 2 s."""
     d = Driver(NO_CUTS)
-    d.session.partial_backoff = 4.0
+    d.load = Load(partial_backoff=4.0)
     d.feed(silence(0.5, 16000))
     partials = []
     for i in range(0, 96000, 1600):  # 6 s of speech, 100 ms at a time, no words heard
@@ -731,3 +732,15 @@ def test_an_utterance_is_gated_for_speech_until_a_decode_finds_words() -> None:
     d.answer(final, "That agent is already logged on")
     d.feed(np.concatenate([SPEECH[:24000], silence(0.2, 16000)]))  # the next utterance
     assert not d.pop("partial").request.voiced
+
+
+def test_the_load_fed_with_a_frame_reaches_the_decodes_it_asks_for() -> None:
+    """A client ahead of real time (a file): the transport says so with each frame, and every
+    decode the session asks for until the next frame carries it for the scheduler."""
+    d = Driver(NO_CUTS)
+    d.load = Load(realtime=False)
+    d.feed(np.concatenate([silence(0.5, 16000), SPEECH[:32000], silence(1.0, 16000)]))
+    assert d.jobs and not any(j.request.realtime for j in d.jobs)
+    d.load = IDLE
+    d.feed(np.concatenate([SPEECH[:32000], silence(1.0, 16000)]))
+    assert any(j.request.realtime for j in d.jobs)

@@ -12,12 +12,14 @@ import shutil
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
 
+from rtasr.core import subtitles
 from rtasr.eval.wer import wer
 from rtasr.server import Server
 
@@ -171,6 +173,9 @@ async def test_file_picker_streams_a_file(browser: Any, server: Server,
     first = srt.split("\n")
     assert first[0] == "1" and re.fullmatch(r"00:00:\d\d,\d{3} --> 00:00:\d\d,\d{3}", first[1])
     assert wer(TRANSCRIPTS["tt-weasels"], first[2]) <= 0.2
+    # the page's download is rtasr/core/subtitles.py's, which web/app.js mirrors
+    finals = [SimpleNamespace(**m) for m in client.received if m["type"] == "final"]
+    assert srt == subtitles.render(finals, "srt")
     assert client.problems == []
 
 

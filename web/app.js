@@ -280,14 +280,14 @@ function teardown(next) {
 
 // ---------------------------------------------------------------------------- transcript
 
-// mm:ss.mmm on the page (hh: added past an hour); SRT wants hh:mm:ss,mmm always.
-function fmt(seconds, { sep = ".", hours = false } = {}) {
+// mm:ss.mmm on the page (hh: added past an hour).
+function fmt(seconds) {
   const ms = Math.round(seconds * 1000);
   const h = Math.floor(ms / 3600000);
   const m = Math.floor((ms % 3600000) / 60000);
   const s = Math.floor((ms % 60000) / 1000);
   const pad = (n, w = 2) => String(n).padStart(w, "0");
-  return `${h || hours ? pad(h) + ":" : ""}${pad(m)}:${pad(s)}${sep}${pad(ms % 1000, 3)}`;
+  return `${h ? pad(h) + ":" : ""}${pad(m)}:${pad(s)}.${pad(ms % 1000, 3)}`;
 }
 
 function latencyOf(end) {
@@ -325,15 +325,25 @@ function showPartial(committed, text) {
   if (text) ui.placeholder.hidden = true;
 }
 
-function transcriptText() {
-  return finals.map((f) => f.text).join("\n");
+// The downloads mirror rtasr/core/subtitles.py: `stamp` and `cue` are its functions of the
+// same names (tests/test_web.py compares a download with the module's output).
+function stamp(seconds, format) {
+  const ms = Math.round(seconds * 1000);
+  const pad = (n, w = 2) => String(n).padStart(w, "0");
+  const h = Math.floor(ms / 3600000), m = Math.floor(ms / 60000) % 60;
+  const s = Math.floor(ms / 1000) % 60;
+  return `${pad(h)}:${pad(m)}:${pad(s)}${format === "srt" ? "," : "."}${pad(ms % 1000, 3)}`;
 }
 
-const srt = { sep: ",", hours: true };
+function cue(number, start, end, text, format) {
+  text = text.trim();
+  if (format === "text") return `${text}\n`;
+  const span = `${stamp(start, format)} --> ${stamp(end, format)}`;
+  return format === "srt" ? `${number}\n${span}\n${text}\n\n` : `${span}\n${text}\n\n`;
+}
 
-function transcriptSrt() {
-  return finals.map((f, i) =>
-    `${i + 1}\n${fmt(f.start, srt)} --> ${fmt(f.end, srt)}\n${f.text}\n`).join("\n");
+function transcript(format) {
+  return finals.map((f, i) => cue(i + 1, f.start, f.end, f.text, format)).join("");
 }
 
 function download(name, text) {
@@ -398,13 +408,13 @@ ui.clear.addEventListener("click", () => {
 });
 ui.copy.addEventListener("click", async () => {
   try {
-    await navigator.clipboard.writeText(transcriptText());
+    await navigator.clipboard.writeText(transcript("text").trimEnd());
   } catch {
     showMessage("The browser did not allow copying; select the text instead.");
   }
 });
-ui.txt.addEventListener("click", () => download("transcript.txt", transcriptText() + "\n"));
-ui.srt.addEventListener("click", () => download("transcript.srt", transcriptSrt()));
+ui.txt.addEventListener("click", () => download("transcript.txt", transcript("text")));
+ui.srt.addEventListener("click", () => download("transcript.srt", transcript("srt")));
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && run) stop();
 });

@@ -2,7 +2,7 @@
 
 A session's actions are server messages to send (protocol.py), `DecodeJob`s to run on the
 engine and `Cancel`s of jobs whose result is no longer wanted. The transport runs each job and
-hands its transcript back to the session (decodes.py drives both transports' jobs).
+hands its transcript back to the session (server/in_flight.py drives every transport's jobs).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class DecodeJob:
     # utterance's own words are kept (session.py)
     before: int = 0
     after: int = 0
-    by_text: bool = False  # the context's words were told from its own by text (context.py)
+    by_text: bool = False  # the context's words were told from its own by text (audio_context.py)
 
     @property
     def own_audio(self) -> Audio:

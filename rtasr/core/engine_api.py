@@ -1,4 +1,5 @@
-"""What the core asks of the engine and what it gets back: `Request`, `Transcript`, `Word`.
+"""What the core asks of the engine and what it gets back: `Request`, `Transcript`, `Word`,
+and the engine's `Load` a transport passes to a session.
 
 Plain frozen dataclasses, so the sans-I/O core (session.py) and the engine's clients build and
 read them without importing the engine (and with it faster-whisper).
@@ -68,6 +69,21 @@ class Request:
     # False for a final inside run-on speech (a cut's head): its wait is the run-on latency,
     # so it never gets the spare-capacity beam and window (--spare-beam-size)
     spare_ok: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class Load:
+    """What the transport tells a session with each frame (`Session.feed`): the engine's load
+    and the client's pace, read by the decodes the session asks for until the next frame."""
+
+    partial_backoff: float = 1.0  # the engine's stretch of the partial cadence (1: none)
+    behind: bool = False  # the engine's finals are waiting: no context after a pause
+    # False while the client sends faster than real time (a file): its decodes then yield to
+    # live sessions' (scheduler.py)
+    realtime: bool = True
+
+
+IDLE = Load()
 
 
 @dataclass(frozen=True, kw_only=True)

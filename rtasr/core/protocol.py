@@ -262,8 +262,9 @@ class Hello:
 
 class Dialect:
     """One wire protocol over the shared session core: parse what clients send, render what
-    the session says. The transport (server.py) is the same for every dialect; this one is
-    rtasr's native protocol, deepgram.py is Deepgram's live-streaming API."""
+    the session says. The transport (server/connection.py) is the same for every dialect;
+    this one is rtasr's native protocol; dialects/deepgram.py is Deepgram's live-streaming API
+    and dialects/openai_realtime.py OpenAI's realtime transcription."""
 
     name = "native"
 

@@ -32,7 +32,7 @@ Policies:
   head decoded with that much of the audio after the cut too, keeping only the words before
   it (its last words are misheard less when the model hears how they go on), so it waits for
   that audio.
-- Context (`context_s`, context.py): an utterance that goes on from the one before (opened
+- Context (`context_s`, audio_context.py): an utterance that goes on from the one before (opened
   by a cut, or starting within `context_gap_s` of its end) is decoded hearing that one's
   audio too, and the words the earlier final holds are left out. A decode with the context
   that writes nothing, or none of its own words where partials heard some, is decoded again
@@ -57,7 +57,7 @@ from .actions import Action, Cancel, DecodeJob, JobKind
 from .audio import Audio, PcmDecoder
 from .audio_context import Context
 from .buffer import Segmenter, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted
-from .engine_api import LanguageVotes, Priority, Request, Transcript
+from .engine_api import IDLE, LanguageVotes, Load, Priority, Request, Transcript
 from .finals import InOrder, final_words, spread
 from .protocol import (
     Error,
@@ -102,10 +102,7 @@ class Session:
         self.ended = False
         self._earlier_s = 0.0  # audio taken in a format the session had before `retune`
         self._tune(config)
-        self.partial_backoff = 1.0  # the transport stretches the partial cadence under load
-        self.behind = False  # the transport sets it while the engine's finals wait
-        self.realtime = True  # the transport clears it while the client sends faster than real
-        # time (a file): its decodes then yield to live sessions' (scheduler.py)
+        self.load = IDLE  # as of the last frame fed
 
     def _tune(self, config: Config) -> None:
         if config.commit_cut_s < 0 or config.pause_cut_s < 0:
@@ -143,8 +140,11 @@ class Session:
 
     # input -------------------------------------------------------------------------------
 
-    def feed(self, data: bytes) -> list[Action]:
-        """One binary frame of audio. Raises AudioFormatError for a malformed frame."""
+    def feed(self, data: bytes, load: Load = IDLE) -> list[Action]:
+        """One binary frame of audio, and the load as the transport sees it now (the decodes
+        asked for until the next frame follow it). Raises AudioFormatError for a malformed
+        frame."""
+        self.load = load
         samples = self.decoder.decode(data)
         actions: list[Action] = []
         step = self.config.frame_samples  # one VAD frame at a time: a cut acts on the frame
@@ -198,7 +198,7 @@ class Session:
         utt = self._utts[index] = Utterance(index, start, partial_from=start + self._preroll,
                                             continues=continues)
         ended = self._ended
-        if (not continues and not self.behind and ended is not None and ended[0] == index - 1
+        if (not continues and not self.load.behind and ended is not None and ended[0] == index - 1
                 and start - ended[1] <= self._context_gap):
             utt.context = self._context_of(index - 1, ended[2], ended[1])
         actions.append(SpeechStart(utterance=index, start=_s(start), continues=continues))
@@ -276,7 +276,7 @@ class Session:
                 self._cut(utt, at, actions)
                 return
         # under load partials come less often, but an utterance's first words do not wait
-        stretch = 1.0 if self._first_words(utt, pos) else self.partial_backoff
+        stretch = 1.0 if self._first_words(utt, pos) else self.load.partial_backoff
         if (self.params.interim_results and utt.inflight is None
                 and pos - utt.partial_from >= self._interval * stretch):
             utt.partial_from = pos
@@ -317,7 +317,7 @@ class Session:
             initial_prompt=self.params.prompt,
             beam_size=1 if partial else self.config.beam_size,
             word_timestamps=not greedy_only,
-            realtime=self.realtime,
+            realtime=self.load.realtime,
             voiced=utt.voiced,
             first_words=partial and self._first_words(utt, end),
             spare_ok=not (kind == "final" and utt.closed and not utt.endpoint),
@@ -431,7 +431,7 @@ class Session:
         self._due_heads(actions)
 
     def _context_of(self, index: int, audio: Audio, end: int) -> Context | None:
-        """The context of the utterance after `index`, whose audio is `audio` (context.py)."""
+        """The context of the utterance after `index`, whose audio is `audio` (audio_context.py)."""
         context = Context.of(audio, end, self._context)
         if context is not None and self._said is not None and self._said[0] == index:
             context.hear(self._said[1])  # its final is out

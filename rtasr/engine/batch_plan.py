@@ -13,9 +13,10 @@ What CTranslate2 (4.8) allows, read from its Whisper source and measured:
 - `align` takes one start sequence (<|startoftranscript|>, language, task) for the whole call:
   one alignment per (language, task) in a batch (one for an English-only model).
 
-So the batch key, computed when a request is submitted (`Engine.batch_key`), holds the beam
-size, the encoder window and the prompt's position (`prompt_position`); the scheduler forms
-batches on it, and the engine decodes each in one `generate` call. Pure functions; no model.
+So the batch key, computed when a request is submitted (`BatchDecoder.batch_key`, called by
+`Engine.transcribe`), holds the beam size, the encoder window and the prompt's position
+(`prompt_position`); the scheduler forms batches on it, and the engine decodes each in one
+`generate` call. Pure functions; no model.
 """
 
 from __future__ import annotations

@@ -3,11 +3,11 @@ in one model call. Part of the engine: with engine.py, the only modules that imp
 faster-whisper and CTranslate2.
 
 `BatchDecoder` knows nothing of the scheduler, the workers or the event loop: engine.py's
-workers call `decode_batch` (the Ray deployment too, through `Engine.decode_batch`), which
-gates, encodes, detects languages, generates and aligns, consuming faster-whisper's lazy
-generators in the calling thread. Split off it, and free of faster-whisper: batching.py
-(which requests share one model call), words.py (a decode's segments made a Transcript) and
-repeats.py (a loop cut).
+workers call `decode_batch` (the Ray deployment's `Asr` too: it calls `Engine.transcribe`,
+whose workers end here), which gates, encodes, detects languages, generates and aligns,
+consuming faster-whisper's lazy generators in the calling thread. Split off it, and free of
+faster-whisper: batch_plan.py (which requests share one model call), transcript.py (a
+decode's segments made a Transcript) and repeats.py (a loop cut).
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ class BatchDecoder:
                   ) -> tuple[object, ...]:
         """Computed when a request is submitted: requests with equal keys share one model call
         (one encoder pass, one generate call), whatever their languages and tasks: the beam
-        size, the encoder window and the prompt's length (batching.py). `previous`: the
+        size, the encoder window and the prompt's length (batch_plan.py). `previous`: the
         request's prompt_tokens, when the caller has them already."""
         if previous is None:
             previous = self.prompt_tokens(request)
@@ -237,7 +237,7 @@ class BatchDecoder:
         """One encoder pass; the language detected on it for the requests that have none, its
         token put in their prompts; then one generate call for requests that share a batch key
         (whatever their languages and tasks), one per prompt length for a caller that mixes
-        them (batching.py)."""
+        them (batch_plan.py)."""
         from faster_whisper.audio import pad_or_trim
 
         model = self.model

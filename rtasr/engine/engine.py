@@ -1,7 +1,7 @@
 """The one shared model behind a scheduler and a pool of worker threads: with
-engine_decoder.py, the only modules that import faster-whisper / CTranslate2.
+decoder.py, the only modules that import faster-whisper / CTranslate2.
 
-`Engine` loads the model once (engine_decoder.py: `BatchDecoder`, which decodes a batch of
+`Engine` loads the model once (decoder.py: `BatchDecoder`, which decodes a batch of
 requests in one model call), warms it up, and owns all inference: sessions submit `Request`s
 and await `Transcript`s. A small scheduler (scheduler.py) in front of the worker threads
 orders the work (finals before partials, live sessions' finals before a file's, sessions

@@ -1,8 +1,8 @@
 """The websocket transport: accept connections, move bytes between sockets and sessions.
 
 All speech logic lives in session.py and all inference in engine.py; this module owns the
-asyncio side: the listening socket, one `Connection` per client (a reader loop, a writer task
-and the engine jobs in flight), HTTP answers on the same port, and the server's lifecycle
+asyncio side: the listening socket (each client's socket handed to gateway.py, which opens
+its session and `Connection`), HTTP answers on the same port, and the server's lifecycle
 (start: load and warm the model, then listen; stop: finalize every open session, then close).
 """
 

@@ -15,15 +15,14 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from websockets.exceptions import ConnectionClosed
 
 from ..config import Config
 from ..core.actions import Action
-from ..core.engine_api import Request, Transcript
+from ..core.engine_api import Load
 from ..core.protocol import (
     AudioIn,
     Dialect,
@@ -50,6 +49,7 @@ from ..errors import (
     SlowConsumerError,
 )
 from .in_flight import Decodes
+from .interfaces import EngineLike, SessionLog, Socket
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -59,37 +59,6 @@ SEND_GRACE_S = 10.0  # how long the last messages may take to go out
 BURST_S = 5.0  # audio a client may send ahead of the --max-speed budget
 REALTIME_SLACK = 1.25  # a client sending audio up to this much faster than it plays is live
 MARKS_S = 60.0  # how far back arrival times are kept for the final-latency metric
-
-
-class Socket(Protocol):
-    """The websocket calls a connection makes (websockets' `ServerConnection`, or the Ray
-    ingress's wrapper of Starlette's); each raises `ConnectionClosed` once the peer is gone."""
-
-    async def recv(self) -> str | bytes: ...
-
-    async def send(self, message: str, /) -> None: ...
-
-    async def close(self, code: int = 1000, reason: str = "") -> None: ...
-
-
-class EngineLike(Protocol):
-    """What a connection needs of an engine (the local `Engine`, or Ray's `Asr` handle)."""
-
-    @property
-    def partial_backoff(self) -> float: ...
-
-    @property
-    def behind(self) -> bool: ...
-
-    async def transcribe(self, request: Request) -> Transcript | None: ...
-
-
-class SessionLog(logging.LoggerAdapter[logging.Logger]):
-    """Adds the session id to every record (`%(session)s`, and the JSON log's field)."""
-
-    def process(self, msg: str, kwargs: MutableMapping[str, Any]) -> tuple[str, Any]:
-        kwargs["extra"] = {**kwargs.get("extra", {}), "session": self.extra["session"]}  # type: ignore[index]
-        return msg, kwargs
 
 
 @dataclass(frozen=True)
@@ -217,15 +186,14 @@ class Connection:
         return None
 
     def _audio(self, message: bytes) -> Outcome | None:
-        self.session.partial_backoff = self.engine.partial_backoff
-        self.session.behind = self.engine.behind
         # A client well ahead of real time (a file) has its decodes wait behind live
         # sessions' finals (scheduler.py), and its backlog does not refuse new sessions.
         live_s = (time.monotonic() - self._opened) * REALTIME_SLACK + BURST_S
-        self.session.realtime = self.session.duration_s <= live_s
+        load = Load(partial_backoff=self.engine.partial_backoff, behind=self.engine.behind,
+                    realtime=self.session.duration_s <= live_s)
         before = self.session.duration_s
         try:
-            self._dispatch(self.session.feed(message))
+            self._dispatch(self.session.feed(message, load))
         except RtasrError as exc:
             return Outcome(exc.close_code or CLOSE_INTERNAL, exc)
         self.metrics.audio_seconds.inc(self.session.duration_s - before)

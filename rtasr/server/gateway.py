@@ -1,4 +1,4 @@
-"""Opening a session, the same for every transport (server.py's websockets, ray_app.py's
+"""Opening a session, the same for every transport (app.py's websockets, ray_app.py's
 Starlette): which dialect a path speaks, who may connect (origins, API keys), whether a new
 session is admitted, and the `Session` + `Connection` built for it.
 
@@ -29,7 +29,8 @@ from ..core.session import Session
 from ..dialects.deepgram import DEEPGRAM_PATH, DeepgramDialect
 from ..dialects.openai_realtime import REALTIME_PATH, OpenAIRealtimeDialect
 from ..errors import CLOSE_INTERNAL, OverloadedError, ParameterError, RtasrError
-from .connection import Connection, EngineLike, SessionLog, Socket
+from .connection import Connection
+from .interfaces import EngineLike, SessionLog, Socket
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)

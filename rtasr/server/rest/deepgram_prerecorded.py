@@ -1,7 +1,7 @@
 """Deepgram's prerecorded API: `POST /v1/listen` with the audio file as the body.
 
 Deepgram's SDKs (`listen.v1.media.transcribe_file`) switch to rtasr by changing their base
-URL. The body is decoded and transcribed by files.py (the same `Session` as a live stream,
+URL. The body is decoded and transcribed by uploads.py (the same `Session` as a live stream,
 ranked below live finals); this module reads Deepgram's query (the same `Options` as the live
 endpoint, deepgram.py) and answers with Deepgram's response: `metadata`, one channel's
 alternative with its words, and `utterances` (one per final) when asked. rtasr never fetches

@@ -1,7 +1,7 @@
 """OpenAI's file transcription API: `POST /v1/audio/transcriptions` and `/v1/audio/translations`
 (multipart, any format PyAV reads), and `GET /v1/models`.
 
-The file is decoded and transcribed by files.py (the same `Session` as a live stream, ranked
+The file is decoded and transcribed by uploads.py (the same `Session` as a live stream, ranked
 below live finals); this module reads OpenAI's multipart form and renders OpenAI's answers.
 Uploads over `MAX_UPLOAD_BYTES` are refused with 413, files PyAV cannot decode with 400,
 both with OpenAI's error object. docs/openai.md has the table.
@@ -16,6 +16,7 @@ from typing import Any
 
 from python_multipart.multipart import Field, File, create_form_parser
 
+from ...core import subtitles
 from ...core.engine_api import ModelInfo
 from ...core.protocol import Final, StreamParams
 from ...errors import ParameterError
@@ -150,13 +151,10 @@ def render(finals: list[Final], fmt: str, granularity: set[str], task: str, dura
     text = " ".join(f.text.strip() for f in finals)
     if fmt == "text":
         return text + "\n", "text/plain; charset=utf-8"
-    if fmt in ("srt", "vtt"):
-        sep = "," if fmt == "srt" else "."
-        cues = [f"{_stamp(f.start, sep)} --> {_stamp(f.end, sep)}\n{f.text.strip()}\n"
-                for f in finals]
-        if fmt == "srt":
-            return "\n".join(f"{i}\n{c}" for i, c in enumerate(cues, 1)), "text/plain"
-        return "WEBVTT\n\n" + "\n".join(cues), "text/vtt"
+    if fmt == "srt":
+        return subtitles.render(finals, "srt"), "text/plain"
+    if fmt == "vtt":
+        return subtitles.render(finals, "vtt"), "text/vtt"
     if fmt == "json":
         return json.dumps({"text": text}), "application/json"
     body: dict[str, Any] = {
@@ -175,12 +173,6 @@ def render(finals: list[Final], fmt: str, granularity: set[str], task: str, dura
 
 def _language_name(finals: list[Final], language: str | None) -> str:
     return next((f.language for f in finals if f.language), language or "en")
-
-
-def _stamp(seconds: float, sep: str) -> str:
-    ms = round(seconds * 1000)
-    hours, minutes, secs = ms // 3_600_000, ms // 60_000 % 60, ms // 1000 % 60
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{sep}{ms % 1000:03d}"
 
 
 __all__ = ["MAX_UPLOAD_BYTES", "OpenAIRest", "models_body"]

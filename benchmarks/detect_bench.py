@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from corpus import LANGUAGES, load_clips
 
 from rtasr.config import Config
-from rtasr.core.engine_api import LanguageVotes, Priority, Request, choose_language
+from rtasr.core.engine_api import DecodeRequest, LanguageVotes, Priority, choose_language
 from rtasr.engine import Engine
 
 Detected = tuple[tuple[str, float], ...]
@@ -34,7 +34,7 @@ def detections(engine: Engine, language: str, count: int, seed: int) -> list[Det
     clips = load_clips(count, language=language, min_s=1.5, max_s=4.5, seed=seed)
     found: list[Detected] = []
     for k in range(0, len(clips), 8):  # a batch decodes each item as it would alone
-        requests = [Request(audio=c.audio, priority=Priority.FINAL, session="bench")
+        requests = [DecodeRequest(audio=c.audio, priority=Priority.FINAL, session="bench")
                     for c in clips[k : k + 8]]
         found += [r.detected for r in engine.decode_batch(requests, gate=False)]
     return found

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from corpus import Clip, load_clips
 
 from rtasr.config import Config
-from rtasr.core.engine_api import Priority, Request
+from rtasr.core.engine_api import DecodeRequest, Priority
 from rtasr.engine import Engine
 from rtasr.eval.wer import corpus_wer
 
@@ -55,8 +55,8 @@ def _emit(args: argparse.Namespace, rows: list[dict[str, object]], row: dict[str
 
 
 def _requests(clips: list[Clip], engine: Engine, beam_size: int = 0,
-              words: bool = True) -> list[Request]:
-    return [Request(audio=c.audio, priority=Priority.FINAL, session=c.name,
+              words: bool = True) -> list[DecodeRequest]:
+    return [DecodeRequest(audio=c.audio, priority=Priority.FINAL, session=c.name,
                     language=engine.language, beam_size=beam_size or engine.beam_size,
                     word_timestamps=words)
             for c in clips]
@@ -82,7 +82,8 @@ def window_study(args: argparse.Namespace, clips: list[Clip]) -> list[dict[str, 
     return rows
 
 
-def _prompted(requests: list[Request], clips: list[Clip], prompts: str) -> list[Request]:
+def _prompted(requests: list[DecodeRequest], clips: list[Clip],
+              prompts: str) -> list[DecodeRequest]:
     """Per-session prompts: none; `same`, each its own of one length ("Extension 3."), which
     share a generate call; `mixed`, each the clip before's transcript as running context (of
     every length: the engine makes one generate call per length, batching.py)."""
@@ -117,7 +118,7 @@ def batch_study(args: argparse.Namespace, clips: list[Clip]) -> list[dict[str, o
     return rows
 
 
-def _batches(engine: Engine, requests: list[Request], alone: list[str], texts: list[str],
+def _batches(engine: Engine, requests: list[DecodeRequest], alone: list[str], texts: list[str],
              size: int, calls: list[int]) -> dict[str, object]:
     batches = [list(range(i, i + size)) for i in range(0, len(requests) - size + 1, size)]
     before = calls[0]

@@ -154,13 +154,13 @@ class References:
     def whole(self, audio: np.ndarray, spans: list[Span], *, served: bool = False) -> list[str]:
         """Each utterance decoded whole with the server's margins: by the yardstick or,
         `served`, in one decode as the server decodes a final (its window and beam)."""
-        from rtasr.core.engine_api import Priority, Request
+        from rtasr.core.engine_api import DecodeRequest, Priority
 
         refs = [yardstick.Reference(s.text, s.start, s.end) for s in spans]
         if not served:
             return yardstick.decode(self.engine, audio, refs, self.config,
                                     language=self.language)
-        return [self.engine.decode_batch([Request(
+        return [self.engine.decode_batch([DecodeRequest(
             audio=audio[lo:hi], priority=Priority.FINAL, session="whole",
             language=self.language, beam_size=self.config.beam_size,
             word_timestamps=True)])[0].text
@@ -168,9 +168,9 @@ class References:
 
     def pieces(self, audio: np.ndarray, finals: list[dict[str, Any]]) -> list[str]:
         """Each final's own span decoded alone with the server's settings, in its language."""
-        from rtasr.core.engine_api import Priority, Request
+        from rtasr.core.engine_api import DecodeRequest, Priority
 
-        return [self.engine.decode_batch([Request(
+        return [self.engine.decode_batch([DecodeRequest(
             audio=audio[round(f["start"] * RATE) : round(f["end"] * RATE)],
             priority=Priority.FINAL, session="pieces", language=f.get("language"),
             beam_size=self.config.beam_size, word_timestamps=True)])[0].text for f in finals]

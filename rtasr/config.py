@@ -285,7 +285,7 @@ class Config:
             # The beam a final at a pause gets while the engine has capacity to spare: 5 (the
             # yardstick's). Base streamed es/fr 1-3 points closer to the yardstick; tiny.en's
             # paused stream on seed 3 went from +1.84 points to +0.31, at the same latency
-            # (a cut's final inside run-on speech never gets it: Request.spare_ok).
+            # (a cut's final inside run-on speech never gets it: DecodeRequest.spare_ok).
             spare_beam_size=max(self.spare_beam_size or 5,
                                 self.beam_size or 1),
             # Sessions the device can carry (load_bench.py); refusing the next one beats

@@ -31,7 +31,7 @@ from ray.serve.handle import DeploymentHandle
 from websockets.exceptions import ConnectionClosed
 
 from .config import Config
-from .core.engine_api import ModelInfo, Request, Transcript
+from .core.engine_api import DecodeRequest, ModelInfo, Transcript
 from .core.protocol import Refusal
 from .engine.engine import Engine
 from .errors import CLOSE_POLICY
@@ -56,7 +56,7 @@ class Asr:
         on this replica's machine (its GPU, its cores), not the ingress's."""
         return self.engine.info, self.engine.config
 
-    async def transcribe(self, request: Request) -> Transcript | None:
+    async def transcribe(self, request: DecodeRequest) -> Transcript | None:
         """Through this replica's own scheduler (scheduler.py), as `rtasr serve` decodes: finals
         before partials across every ingress's requests, batches by the batch plan, stale
         partials dropped (None), the spare beam for a lone final."""
@@ -114,7 +114,7 @@ class _RemoteEngine:
         self._refresh()
         return bool(self.load["behind"])
 
-    async def transcribe(self, request: Request) -> Transcript | None:
+    async def transcribe(self, request: DecodeRequest) -> Transcript | None:
         return cast(Transcript | None, await self.asr.transcribe.remote(request))
 
     async def fresh_load(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import rtasr
-from rtasr.core.engine_api import Priority, Request, Transcript
+from rtasr.core.engine_api import DecodeRequest, Priority, Transcript
 from rtasr.engine import Engine
 from rtasr.engine.decoder import prep_threads
 from rtasr.errors import EngineError
@@ -25,8 +25,8 @@ from rtasr.eval.wer import wer
 from .helpers import TRANSCRIPTS, CountingModel, clip_at, silence, trimmed
 
 
-def req(name: str, priority: Priority = Priority.FINAL, session: str = "s") -> Request:
-    return Request(audio=clip_at(name, 16000), priority=priority, session=session,
+def req(name: str, priority: Priority = Priority.FINAL, session: str = "s") -> DecodeRequest:
+    return DecodeRequest(audio=clip_at(name, 16000), priority=priority, session=session,
                    language="en", word_timestamps=True)
 
 
@@ -45,7 +45,7 @@ class HeldWorkers:
         self._decode = engine.decode_batch
         monkeypatch.setattr(engine, "decode_batch", self._holding)
 
-    def _holding(self, requests: list[Request], **kwargs: bool) -> list[Transcript]:
+    def _holding(self, requests: list[DecodeRequest], **kwargs: bool) -> list[Transcript]:
         self.order.extend(r.session for r in requests)
         self.batches.append([r.session for r in requests])
         held = [self._started[r.session] for r in requests if r.session in self._started]
@@ -146,7 +146,7 @@ async def test_a_file_sent_faster_than_real_time_does_not_delay_live_finals(
 
 
 async def test_a_failing_request_costs_only_itself(engine: Engine) -> None:
-    bad = Request(audio=np.zeros((2, 2), np.float32), priority=Priority.FINAL, session="bad")
+    bad = DecodeRequest(audio=np.zeros((2, 2), np.float32), priority=Priority.FINAL, session="bad")
     with pytest.raises(EngineError):
         await engine.transcribe(bad)
     good = await engine.transcribe(req("tt-weasels"))
@@ -201,7 +201,7 @@ async def test_a_failing_request_does_not_fail_its_batch(
     monkeypatch.setattr(engine.scheduler, "max_batch_size", 4)
     held = HeldWorkers(engine, monkeypatch)
     await held.hold()
-    bad = Request(audio=np.zeros((2, 2), np.float32), priority=Priority.FINAL,
+    bad = DecodeRequest(audio=np.zeros((2, 2), np.float32), priority=Priority.FINAL,
                   session="bad", language="en")
     outcomes = asyncio.gather(engine.transcribe(req("tt-weasels", session="good")),
                               engine.transcribe(bad), return_exceptions=True)
@@ -220,7 +220,7 @@ async def test_a_flood_of_partials_does_not_starve_finals(
     started: list[str] = []
     decode = engine.decode_batch
 
-    def recording(requests: list[Request], **kwargs: bool) -> list[Transcript]:
+    def recording(requests: list[DecodeRequest], **kwargs: bool) -> list[Transcript]:
         started.extend(r.session for r in requests if r.priority is Priority.FINAL)
         return decode(requests, **kwargs)
 
@@ -258,7 +258,7 @@ async def test_a_worker_survives_a_result_mismatch_and_the_request_fails(
         engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     decode = engine.decode_batch
 
-    def losing(requests: list[Request], **kwargs: bool) -> list[Transcript]:
+    def losing(requests: list[DecodeRequest], **kwargs: bool) -> list[Transcript]:
         results = decode(requests, **kwargs)
         return results[1:] if requests[0].session == "lost" else results
 
@@ -293,7 +293,7 @@ async def test_a_prompt_is_tokenized_once_when_submitted(
     tokenized: list[str] = []
     prompt_tokens = engine.decoder.prompt_tokens
 
-    def counted(request: Request) -> list[int]:
+    def counted(request: DecodeRequest) -> list[int]:
         tokenized.append(request.session)
         return prompt_tokens(request)
 
@@ -415,7 +415,7 @@ def test_a_decode_that_loops_keeps_the_words_before_the_loop(
     "Press 0 for mailbox options." up to the token limit. The repetition check used to drop
     the whole decode (15 words lost); the loop is cut instead."""
     monkeypatch.setattr(engine.decoder, "config", engine.config.replace(timestamp_tokens=False))
-    request = Request(audio=trimmed("vm-opts"), priority=Priority.FINAL, session="s",
+    request = DecodeRequest(audio=trimmed("vm-opts"), priority=Priority.FINAL, session="s",
                       language="en", word_timestamps=True)
     result = engine.decode_batch([request])[0]
     assert wer(TRANSCRIPTS["vm-opts"], result.text) == 0, result.text
@@ -429,7 +429,7 @@ def test_without_timestamp_tokens_a_last_sentence_said_twice_is_kept_once(
     match. Please try again. Please try again.", the second copy aligned to no time at the
     audio's end. Two copies are no loop and pass the compression check."""
     monkeypatch.setattr(engine.decoder, "config", engine.config.replace(timestamp_tokens=False))
-    request = Request(audio=trimmed("vm-mismatch"), priority=Priority.FINAL, session="s",
+    request = DecodeRequest(audio=trimmed("vm-mismatch"), priority=Priority.FINAL, session="s",
                       language="en", prompt=TRANSCRIPTS["transfer"], word_timestamps=True)
     result = engine.decode_batch([request])[0]
     assert result.text.count("try again") == 1, result.text
@@ -446,7 +446,7 @@ def test_a_sentence_really_said_twice_is_kept_twice(
                         engine.config.replace(timestamp_tokens=timestamp_tokens))
     audio = trimmed("vm-mismatch")
     again = audio[int(3.3 * 16000):]  # "Please try again."
-    request = Request(audio=np.concatenate([audio, silence(0.3, 16000), again]),
+    request = DecodeRequest(audio=np.concatenate([audio, silence(0.3, 16000), again]),
                       priority=Priority.FINAL, session="s", language="en",
                       prompt=TRANSCRIPTS["transfer"], word_timestamps=True)
     result = engine.decode_batch([request])[0]
@@ -518,7 +518,7 @@ def test_with_timestamp_tokens_too_a_last_sentence_said_thrice_is_kept_once(
     """Timestamp tokens do not always stop it: vm-mismatch with "Weasels have eaten our phone
     system" as context came back with "Please try again." three times, the copies aligned to
     no time at the speech's end."""
-    request = Request(audio=clip_at("vm-mismatch", 16000), priority=Priority.FINAL,
+    request = DecodeRequest(audio=clip_at("vm-mismatch", 16000), priority=Priority.FINAL,
                       session="s", language="en", prompt=TRANSCRIPTS["tt-weasels"],
                       word_timestamps=True)
     result = engine.decode_batch([request])[0]

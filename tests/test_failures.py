@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from rtasr.config import Config
-from rtasr.core.engine_api import Priority, Request
+from rtasr.core.engine_api import DecodeRequest, Priority
 from rtasr.core.protocol import Error
 from rtasr.core.session import Session
 from rtasr.engine import Engine
@@ -94,7 +94,7 @@ def first_final_fails(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     transcribe, on_failure = engine.transcribe, Session.on_failure
     armed = [True]
 
-    async def faulty(request: Request) -> Any:
+    async def faulty(request: DecodeRequest) -> Any:
         if request.priority is Priority.FINAL and armed[0]:
             raise RuntimeError("injected fault")
         return await transcribe(request)

@@ -23,7 +23,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from rtasr.config import Config
-from rtasr.core.engine_api import Request
+from rtasr.core.engine_api import DecodeRequest
 from rtasr.engine import Engine
 from rtasr.eval.wer import wer
 from rtasr.server import Server
@@ -208,7 +208,7 @@ async def test_an_engine_fault_costs_one_final(guarded: Server, engine: Engine,
     decode = engine.decode_batch
     doomed: set[str] = set()
 
-    def faulty(requests: list[Request], **kwargs: bool) -> Any:
+    def faulty(requests: list[DecodeRequest], **kwargs: bool) -> Any:
         if any(r.session in doomed for r in requests):
             raise RuntimeError("injected fault")
         return decode(requests, **kwargs)
@@ -242,7 +242,7 @@ async def test_any_decode_failure_costs_one_final(guarded: Server, engine: Engin
     transcribe = engine.transcribe
     doomed: set[str] = set()
 
-    async def remote(request: Request) -> Any:
+    async def remote(request: DecodeRequest) -> Any:
         if request.session in doomed:
             raise ConnectionResetError("the ASR actor died")  # not an RtasrError
         return await transcribe(request)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from rtasr.config import Config
-from rtasr.core.engine_api import Priority, Request, Transcript
+from rtasr.core.engine_api import DecodeRequest, Priority, Transcript
 from rtasr.core.protocol import StreamParams
 from rtasr.engine import Engine
 from rtasr.errors import EngineError
@@ -29,7 +29,7 @@ class FailingFirstFinals:
     def __init__(self, engine: Engine, n: int) -> None:
         self.engine, self.left = engine, n
 
-    async def transcribe(self, request: Request) -> Transcript | None:
+    async def transcribe(self, request: DecodeRequest) -> Transcript | None:
         if request.priority is Priority.FINAL and self.left > 0:
             self.left -= 1
             raise EngineError("the model failed on this request")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rtasr.config import Config
-from rtasr.core.engine_api import Priority, Request, Transcript
+from rtasr.core.engine_api import DecodeRequest, Priority, Transcript
 from rtasr.engine import Engine
 from rtasr.eval.wer import wer
 from rtasr.server import Server
@@ -22,8 +22,8 @@ SPANISH, FRENCH = "es/conf-unlockednow", "fr/conf-now-unmuted"
 MAX_WER = 0.2  # base gets these clips word-perfect; 0.2 allows one word in five
 
 
-def request(name: str, **fields: object) -> Request:
-    return Request(audio=clip_at(name, 16000), priority=Priority.FINAL, session=name,
+def request(name: str, **fields: object) -> DecodeRequest:
+    return DecodeRequest(audio=clip_at(name, 16000), priority=Priority.FINAL, session=name,
                    **fields)  # type: ignore[arg-type]
 
 

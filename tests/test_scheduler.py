@@ -28,9 +28,9 @@ def settle(loop: asyncio.AbstractEventLoop) -> None:
 
 def make(loop: asyncio.AbstractEventLoop, name: str, *, partial: bool = False,
          session: str = "s", key: object = "k", realtime: bool = True,
-         later: bool = False) -> Job:
+         refresh: bool = False) -> Job:
     return Job(name, partial=partial, session=session, key=key, loop=loop, realtime=realtime,
-               later=later)
+               refresh=refresh)
 
 
 def names(batch: list[Job] | None) -> list[str]:
@@ -108,7 +108,7 @@ def test_an_utterances_first_partial_goes_before_later_ones(
     """Under load the first words of an utterance matter more than a refresh of words already
     shown: a partial of an utterance without text goes before older partials of others."""
     s = Scheduler(workers=2)
-    s.submit(make(loop, "refresh", partial=True, session="a", later=True))
+    s.submit(make(loop, "refresh", partial=True, session="a", refresh=True))
     s.submit(make(loop, "first", partial=True, session="b"))
     order = []
     for _ in range(2):
@@ -357,7 +357,7 @@ def test_a_cancelled_job_leaves_the_load_figures_at_once(loop: asyncio.AbstractE
     assert s.queue_depth == 0 and s.load == 1.0
     assert s.lone_final and s.oldest_final_age_s() == 0.0
     assert s.recent_final_wait_s() < 5.0
-    later = make(loop, "later", partial=True, session="b")
+    later = make(loop, "refresh", partial=True, session="b")
     s.submit(later)  # the cancelled partial is not "queued" for its session any more
     s.done([running])
     assert s.take() == [later]

@@ -94,7 +94,7 @@ def test_candidate_at_the_pause_becomes_the_final() -> None:
     assert d.jobs == []  # no second decode: the candidate is the final
     (final,) = d.of(Final)
     assert final.text == "Weasels have eaten our phone system."
-    assert final.end == round(cand.end / 16000, 3)
+    assert final.end == round(cand.end_sample / 16000, 3)
 
 
 @pytest.mark.parametrize("spare_beam_size", [1, 5])
@@ -170,7 +170,7 @@ def test_a_pause_that_ends_the_utterance_says_so_before_its_final() -> None:
     (end,) = d.of(SpeechEnd)
     assert end.utterance == 0 and not d.of(Final)  # the candidate is still decoding
     cand = d.pop("candidate")
-    assert end.end == round(cand.end / 16000, 3)
+    assert end.end == round(cand.end_sample / 16000, 3)
     d.answer(cand, "Weasels have eaten our phone system.")
     (final,) = d.of(Final)
     assert final.endpoint and final.end == end.end
@@ -197,7 +197,7 @@ def test_speech_resuming_after_a_pause_in_a_long_utterance_is_cut_at_the_pause()
     d.answer(candidate, "That agent is already logged on.")
     (final,) = d.of(Final)
     assert final.text == "That agent is already logged on." and not final.endpoint
-    assert final.end == candidate.end / 16000
+    assert final.end == candidate.end_sample / 16000
     starts = d.of(SpeechStart)
     assert [s.utterance for s in starts] == [0, 1] and starts[1].start == final.end
     assert not any(j.kind == "final" for j in d.jobs)  # the candidate was the final's decode
@@ -226,8 +226,8 @@ def test_run_on_speech_is_cut_in_its_longest_silent_gap() -> None:
     d.feed(np.concatenate([*parts, piece]))
     (final_job,) = [j for j in d.jobs if j.kind == "final"]
     gap_start = 0.5 + 2 * len(piece) / 16000 + 0.1  # the 130 ms gap
-    assert gap_start - 0.03 <= final_job.end / 16000 <= gap_start + 0.16
-    assert d.of(SpeechStart)[1].start == final_job.end / 16000
+    assert gap_start - 0.03 <= final_job.end_sample / 16000 <= gap_start + 0.16
+    assert d.of(SpeechStart)[1].start == final_job.end_sample / 16000
     # a final inside run-on speech: its wait is the run-on latency, no spare-capacity beam
     assert not final_job.request.spare_ok
     d.feed(silence(1.0, 16000))
@@ -244,7 +244,7 @@ def _run_on(d: Driver) -> tuple[DecodeJob, int]:
         parts += [piece, silence(gap, 16000)]
     d.feed(np.concatenate([*parts, piece, piece]))
     head = d.pop("final")
-    return head, head.end
+    return head, head.end_sample
 
 
 def _timed(text: str, step: float = 0.3) -> tuple[Word, ...]:
@@ -259,9 +259,9 @@ def test_the_utterance_after_a_cut_hears_the_head_and_leaves_out_its_final_words
     (a word's time near the cut is not exact enough to split on)."""
     d = Driver(Config(beam_size=1, commit_cut_s=1.0))
     head, cut = _run_on(d)
-    partial = next(j for j in d.jobs if j.kind == "partial" and j.start == cut)
-    assert partial.before == cut - head.start  # the head's audio, from where it began
-    assert len(partial.request.audio) == partial.before + partial.end - partial.start
+    partial = next(j for j in d.jobs if j.kind == "partial" and j.start_sample == cut)
+    assert partial.before == cut - head.start_sample  # the head's audio, from where it began
+    assert len(partial.request.audio) == partial.before + partial.end_sample - partial.start_sample
     d.answer(head, "That agent is.")
     d.jobs.remove(partial)
     # the context's words spelled otherwise, and timed all wrong: 0.3 s each from 0
@@ -330,7 +330,7 @@ def test_an_utterance_soon_after_the_last_hears_it_and_one_after_a_longer_pause_
     assert [f.text for f in d.of(Final)] == ["That agent."]
     d.feed(np.concatenate([speech, silence(0.3, 16000)]))
     second = [j for j in d.jobs if j.utterance == 1][-1]
-    assert second.before == first.end - first.start
+    assert second.before == first.end_sample - first.start_sample
     d.jobs.remove(second)
     d.answer(second, "That agent. Is already on.", _timed("That agent. Is already on."))
     d.feed(silence(2.5, 16000))
@@ -358,8 +358,8 @@ def test_while_the_engine_is_behind_only_the_context_after_a_cut_is_heard() -> N
     d = Driver(Config(beam_size=1, commit_cut_s=1.0))
     d.load = Load(behind=True)
     head, cut = _run_on(d)
-    partial = next(j for j in d.jobs if j.kind == "partial" and j.start == cut)
-    assert partial.before == cut - head.start
+    partial = next(j for j in d.jobs if j.kind == "partial" and j.start_sample == cut)
+    assert partial.before == cut - head.start_sample
 
 
 def test_the_context_never_widens_the_encoder_window() -> None:
@@ -368,12 +368,12 @@ def test_the_context_never_widens_the_encoder_window() -> None:
     d = Driver(Config(beam_size=1, commit_cut_s=1.0, encoder_window_s=3.0))
     head, cut = _run_on(d)
     first = d.pop("partial")
-    assert 0 < first.before < cut - head.start  # not all of the head's 2.5 s fits
+    assert 0 < first.before < cut - head.start_sample  # not all of the head's 2.5 s fits
     assert len(first.request.audio) <= 3 * 16000
     d.answer(head, "That agent is")
     d.answer(first, "is already", _timed("is already"))
     d.feed(SPEECH[8000:24000])
-    later = [j for j in d.jobs if j.start == cut]
+    later = [j for j in d.jobs if j.start_sample == cut]
     assert later and all(len(j.request.audio) <= 3 * 16000 for j in later)
 
 
@@ -390,8 +390,8 @@ def test_a_context_final_with_none_of_its_own_words_is_decoded_again_without_it(
     (final,) = d.jobs  # the partial in flight serves as the final
     d.jobs.remove(final)
     d.answer(final, "That agent is", _timed("That agent is"))
-    again = next(j for j in d.jobs if j.kind == "final" and j.start == cut)
-    assert again.before == 0 and len(again.request.audio) == again.end - again.start
+    again = next(j for j in d.jobs if j.kind == "final" and j.start_sample == cut)
+    assert again.before == 0 and len(again.request.audio) == again.end_sample - again.start_sample
     d.answer(again, "already logged on")
     assert d.of(Final)[-1].text == "already logged on"
 
@@ -404,12 +404,12 @@ def test_a_context_decode_that_hears_nothing_is_decoded_again_without_the_contex
     head, cut = _run_on(d)
     d.answer(head, "that agent is")
     partial = d.pop("partial")
-    assert partial.start == cut and partial.before > 0
+    assert partial.start_sample == cut and partial.before > 0
     d.answer(partial, "")
     d.take(d.session.end())
     for job in d.jobs:  # from now on without the context
-        assert job.start == cut and job.before == 0
-        assert len(job.request.audio) == job.end - job.start
+        assert job.start_sample == cut and job.before == 0
+        assert len(job.request.audio) == job.end_sample - job.start_sample
     while d.jobs:
         d.answer(d.jobs.pop(0), "already logged on")
     assert d.of(Final)[-1].text == "already logged on"
@@ -435,10 +435,10 @@ def test_a_cut_head_hears_the_lookahead_after_the_cut_and_keeps_only_its_words()
             if finals:
                 break
     head = finals[0]
-    assert head.end == cut and head.after == 16000
-    assert len(head.request.audio) == cut - head.start + head.after
+    assert head.end_sample == cut and head.after == 16000
+    assert len(head.request.audio) == cut - head.start_sample + head.after
     assert not [j for j in d.jobs if j.kind == "partial" and j.utterance == head.utterance]
-    length = (cut - head.start) / 16000
+    length = (cut - head.start_sample) / 16000
     words = tuple(Word(word=f" {w}", start=t, end=t + 0.3, probability=0.9)
                   for w, t in (("that", 0.2), ("agent", length - 0.5), ("is", length + 0.1)))
     d.answer(head, "that agent is", words)
@@ -455,7 +455,7 @@ def test_a_stream_that_ends_inside_a_lookahead_decodes_the_head_with_what_there_
     assert len(d.of(SpeechStart)) == 2 and not [j for j in d.jobs if j.kind == "final"]
     d.take(d.session.end())
     head, tail = sorted((j for j in d.jobs if j.kind == "final"), key=lambda j: j.utterance)
-    assert 0 < head.after == tail.end - head.end < 3 * 16000
+    assert 0 < head.after == tail.end_sample - head.end_sample < 3 * 16000
     d.answer(head, "that agent")
     d.answer(tail, "is already")
     assert [f.text for f in d.of(Final)] == ["that agent", "is already"]
@@ -464,8 +464,9 @@ def test_a_stream_that_ends_inside_a_lookahead_decodes_the_head_with_what_there_
 def test_no_context_with_context_s_0() -> None:
     d = Driver(Config(beam_size=1, commit_cut_s=1.0, context_s=0))
     _, cut = _run_on(d)
-    partial = next(j for j in d.jobs if j.kind == "partial" and j.start == cut)
-    assert partial.before == 0 and len(partial.request.audio) == partial.end - partial.start
+    partial = next(j for j in d.jobs if j.kind == "partial" and j.start_sample == cut)
+    assert partial.before == 0
+    assert len(partial.request.audio) == partial.end_sample - partial.start_sample
 
 
 def _first_cut(d: Driver, gaps: list[float]) -> tuple[float, float]:
@@ -479,7 +480,7 @@ def _first_cut(d: Driver, gaps: list[float]) -> tuple[float, float]:
         finals = [j for j in d.jobs if j.kind == "final"]
         if finals:
             start = d.of(SpeechStart)[0].start
-            return d.session.segmenter.position / 16000 - start, finals[0].end / 16000
+            return d.session.segmenter.position / 16000 - start, finals[0].end_sample / 16000
     raise AssertionError("no cut")
 
 
@@ -589,7 +590,7 @@ def test_partials_come_less_often_under_load() -> None:
         for i in range(0, 64000, 1600):  # 4 s of speech, 100 ms at a time
             d.feed(SPEECH[i % len(SPEECH) : i % len(SPEECH) + 1600])
             for job in [j for j in d.jobs if j.kind == "partial"]:
-                ends.append(job.end / 16000)
+                ends.append(job.end_sample / 16000)
                 d.answer(d.pop("partial"), "That agent")
         return ends
 
@@ -608,7 +609,7 @@ def test_an_utterances_first_partial_is_not_stretched_under_load() -> None:
     for i in range(0, 48000, 1600):  # 3 s of speech, 100 ms at a time
         d.feed(SPEECH[i : i + 1600])
         for job in [j for j in d.jobs if j.kind == "partial"]:
-            ends.append(job.end / 16000)
+            ends.append(job.end_sample / 16000)
             assert job.request.voiced == (len(ends) > 1)
             assert job.request.first_words == (len(ends) == 1)
             d.answer(d.pop("partial"), "That agent")
@@ -628,8 +629,8 @@ def test_an_utterance_that_stays_wordless_gets_the_load_stretch_after_two_second
         for job in [j for j in d.jobs if j.kind == "partial"]:
             partials.append(job)
             d.answer(d.pop("partial"), "")
-    eager = [job.end / 16000 for job in partials if job.request.first_words]
-    later = [job.end / 16000 for job in partials if not job.request.first_words]
+    eager = [job.end_sample / 16000 for job in partials if job.request.first_words]
+    later = [job.end_sample / 16000 for job in partials if not job.request.first_words]
     assert 3 <= len(eager) <= 5 and max(eager) <= 0.5 + 2.5
     assert later and min(b - a for a, b in itertools.pairwise([eager[-1], *later])) >= 1.95
 
@@ -649,7 +650,7 @@ def test_the_speech_after_a_cut_is_no_first_words() -> None:
         for job in [j for j in d.jobs if j.kind == "partial"]:
             d.jobs.remove(job)
             utt = d.session._utts[job.utterance]
-            if job.end - utt.start <= 16000:
+            if job.end_sample - utt.start <= 16000:
                 young.append((utt.continues, job.request.first_words))
             d.session.on_result(job, None)
     assert (False, True) in young and (True, True) not in young and (True, False) in young

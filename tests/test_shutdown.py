@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from rtasr.config import Config
-from rtasr.core.engine_api import Request
+from rtasr.core.engine_api import DecodeRequest
 from rtasr.engine import Engine
 from rtasr.server import Server
 
@@ -43,7 +43,7 @@ def _hang_finals(engine: Engine, monkeypatch: pytest.MonkeyPatch, sessions: set[
     transcribe = engine.transcribe
     never = asyncio.Event()
 
-    async def stuck(request: Request) -> Any:
+    async def stuck(request: DecodeRequest) -> Any:
         if request.session in sessions:
             await never.wait()
         return await transcribe(request)
@@ -108,7 +108,7 @@ async def test_a_hung_decode_does_not_outlast_the_grace(monkeypatch: pytest.Monk
     decode = engine.decode_batch
     release = threading.Event()
 
-    def stuck(requests: list[Request], **kwargs: Any) -> Any:
+    def stuck(requests: list[DecodeRequest], **kwargs: Any) -> Any:
         release.wait(30)
         return decode(requests, **kwargs)
 

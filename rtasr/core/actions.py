@@ -13,7 +13,7 @@ from typing import Literal
 
 from ..config import SAMPLE_RATE_HZ
 from .audio import Audio
-from .engine_api import Request, Transcript
+from .engine_api import DecodeRequest, Transcript
 from .protocol import ServerMessage
 
 JobKind = Literal["partial", "candidate", "final"]
@@ -23,9 +23,9 @@ JobKind = Literal["partial", "candidate", "final"]
 class DecodeJob:
     kind: JobKind
     utterance: int
-    start: int  # absolute sample index of the utterance audio's first sample
-    end: int
-    request: Request
+    start_sample: int  # absolute sample index of the utterance audio's first sample
+    end_sample: int  # one past its last
+    request: DecodeRequest
     # samples of audio before `start` at the head of the request's audio (--context-s) and
     # after `end` at its tail (--cut-lookahead-s): heard by the model, but only the
     # utterance's own words are kept (session.py)
@@ -45,7 +45,7 @@ class DecodeJob:
         up to its end), timed from its start. (A decode without word times is kept whole:
         the real engine times every word of a request with context.)"""
         lo = self.before / SAMPLE_RATE_HZ
-        hi = lo + (self.end - self.start) / SAMPLE_RATE_HZ
+        hi = lo + (self.end_sample - self.start_sample) / SAMPLE_RATE_HZ
         own = result.words[first:] if first is not None else result.words
         lo_mid = lo if first is None else float("-inf")
         words = tuple(dataclasses.replace(w, start=round(max(0.0, w.start - lo), 3),

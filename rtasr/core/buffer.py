@@ -105,13 +105,13 @@ class Segmenter:
 
     def __init__(self, config: Config) -> None:
         self._vad = FrameVad(config.vad_aggressiveness, config.vad_frame_ms)
-        self._frame = config.frame_samples
+        self._frame_samples = config.frame_samples
         self.retune(config)
-        self._hard_limit = int((config.max_buffer_s - 1.0) * SAMPLE_RATE_HZ)
+        self._hard_limit_samples = int((config.max_buffer_s - 1.0) * SAMPLE_RATE_HZ)
         self.buffer = RingBuffer(int(config.max_buffer_s * SAMPLE_RATE_HZ))
         self._framed = 0  # absolute index up to which frames were classified
         self._voiced_run = 0
-        self._silence = 0  # samples of non-speech since the last voiced frame
+        self._silence_samples = 0  # samples of non-speech since the last voiced frame
         self._open: _Open | None = None
         self._next_index = 0
         self._closed_end = 0  # where the last utterance ended: the next never starts before it
@@ -121,9 +121,9 @@ class Segmenter:
         frame on (the VAD and the buffer's size stay)."""
         ms = SAMPLE_RATE_HZ // 1000
         self._start_frames = max(1, -(-config.speech_start_ms // config.vad_frame_ms))
-        self._preroll = config.preroll_ms * ms
-        self._pause = config.pause_ms * ms
-        self._endpoint = config.endpoint_silence_ms * ms
+        self._preroll_samples = config.preroll_ms * ms
+        self._pause_samples = config.pause_ms * ms
+        self._endpoint_samples = config.endpoint_silence_ms * ms
 
     @property
     def position(self) -> int:
@@ -137,12 +137,12 @@ class Segmenter:
     def push(self, samples: Audio) -> list[SegmentEvent]:
         self.buffer.append(samples)
         events: list[SegmentEvent] = []
-        while self._framed + self._frame <= self.buffer.end:
-            frame = self.buffer.read(self._framed, self._framed + self._frame)
-            self._framed += self._frame
+        while self._framed + self._frame_samples <= self.buffer.end:
+            frame = self.buffer.read(self._framed, self._framed + self._frame_samples)
+            self._framed += self._frame_samples
             self._classify(self._vad.is_speech(frame), events)
         if self._open is None:
-            keep = self._preroll + (self._voiced_run + 1) * self._frame
+            keep = self._preroll_samples + (self._voiced_run + 1) * self._frame_samples
             self.buffer.discard_before(self.buffer.end - keep)
         return events
 
@@ -152,34 +152,34 @@ class Segmenter:
         if utt is None:
             self._voiced_run = self._voiced_run + 1 if voiced else 0
             if self._voiced_run >= self._start_frames:
-                onset = frame_end - self._voiced_run * self._frame
-                start = max(self.buffer.start, onset - self._preroll, self._closed_end)
+                onset = frame_end - self._voiced_run * self._frame_samples
+                start = max(self.buffer.start, onset - self._preroll_samples, self._closed_end)
                 self._open = _Open(self._next_index, start, frame_end)
                 self._next_index += 1
-                self._silence = 0
+                self._silence_samples = 0
                 events.append(SpeechStarted(self._open.index, start))
             return
         if voiced:
             utt.last_voiced_end = frame_end
-            self._silence = 0
+            self._silence_samples = 0
             if utt.paused:
                 utt.paused = False
                 events.append(SpeechResumed(utt.index))
         else:
-            self._silence += self._frame
-            if self._silence >= self._pause and not utt.paused:
+            self._silence_samples += self._frame_samples
+            if self._silence_samples >= self._pause_samples and not utt.paused:
                 utt.paused = True
                 end = self._tail_end(utt)
                 audio = self.buffer.read(utt.start, end)
                 events.append(SpeechPaused(utt.index, utt.start, end, audio))
-            if self._silence >= self._endpoint:
+            if self._silence_samples >= self._endpoint_samples:
                 events.append(self._close(self._tail_end(utt)))
                 return
-        if frame_end - utt.start >= self._hard_limit:
+        if frame_end - utt.start >= self._hard_limit_samples:
             events.append(self._close(frame_end, forced=True))
 
     def _tail_end(self, utt: _Open) -> int:
-        return min(utt.last_voiced_end + self._pause, self.buffer.end)
+        return min(utt.last_voiced_end + self._pause_samples, self.buffer.end)
 
     def _close(self, end: int, *, forced: bool = False) -> SpeechEnded:
         assert self._open is not None

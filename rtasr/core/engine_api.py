@@ -1,4 +1,4 @@
-"""What the core asks of the engine and what it gets back: `Request`, `Transcript`, `Word`,
+"""What the core asks of the engine and what it gets back: `DecodeRequest`, `Transcript`, `Word`,
 and the engine's `Load` a transport passes to a session.
 
 Plain frozen dataclasses, so the sans-I/O core (session.py) and the engine's clients build and
@@ -44,7 +44,7 @@ class Priority(enum.IntEnum):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Request:
+class DecodeRequest:
     audio: Audio
     priority: Priority
     session: str

@@ -20,7 +20,7 @@ Policies:
   partials are decoded exactly as finals are (greedy finals: --spare-beam-size 1), a partial
   whose audio already holds all the speech and a little of the pause serves as the final too.
   A final that ends at a pause may get the spare-capacity beam; one cut out of run-on speech
-  (or flushed) never does (`Request.spare_ok`): its wait is the run-on latency.
+  (or flushed) never does (`DecodeRequest.spare_ok`): its wait is the run-on latency.
 - Run-on speech (a word spoken is in exactly one final): a long utterance is cut only where
   the audio is silent, never between two word timestamps. Speech that resumes after a pause
   of `pause_ms` in an utterance of at least `pause_cut_s` is cut at that pause; past
@@ -57,7 +57,7 @@ from .actions import Action, Cancel, DecodeJob, JobKind
 from .audio import Audio, PcmDecoder
 from .audio_context import Context
 from .buffer import Segmenter, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted
-from .engine_api import IDLE, LanguageVotes, Load, Priority, Request, Transcript
+from .engine_api import IDLE, DecodeRequest, LanguageVotes, Load, Priority, Transcript
 from .finals import InOrder, final_words, spread
 from .protocol import (
     Error,
@@ -97,7 +97,7 @@ class Session:
         self._heads: list[tuple[Utterance, int, Audio]] = []
         self._finals = InOrder()
         # the last utterance that ended: its index, end and audio; the last final's words
-        self._ended: tuple[int, int, Audio] | None = None
+        self._last_ended: tuple[int, int, Audio] | None = None
         self._said: tuple[int, list[WireWord]] | None = None
         self.ended = False
         self._earlier_s = 0.0  # audio taken in a format the session had before `retune`
@@ -108,15 +108,15 @@ class Session:
         if config.commit_cut_s < 0 or config.pause_cut_s < 0:
             raise ValueError("a Session reads the effective config: Config.resolved()")
         ms = SAMPLE_RATE_HZ // 1000
-        self._preroll = config.preroll_ms * ms
-        self._pause = config.pause_ms * ms
-        self._interval = config.partial_interval_ms * ms
-        self._commit_cut = int(config.commit_cut_s * SAMPLE_RATE_HZ)
-        self._pause_cut = int(config.pause_cut_s * SAMPLE_RATE_HZ)
-        self._max_utt = int(config.max_utterance_s * SAMPLE_RATE_HZ)
-        self._context = int(config.context_s * SAMPLE_RATE_HZ)
-        self._context_gap = int(config.context_gap_s * SAMPLE_RATE_HZ)
-        self._lookahead = int(config.cut_lookahead_s * SAMPLE_RATE_HZ)
+        self._preroll_samples = config.preroll_ms * ms
+        self._pause_samples = config.pause_ms * ms
+        self._interval_samples = config.partial_interval_ms * ms
+        self._commit_cut_samples = int(config.commit_cut_s * SAMPLE_RATE_HZ)
+        self._pause_cut_samples = int(config.pause_cut_s * SAMPLE_RATE_HZ)
+        self._max_utt_samples = int(config.max_utterance_s * SAMPLE_RATE_HZ)
+        self._context_samples = int(config.context_s * SAMPLE_RATE_HZ)
+        self._context_gap_samples = int(config.context_gap_s * SAMPLE_RATE_HZ)
+        self._lookahead_samples = int(config.cut_lookahead_s * SAMPLE_RATE_HZ)
         # Greedy finals: a partial is decoded exactly as a final would be, so it can serve as one
         # (not where a final may get a wider beam on spare capacity: --spare-beam-size).
         self._final_grade_partials = config.beam_size <= 1 and config.spare_beam_size <= 1
@@ -195,17 +195,18 @@ class Session:
 
     def _open(self, index: int, start: int, actions: list[Action], *,
               continues: bool = False) -> None:
-        utt = self._utts[index] = Utterance(index, start, partial_from=start + self._preroll,
-                                            continues=continues)
-        ended = self._ended
+        utt = self._utts[index] = Utterance(
+            index, start, partial_from=start + self._preroll_samples, continues=continues)
+        ended = self._last_ended
         if (not continues and not self.load.behind and ended is not None and ended[0] == index - 1
-                and start - ended[1] <= self._context_gap):
+                and start - ended[1] <= self._context_gap_samples):
             utt.context = self._context_of(index - 1, ended[2], ended[1])
         actions.append(SpeechStart(utterance=index, start=_s(start), continues=continues))
 
     def _serves_as_final(self, job: DecodeJob, start: int, end: int) -> bool:
         """Whether `job` decoded the audio a final for [start, end) needs, as a final would."""
-        if job.start != start or not end - self._pause + _MIN_TAIL <= job.end <= end:
+        tail_from = end - self._pause_samples + _MIN_TAIL
+        if job.start_sample != start or not tail_from <= job.end_sample <= end:
             return False
         return job.kind == "candidate" or self._final_grade_partials
 
@@ -234,7 +235,7 @@ class Session:
         utt = self._utts[event.utterance]
         utt.closed = True
         utt.endpoint = not event.forced
-        self._ended = (utt.index, event.end, event.audio)
+        self._last_ended = (utt.index, event.end, event.audio)
         if utt.endpoint:
             actions.append(SpeechEnd(utterance=utt.index, end=_s(event.end)))
         if utt.inflight is not None and self._serves_as_final(utt.inflight, event.start,
@@ -269,7 +270,7 @@ class Session:
                 utt.inflight = self._job("candidate", utt, utt.start, utt.tail_end, audio)
                 actions.append(utt.inflight)
             return
-        if pos - utt.start >= self._commit_cut and pos >= utt.cut_check:
+        if pos - utt.start >= self._commit_cut_samples and pos >= utt.cut_check:
             utt.cut_check = pos + _CUT_CHECK
             at = self._cut_point(utt.start, pos)
             if at is not None:
@@ -278,7 +279,7 @@ class Session:
         # under load partials come less often, but an utterance's first words do not wait
         stretch = 1.0 if self._first_words(utt, pos) else self.load.partial_backoff
         if (self.params.interim_results and utt.inflight is None
-                and pos - utt.partial_from >= self._interval * stretch):
+                and pos - utt.partial_from >= self._interval_samples * stretch):
             utt.partial_from = pos
             audio = self.segmenter.buffer.read(utt.start, pos)
             utt.inflight = self._job("partial", utt, utt.start, pos, audio)
@@ -290,7 +291,7 @@ class Session:
         of speech so far (past that, what the VAD took for speech may be music or noise, and
         its partials take the load's stretch like any other)."""
         return (not utt.voiced and not utt.continues
-                and pos - (utt.start + self._preroll) <= _FIRST_WORDS)
+                and pos - (utt.start + self._preroll_samples) <= _FIRST_WORDS)
 
     def _job(self, kind: JobKind, utt: Utterance, start: int, end: int,
              audio: Audio, ahead: Audio | None = None) -> DecodeJob:
@@ -306,7 +307,7 @@ class Session:
                        and not len(ahead))
         if len(left) or len(ahead):
             audio = np.concatenate([left, audio, ahead])
-        request = Request(
+        request = DecodeRequest(
             audio=audio,
             priority=Priority.PARTIAL if partial else Priority.FINAL,
             session=self.id,
@@ -337,7 +338,8 @@ class Session:
             self._land(utt, job, result is not None, actions)
         if utt.final_job is job:
             if result is None:  # a partial chosen as the final, then dropped by the engine
-                utt.final_job = self._job("final", utt, job.start, job.end, job.own_audio)
+                utt.final_job = self._job("final", utt, job.start_sample, job.end_sample,
+                                          job.own_audio)
                 actions.append(utt.final_job)
             else:
                 self._complete(utt, job, result, actions)
@@ -375,7 +377,7 @@ class Session:
                         extra={"session": self.id})
             actions.append(Error(code="engine_error", utterance=utt.index,
                                  message=f"utterance {utt.index} ({_s(utt.start):.2f}-"
-                                         f"{_s(job.end):.2f} s) could not be transcribed"))
+                                         f"{_s(job.end_sample):.2f} s) could not be transcribed"))
             self._complete(utt, job, None, actions)
         self._next_decodes(actions)
         return actions
@@ -383,7 +385,7 @@ class Session:
     def _partial(self, utt: Utterance, job: DecodeJob, result: Transcript,
                  actions: list[Action]) -> None:
         if utt.hypothesis(result.text.split(), job.by_text, self.config.commit_holdback_words):
-            actions.append(Partial(utterance=utt.index, start=_s(utt.start), end=_s(job.end),
+            actions.append(Partial(utterance=utt.index, start=_s(utt.start), end=_s(job.end_sample),
                                    text=" ".join(utt.committed + (utt.tail or [])),
                                    committed=" ".join(utt.committed)))
 
@@ -393,7 +395,7 @@ class Session:
         """Speech resumed after a pause: in a long enough utterance the pause is a cut, and
         the speculative decode of the audio up to it is the head's final."""
         utt.paused = utt.want_candidate = False
-        if utt.tail_end - utt.start >= self._pause_cut:
+        if utt.tail_end - utt.start >= self._pause_cut_samples:
             self._cut(utt, utt.tail_end, actions)
 
     def _cut_point(self, start: int, pos: int) -> int | None:
@@ -402,8 +404,8 @@ class Session:
         lo = start + cuts.MIN_PART
         if lo >= pos:
             return None
-        hard = pos - start >= self._max_utt
-        shortest = QUIET_HOP if hard else cuts.min_gap(pos - start - self._commit_cut)
+        hard = pos - start >= self._max_utt_samples
+        shortest = QUIET_HOP if hard else cuts.min_gap(pos - start - self._commit_cut_samples)
         at = cuts.cut_point(self.segmenter.buffer.read(lo, pos), shortest, hard)
         return None if at is None else lo + at
 
@@ -421,7 +423,7 @@ class Session:
         # cut one's final (ready at once where a candidate decoded it)
         self._open(started.utterance, started.start, actions, continues=True)
         self._utts[started.utterance].context = context
-        if not self._lookahead:
+        if not self._lookahead_samples:
             self._on_ended(SpeechEnded(utt.index, utt.start, at, audio, forced=True), actions)
             return
         # --cut-lookahead-s: the head's final hears the words after the cut too (its last
@@ -432,7 +434,7 @@ class Session:
 
     def _context_of(self, index: int, audio: Audio, end: int) -> Context | None:
         """The context of the utterance after `index`, whose audio is `audio` (audio_context.py)."""
-        context = Context.of(audio, end, self._context)
+        context = Context.of(audio, end, self._context_samples)
         if context is not None and self._said is not None and self._said[0] == index:
             context.hear(self._said[1])  # its final is out
         return context
@@ -443,10 +445,11 @@ class Session:
         buffer, pos = self.segmenter.buffer, self.segmenter.position
         while self._heads:
             utt, at, audio = self._heads[0]
-            if not force and pos < at + self._lookahead:
+            if not force and pos < at + self._lookahead_samples:
                 return
             self._heads.pop(0)
-            ahead = buffer.read(at, min(pos, at + self._lookahead)) if buffer.start <= at else None
+            ahead = (buffer.read(at, min(pos, at + self._lookahead_samples))
+                     if buffer.start <= at else None)
             job = utt.inflight
             if job is not None:  # a partial or candidate without the lookahead: not wanted
                 utt.inflight = None
@@ -468,17 +471,18 @@ class Session:
         final: Final | None = None
         if result is not None and result.text:
             self.votes.add(result.detected)
-            words = self._final_words(utt, result, _s(job.start), _s(job.end), job.by_text)
+            words = self._final_words(utt, result, _s(job.start_sample), _s(job.end_sample),
+                                      job.by_text)
             if words:
                 final = Final(
-                    utterance=utt.index, start=_s(job.start), end=_s(job.end),
+                    utterance=utt.index, start=_s(job.start_sample), end=_s(job.end_sample),
                     text=" ".join(w.word for w in words), words=words,
                     language=result.language or self.language, endpoint=utt.endpoint,
                 )
         elif utt.committed:  # the words the client was told are settled are not lost
-            final = Final(utterance=utt.index, start=_s(job.start), end=_s(job.end),
+            final = Final(utterance=utt.index, start=_s(job.start_sample), end=_s(job.end_sample),
                           text=" ".join(utt.committed),
-                          words=spread(utt.committed, _s(job.start), _s(job.end)),
+                          words=spread(utt.committed, _s(job.start_sample), _s(job.end_sample)),
                           language=self.language, endpoint=utt.endpoint)
         del self._utts[utt.index]
         actions += self._finals.put(utt.index, final, self.config.context_chars)

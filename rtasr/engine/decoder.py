@@ -27,7 +27,7 @@ import numpy as np
 
 from ..config import SAMPLE_RATE_HZ, Config
 from ..core.audio import Audio
-from ..core.engine_api import EMPTY, ModelInfo, Priority, Request, Transcript, choose_language
+from ..core.engine_api import EMPTY, DecodeRequest, ModelInfo, Priority, Transcript, choose_language
 from ..core.protocol import Task
 from ..errors import ConfigError
 from .batch_plan import group_indices, prompt_position, share
@@ -72,7 +72,7 @@ class BatchDecoder:
         self._suppress: list[int] = []
         self._prep: ThreadPoolExecutor | None = None  # None: in the calling thread
         self._counts_lock = threading.Lock()  # workers count side by side
-        self.decodes = 0
+        self.decoded_items = 0
         self.detections = 0  # requests whose language the decoder detected
 
     @property
@@ -123,7 +123,7 @@ class BatchDecoder:
         t0 = time.perf_counter()
         audio = _warmup_audio()
         self._has_speech(audio)  # loads the Silero model too
-        warm = Request(audio=audio, priority=Priority.FINAL, session="warmup",
+        warm = DecodeRequest(audio=audio, priority=Priority.FINAL, session="warmup",
                        language=self.language, word_timestamps=True)
         self.decode_batch([warm] * min(2, self.config.max_batch_size), gate=False)
         log.info("warmed up in %.2f s", time.perf_counter() - t0)
@@ -133,30 +133,30 @@ class BatchDecoder:
             self._prep.shutdown()
             self._prep = None
 
-    def batch_key(self, request: Request, previous: list[int] | None = None
+    def batch_key(self, request: DecodeRequest, prompt_ids: list[int] | None = None
                   ) -> tuple[object, ...]:
         """Computed when a request is submitted: requests with equal keys share one model call
         (one encoder pass, one generate call), whatever their languages and tasks: the beam
-        size, the encoder window and the prompt's length (batch_plan.py). `previous`: the
+        size, the encoder window and the prompt's length (batch_plan.py). `prompt_ids`: the
         request's prompt_tokens, when the caller has them already."""
-        if previous is None:
-            previous = self.prompt_tokens(request)
+        if prompt_ids is None:
+            prompt_ids = self.prompt_tokens(request)
         return (request.beam_size, self._window_frames(len(request.audio)),
-                prompt_position(len(previous)))
+                prompt_position(len(prompt_ids)))
 
-    def prompt_tokens(self, request: Request) -> list[int]:
+    def prompt_tokens(self, request: DecodeRequest) -> list[int]:
         """The prompt's text before <|startoftranscript|>: the session's own prompt (bounded),
         then as much of the running context as fits in half the decoder's window (as
         faster-whisper bounds it). The same tokens in every language and task (one
         vocabulary), so the engine computes them once, when a request is submitted."""
         tok = self._tokenizer(self.language)
         room = self.model.max_length // 2 - 1
-        previous: list[int] = []
+        prompt_ids: list[int] = []
         if request.initial_prompt:
-            previous = tok.encode(" " + request.initial_prompt.strip())[: room // 2]
-        if request.prompt and room > len(previous):
-            previous += tok.encode(" " + request.prompt.strip())[-(room - len(previous)):]
-        return previous
+            prompt_ids = tok.encode(" " + request.initial_prompt.strip())[: room // 2]
+        if request.prompt and room > len(prompt_ids):
+            prompt_ids += tok.encode(" " + request.prompt.strip())[-(room - len(prompt_ids)):]
+        return prompt_ids
 
     def transcribe_whole(self, audio: Audio, *, language: str | None, task: Task = "transcribe",
                          beam_size: int = 5) -> str:
@@ -193,18 +193,18 @@ class BatchDecoder:
                 self._tokenizers[key] = tok
         return tok
 
-    def decode_batch(self, requests: list[Request], *, gate: bool = True, spare: bool = False,
-                     previous: Sequence[list[int]] | None = None) -> list[Transcript]:
+    def decode_batch(self, requests: list[DecodeRequest], *, gate: bool = True, spare: bool = False,
+                     prompt_ids: Sequence[list[int]] | None = None) -> list[Transcript]:
         """Decode requests that share a batch key in one model call; one Transcript each.
 
         The same code path decodes a batch of one, so a request gets the same text alone or
         batched: every item is padded to the same encoder window either way (`spare`: the
         spare-capacity window and a final's spare-capacity beam, --spare-encoder-window-s and
-        --spare-beam-size). `previous`: each request's
+        --spare-beam-size). `prompt_ids`: each request's
         prompt_tokens, when the caller has them (the engine, from submit time).
         """
-        if previous is None:
-            previous = [self.prompt_tokens(r) for r in requests]
+        if prompt_ids is None:
+            prompt_ids = [self.prompt_tokens(r) for r in requests]
         t0 = time.perf_counter()
         results: list[Transcript] = [EMPTY] * len(requests)
         # the speech gate and the mel features: on CUDA the batch's requests side by side
@@ -215,16 +215,16 @@ class BatchDecoder:
         todo = [(i, mel) for i, mel in enumerate(mels) if mel is not None]
         if todo:
             decoded = self._decode([requests[i] for i, _ in todo], [mel for _, mel in todo],
-                                   [previous[i] for i, _ in todo], spare)
+                                   [prompt_ids[i] for i, _ in todo], spare)
             for (i, _), result in zip(todo, decoded, strict=True):
                 results[i] = result
         with self._counts_lock:
-            self.decodes += len(todo)
+            self.decoded_items += len(todo)
         spent = time.perf_counter() - t0
         cost = share(spent, len(requests))
         return [dataclasses.replace(r, decode_s=spent, cost_s=cost) for r in results]
 
-    def _prepare(self, request: Request, gate: bool) -> np.ndarray | None:
+    def _prepare(self, request: DecodeRequest, gate: bool) -> np.ndarray | None:
         """The request's mel features, or None when the speech gate finds too little voice."""
         if (gate and self.config.no_speech_gate and not request.voiced
                 and not self._has_speech(request.audio)):
@@ -232,8 +232,8 @@ class BatchDecoder:
         mel: np.ndarray = self.model.feature_extractor(request.audio)
         return mel
 
-    def _decode(self, requests: list[Request], mels: list[np.ndarray],
-                previous: list[list[int]], spare: bool = False) -> list[Transcript]:
+    def _decode(self, requests: list[DecodeRequest], mels: list[np.ndarray],
+                prompt_ids: list[list[int]], spare: bool = False) -> list[Transcript]:
         """One encoder pass; the language detected on it for the requests that have none, its
         token put in their prompts; then one generate call for requests that share a batch key
         (whatever their languages and tasks), one per prompt length for a caller that mixes
@@ -254,7 +254,7 @@ class BatchDecoder:
                 for r, language in zip(requests, languages, strict=True)]
         prompts = [model.get_prompt(tok, tokens,
                                     without_timestamps=not self.config.timestamp_tokens)
-                   for tokens, tok in zip(previous, toks, strict=True)]
+                   for tokens, tok in zip(prompt_ids, toks, strict=True)]
         results: list[Transcript] = [EMPTY] * len(requests)
         for idx in group_indices([p.index(toks[0].sot) for p in prompts]).values():
             if len(idx) == len(requests):
@@ -271,7 +271,7 @@ class BatchDecoder:
                                                  detected=detected[i])
         return results
 
-    def _languages(self, requests: list[Request], encoded: Any
+    def _languages(self, requests: list[DecodeRequest], encoded: Any
                    ) -> tuple[list[str], list[tuple[tuple[str, float], ...]]]:
         """Each request's language: its own, the server's, or detected from its audio (one
         decoder step over the encoder output the decode uses anyway) and weighed with the
@@ -290,7 +290,7 @@ class BatchDecoder:
                 self.detections += len(todo)
         return [language or "en" for language in languages], detected
 
-    def _generate(self, encoded: Any, requests: list[Request], prompts: list[list[int]],
+    def _generate(self, encoded: Any, requests: list[DecodeRequest], prompts: list[list[int]],
                   frames: list[int], toks: list[Any], spare: bool = False) -> list[Transcript]:
         text_only = not self.config.timestamp_tokens
         beam = requests[0].beam_size

@@ -2,7 +2,7 @@
 decoder.py, the only modules that import faster-whisper / CTranslate2.
 
 `Engine` loads the model once (decoder.py: `BatchDecoder`, which decodes a batch of
-requests in one model call), warms it up, and owns all inference: sessions submit `Request`s
+requests in one model call), warms it up, and owns all inference: sessions submit `DecodeRequest`s
 and await `Transcript`s. A small scheduler (scheduler.py) in front of the worker threads
 orders the work (finals before partials, live sessions' finals before a file's, sessions
 taking turns), keeps at most one queued partial per session (a newer one replaces it) and
@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 from ..config import SAMPLE_RATE_HZ, Config
 from ..core.audio import Audio
-from ..core.engine_api import ModelInfo, Priority, Request, Transcript
+from ..core.engine_api import DecodeRequest, ModelInfo, Priority, Transcript
 from ..core.protocol import Task
 from ..errors import ConfigError, EngineError
 from . import packaged_models as models
@@ -86,8 +86,8 @@ BEHIND_EVERY_S = 0.5  # how often `Engine.behind` asks the scheduler (it looks b
 class _Queued(NamedTuple):
     """A job's payload: the request, and its prompt's tokens as the batch key counted them."""
 
-    request: Request
-    previous: list[int]
+    request: DecodeRequest
+    prompt_ids: list[int]
 
 
 class Engine:
@@ -184,7 +184,7 @@ class Engine:
             "load": round(sched.load, 2),
             "final_wait_s": round(sched.recent_final_wait_s(), 3),
             "final_share": round(sched.final_share(), 3),
-            "decodes": self.decoder.decodes,
+            "decodes": self.decoder.decoded_items,
             "batches": sched.batches,
             "mean_batch_size": round(sched.batched_jobs / max(1, sched.batches), 2),
             "dropped_partials": sched.dropped_partials,
@@ -208,14 +208,14 @@ class Engine:
 
     # requests ----------------------------------------------------------------------------
 
-    async def transcribe(self, request: Request) -> Transcript | None:
+    async def transcribe(self, request: DecodeRequest) -> Transcript | None:
         """Decode `request`; None when a partial was replaced by a newer one or dropped."""
-        previous = self.decoder.prompt_tokens(request)  # tokenized once: key and decode
+        prompt_ids = self.decoder.prompt_tokens(request)  # tokenized once: key and decode
         partial = request.priority is Priority.PARTIAL
-        job = Job(_Queued(request, previous), partial=partial, session=request.session,
-                  key=self.decoder.batch_key(request, previous),
+        job = Job(_Queued(request, prompt_ids), partial=partial, session=request.session,
+                  key=self.decoder.batch_key(request, prompt_ids),
                   loop=asyncio.get_running_loop(), realtime=request.realtime,
-                  later=partial and not request.first_words)
+                  refresh=partial and not request.first_words)
         if not self.scheduler.submit(job):
             raise EngineError("server stopping")
         try:
@@ -225,15 +225,15 @@ class Engine:
             raise
         return result
 
-    def batch_key(self, request: Request) -> tuple[object, ...]:
+    def batch_key(self, request: DecodeRequest) -> tuple[object, ...]:
         """Requests with equal keys share one model call (BatchDecoder.batch_key)."""
         return self.decoder.batch_key(request)
 
-    def decode_batch(self, requests: list[Request], *, gate: bool = True, spare: bool = False,
-                     previous: Sequence[list[int]] | None = None) -> list[Transcript]:
+    def decode_batch(self, requests: list[DecodeRequest], *, gate: bool = True, spare: bool = False,
+                     prompt_ids: Sequence[list[int]] | None = None) -> list[Transcript]:
         """Decode requests that share a batch key in one model call, in the calling thread
         (BatchDecoder.decode_batch): what each worker calls for each batch."""
-        return self.decoder.decode_batch(requests, gate=gate, spare=spare, previous=previous)
+        return self.decoder.decode_batch(requests, gate=gate, spare=spare, prompt_ids=prompt_ids)
 
     def transcribe_whole(self, audio: Audio, *, language: str | None, task: Task = "transcribe",
                          beam_size: int = 5) -> str:
@@ -262,7 +262,7 @@ class Engine:
                  and self.scheduler.lone_final)
         try:
             results = self.decode_batch(requests, spare=spare,
-                                        previous=[job.payload.previous for job in batch])
+                                        prompt_ids=[job.payload.prompt_ids for job in batch])
         except Exception as exc:
             if len(batch) == 1:
                 log.exception("decode failed for session %s", batch[0].session)

@@ -9,7 +9,7 @@ batches. The policy lives here and nowhere else:
   last few seconds goes first, then the oldest final. Finals are never dropped.
 - A session has at most one queued partial: a newer one replaces it (the old one resolves to
   None). Partials that may bring an utterance's first words go before those that refresh
-  words already shown (`later`). A partial is dropped at once when a final is already
+  words already shown (`refresh`). A partial is dropped at once when a final is already
   waiting (the engine is behind), and dropped when it has waited longer than
   `partial_max_wait_s`.
 - Partials run on spare capacity only: not while a final decodes, and never on the last free
@@ -40,15 +40,27 @@ BUSY_S = 10.0  # how far back `final_share` looks
 
 
 class Job:
-    __slots__ = ("dropped", "future", "key", "later", "loop", "partial", "payload", "realtime",
-                 "seq", "session", "started", "submitted")
+    __slots__ = (
+        "dropped",
+        "future",
+        "key",
+        "loop",
+        "partial",
+        "payload",
+        "realtime",
+        "refresh",
+        "seq",
+        "session",
+        "started",
+        "submitted",
+    )
 
     def __init__(self, payload: Any, *, partial: bool, session: str, key: Hashable,
                  loop: asyncio.AbstractEventLoop, realtime: bool = True,
-                 later: bool = False) -> None:
+                 refresh: bool = False) -> None:
         self.payload = payload
         self.partial = partial
-        self.later = later  # a partial that cannot bring its utterance's first words
+        self.refresh = refresh  # a partial that cannot bring its utterance's first words
         self.realtime = realtime
         self.session = session
         self.seq = 0
@@ -220,7 +232,7 @@ class Scheduler:
     def _rank(self, job: Job) -> tuple[bool, bool, int, float, int]:
         """The order of service: class, then turns between sessions (for partials: an
         utterance's first words before a refresh of words already shown), then age."""
-        turns = int(job.later) if job.partial else self._started_recently[job.session]
+        turns = int(job.refresh) if job.partial else self._started_recently[job.session]
         return (*job.tier, turns, job.submitted, job.seq)
 
     def _ranked(self) -> list[Job]:

@@ -18,7 +18,7 @@ from typing import Any
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.http11 import Request as HttpRequest
+from websockets.http11 import Request as HandshakeRequest
 from websockets.http11 import Response
 
 from ..config import Config
@@ -28,8 +28,7 @@ from ..engine.engine import Engine
 from ..errors import ConfigError, OverloadedError
 from . import static
 from .gateway import DIALECTS, UNAUTHORIZED, Gateway, authorized, refusal_body
-from .http_post import HttpRequest as PostRequest
-from .http_post import Posts, Reply, front
+from .http_post import PostRequest, Posts, Reply, front
 from .loop_monitor import LoopMonitor
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .rest.deepgram_prerecorded import DeepgramRest
@@ -198,7 +197,7 @@ class Server:
             "loop_lag_p99_ms": self.loop_monitor.lag_ms(99),
         }
 
-    def _http(self, connection: ServerConnection, request: HttpRequest) -> Response | None:
+    def _http(self, connection: ServerConnection, request: HandshakeRequest) -> Response | None:
         path, _, query = request.path.partition("?")
         upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
         if upgrade and path in DIALECTS:

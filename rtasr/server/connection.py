@@ -83,7 +83,7 @@ class Connection:
         self.config = config
         self.metrics = metrics
         self.log = SessionLog(log, {"session": session.id})
-        self.decodes = Decodes(session, engine.transcribe, self._dispatch, self.log,
+        self.in_flight = Decodes(session, engine.transcribe, self._dispatch, self.log,
                                self._failed)
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
@@ -127,7 +127,7 @@ class Connection:
         finally:
             for task in (reader, writer):
                 task.cancel()
-            self.decodes.cancel()
+            self.in_flight.cancel()
             self.log.info("closed after %.1f s of audio", self.session.duration_s)
 
     # reading -------------------------------------------------------------------------------
@@ -256,18 +256,18 @@ class Connection:
         of a server shutdown. Raises TimeoutError."""
         loop = asyncio.get_running_loop()
         until = loop.time() + FINALS_GRACE_S
-        while self.session.awaiting_finals and self.decodes.tasks:
+        while self.session.awaiting_finals and self.in_flight.tasks:
             left = min(until, self._finals_by) - loop.time()
             if left <= 0:
                 raise TimeoutError
-            waits = {*self.decodes.tasks.values(),
+            waits = {*self.in_flight.tasks.values(),
                      *(() if self._hurry.done() else (self._hurry,))}
             await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
 
     def _report_missing_finals(self) -> None:
         """The model did not answer in time: say so (log, metric, client) instead of closing
         as if every final had come."""
-        missing = sorted({job.utterance for job in self.decodes.tasks})
+        missing = sorted({job.utterance for job in self.in_flight.tasks})
         error = FinalTimeoutError(f"{len(missing)} utterance(s) ({', '.join(map(str, missing))}) "
                                   "were not transcribed in time: their finals will not come")
         self.log.warning("%s: %s", error.code, error)
@@ -303,7 +303,7 @@ class Connection:
 
     def _dispatch(self, actions: Iterable[Action]) -> None:
         """The session's actions: its decodes started or cancelled, its messages sent."""
-        for message in self.decodes.start(actions):
+        for message in self.in_flight.start(actions):
             self._send(message)
         if not self.session.awaiting_finals:
             speaking = self.session.segmenter.open_utterance

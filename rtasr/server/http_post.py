@@ -33,7 +33,7 @@ READ_TIMEOUT_S = 30.0  # a client that stops sending its request is dropped
 
 
 @dataclass(frozen=True)
-class HttpRequest:
+class PostRequest:
     method: str
     path: str
     query: str
@@ -74,7 +74,7 @@ class Reply:
         self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
 
 
-PostHandler = Callable[[HttpRequest, Reply], Awaitable[None]]
+PostHandler = Callable[[PostRequest, Reply], Awaitable[None]]
 STOPPING = "server stopping"  # the cancel message of a request cut short by a shutdown
 
 
@@ -119,7 +119,7 @@ async def _serve(reader: asyncio.StreamReader, transport: asyncio.Transport,
                                        "message": "send a Content-Length", "param": None}})
             return
         path, _, query = target.partition("?")
-        await handler(HttpRequest(method, path, query, headers, reader), reply)
+        await handler(PostRequest(method, path, query, headers, reader), reply)
     except (asyncio.LimitOverrunError, asyncio.IncompleteReadError, ValueError, TimeoutError):
         if not reply.started:
             reply.json(400, {"error": {"type": "invalid_request_error", "code": "bad_request",

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 
 from ..core.actions import Action, Cancel, DecodeJob
-from ..core.engine_api import Request, Transcript
+from ..core.engine_api import DecodeRequest, Transcript
 from ..core.protocol import ServerMessage
 from ..core.session import Session
 from ..errors import EngineError, RtasrError
@@ -30,7 +30,7 @@ class Decodes:
     """One session's decode jobs, each an asyncio task until its outcome is dispatched."""
 
     def __init__(self, session: Session,
-                 transcribe: Callable[[Request], Awaitable[Transcript | None]],
+                 transcribe: Callable[[DecodeRequest], Awaitable[Transcript | None]],
                  dispatch: Callable[[list[Action]], None],
                  log: logging.Logger | logging.LoggerAdapter[logging.Logger],
                  fail: Callable[[Exception], None]) -> None:

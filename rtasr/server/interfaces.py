@@ -8,7 +8,7 @@ import logging
 from collections.abc import MutableMapping
 from typing import Any, Protocol
 
-from ..core.engine_api import Request, Transcript
+from ..core.engine_api import DecodeRequest, Transcript
 
 
 class Socket(Protocol):
@@ -31,7 +31,7 @@ class EngineLike(Protocol):
     @property
     def behind(self) -> bool: ...
 
-    async def transcribe(self, request: Request) -> Transcript | None: ...
+    async def transcribe(self, request: DecodeRequest) -> Transcript | None: ...
 
 
 class SessionLog(logging.LoggerAdapter[logging.Logger]):

@@ -34,7 +34,7 @@ from ...dialects.deepgram import (
 )
 from ...errors import ParameterError
 from ..gateway import authorized
-from ..http_post import HttpRequest, Reply
+from ..http_post import PostRequest, Reply
 from .uploads import FileTranscriber, RawFormat, RequestError, decode, drain, duration_s, read_body
 
 MAX_UPLOAD_BYTES = 256 * 1024 * 1024  # an hour of 16 kHz mono WAV fits; spooled to disk
@@ -45,7 +45,7 @@ _DEMUXERS = {"pcm_s16le": "s16le", "mulaw": "mulaw", "alaw": "alaw"}
 
 
 @dataclass(frozen=True)
-class Request:
+class PrerecordedSettings:
     """One prerecorded request's settings."""
 
     options: Options
@@ -59,7 +59,7 @@ def error_body(error: RequestError, request_id: str) -> dict[str, Any]:
     return {"err_code": code, "err_msg": str(error), "request_id": request_id}
 
 
-def parse(query: str, default_language: str | None) -> Request:
+def parse(query: str, default_language: str | None) -> PrerecordedSettings:
     """The query's settings. Raises ParameterError for what rtasr cannot do as asked."""
     options = Options.parse(query, default_language)
     values = options.values
@@ -75,7 +75,7 @@ def parse(query: str, default_language: str | None) -> Request:
         rate = int_option(values, "sample_rate", 16000, 8000, 48000)
         assert rate is not None
         raw = RawFormat(_DEMUXERS[ENCODINGS[encoding]], rate)
-    return Request(options, raw, flag_option(values, "utterances", False))
+    return PrerecordedSettings(options, raw, flag_option(values, "utterances", False))
 
 
 def refuse_json(body: IO[bytes], content_type: str, length: int) -> None:
@@ -102,7 +102,7 @@ class DeepgramRest:
     def __init__(self, files: FileTranscriber, api_keys: tuple[str, ...]) -> None:
         self.files, self.api_keys = files, api_keys
 
-    async def handle(self, request: HttpRequest, reply: Reply) -> None:
+    async def handle(self, request: PostRequest, reply: Reply) -> None:
         request_id = str(uuid.uuid4())
         headers = (("dg-request-id", request_id),)
         try:
@@ -121,7 +121,7 @@ class DeepgramRest:
                            (*headers, ("dg-error", " ".join(str(exc).split()))))
             await drain(request)  # a refused upload is read unkept: the client sees why
 
-    async def _transcribe(self, request: HttpRequest, request_id: str) -> dict[str, Any]:
+    async def _transcribe(self, request: PostRequest, request_id: str) -> dict[str, Any]:
         model = self.files.model
         try:
             settings = parse(request.query, model.language)
@@ -143,7 +143,7 @@ class DeepgramRest:
         return response_body(finals, settings, meta, model.name)
 
 
-def response_body(finals: list[Final], settings: Request, meta: dict[str, Any],
+def response_body(finals: list[Final], settings: PrerecordedSettings, meta: dict[str, Any],
                   model_name: str) -> dict[str, Any]:
     """Deepgram's prerecorded response for the file's finals."""
     options = settings.options

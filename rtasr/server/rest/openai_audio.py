@@ -21,7 +21,7 @@ from ...core.engine_api import ModelInfo
 from ...core.protocol import Final, StreamParams
 from ...errors import ParameterError
 from ..gateway import authorized
-from ..http_post import HttpRequest, Reply
+from ..http_post import PostRequest, Reply
 from .uploads import (
     FileTranscriber,
     RequestError,
@@ -53,7 +53,7 @@ class Form:
     file: File | None = None
 
 
-async def read_form(request: HttpRequest) -> Form:
+async def read_form(request: PostRequest) -> Form:
     """The multipart body, the file spooled to disk past 1 MiB. Raises RequestError."""
     check_length(request, MAX_UPLOAD_BYTES)
     form = Form()
@@ -85,7 +85,7 @@ class OpenAIRest:
         self.files, self.api_keys = files, api_keys
         self.model: ModelInfo = files.model
 
-    async def handle(self, request: HttpRequest, reply: Reply) -> None:
+    async def handle(self, request: PostRequest, reply: Reply) -> None:
         try:
             if not authorized(self.api_keys, {"Authorization": request.headers.get(
                     "authorization", "")}, request.query):

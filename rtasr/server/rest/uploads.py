@@ -25,11 +25,11 @@ from typing import IO
 
 from ...config import SAMPLE_RATE_HZ, Config
 from ...core.actions import Action
-from ...core.engine_api import Load, ModelInfo, Request, Transcript
+from ...core.engine_api import DecodeRequest, Load, ModelInfo, Transcript
 from ...core.protocol import Error, Final, StreamParams
 from ...core.session import Session
 from ...errors import RtasrError
-from ..http_post import HttpRequest
+from ..http_post import PostRequest
 from ..in_flight import Decodes
 from ..interfaces import EngineLike
 
@@ -59,14 +59,14 @@ class RawFormat:
     sample_rate_hz: int
 
 
-def check_length(request: HttpRequest, limit: int) -> None:
+def check_length(request: PostRequest, limit: int) -> None:
     """Refuse (413) a body longer than `limit`, from its Content-Length, before reading it."""
     if request.length > limit:
         raise RequestError(413, f"the upload is {request.length} bytes; at most {limit} bytes "
                                 "are accepted")
 
 
-async def body_chunks(request: HttpRequest) -> AsyncIterator[bytes]:
+async def body_chunks(request: PostRequest) -> AsyncIterator[bytes]:
     """The body's Content-Length bytes as they arrive. Raises RequestError if it ends early."""
     left = request.length
     while left > 0:
@@ -78,7 +78,7 @@ async def body_chunks(request: HttpRequest) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def read_body(request: HttpRequest, limit: int) -> tuple[IO[bytes], str]:
+async def read_body(request: PostRequest, limit: int) -> tuple[IO[bytes], str]:
     """The whole body (spooled to disk past 1 MiB) and its SHA-256. Raises RequestError."""
     check_length(request, limit)
     if request.length <= 0:
@@ -97,7 +97,7 @@ async def read_body(request: HttpRequest, limit: int) -> tuple[IO[bytes], str]:
     return body, digest.hexdigest()
 
 
-async def drain(request: HttpRequest) -> None:
+async def drain(request: PostRequest) -> None:
     """Read the rest of a refused body unkept (at most 10 s), so the client sees the answer."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(10):
@@ -204,7 +204,7 @@ class FileTranscriber:
         finally:
             decodes.cancel()
 
-    async def _decode(self, request: Request) -> Transcript | None:
+    async def _decode(self, request: DecodeRequest) -> Transcript | None:
         async with self.slots:
             return await self.engine.transcribe(request)
 

@@ -151,3 +151,11 @@ def test_the_same_language_tags_in_every_dialect(tag: str, expected: str) -> Non
     out, _ = update(dialect, audio_in(transcription={"language": tag}))
     assert isinstance(out, Reconfigure)
     assert native.language == deepgram.params.language == out.params.language == expected
+
+
+def test_api_keys_have_one_parse() -> None:
+    """`--api-key` flags and `RTASR_API_KEYS` (cli.py and ray_app.py read both)."""
+    from rtasr.core.limits import api_keys
+
+    assert api_keys(["a", " b "], " b, c,,") == ("a", "b", "c")
+    assert api_keys((), "") == ()

@@ -43,6 +43,19 @@ ENCODINGS: dict[str, Encoding] = {"linear16": "pcm_s16le", "mulaw": "mulaw", "al
 _CHANNEL = [0, 1]  # channel_index / channel: [this channel, channel count]
 
 
+_ERR_CODES = {400: "Bad Request", 401: "INVALID_AUTH", 404: "Not Found",
+              411: "Length Required", 413: "PAYLOAD_TOO_LARGE", 429: "TOO_MANY_REQUESTS",
+              500: "INTERNAL_SERVER_ERROR"}  # Deepgram's
+
+
+def rest_error_body(status: int, message: str, request_id: str | None = None
+                    ) -> dict[str, Any]:
+    """Deepgram's HTTP error body: `{"err_code", "err_msg", "request_id"}`."""
+    return {"err_code": _ERR_CODES.get(status, "Bad Request" if status < 500 else
+                                       "INTERNAL_SERVER_ERROR"),
+            "err_msg": message, "request_id": request_id or str(uuid.uuid4())}
+
+
 def flag_option(values: dict[str, str], name: str, default: bool) -> bool:
     return limits.flag(values.get(name), name, default)
 
@@ -192,8 +205,7 @@ class DeepgramDialect(Dialect):
     @classmethod
     def handshake_refusal(cls, error: ParameterError) -> Refusal | None:
         """Deepgram answers bad parameters with HTTP 400 and a `dg-error` header."""
-        return Refusal(400, {"err_code": "Bad Request", "err_msg": str(error)},
-                       (("dg-error", str(error)),))
+        return Refusal(400, rest_error_body(400, str(error)), (("dg-error", str(error)),))
 
     def config_changes(self, pause_ms: int) -> dict[str, int]:
         """Per-session settings this client asked for (`endpointing` in ms)."""

@@ -159,3 +159,13 @@ def test_api_keys_have_one_parse() -> None:
 
     assert api_keys(["a", " b "], " b, c,,") == ("a", "b", "c")
     assert api_keys((), "") == ()
+
+
+def test_a_refused_key_is_answered_in_each_dialects_shape() -> None:
+    from rtasr.core.protocol import Dialect
+
+    assert Dialect.unauthorized("no").body == {"error": "unauthorized", "message": "no"}
+    deepgram = DeepgramDialect.unauthorized("no")
+    assert (deepgram.status, deepgram.body["err_code"]) == (401, "INVALID_AUTH")
+    openai = OpenAIRealtimeDialect.unauthorized("no")
+    assert openai.body["error"]["code"] == "invalid_api_key"

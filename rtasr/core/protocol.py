@@ -251,6 +251,11 @@ class Dialect:
         browser sees no HTTP body, but it does see the message and the close reason)."""
         return None
 
+    @classmethod
+    def unauthorized(cls, message: str) -> Refusal:
+        """How a missing or wrong API key is refused at the handshake (HTTP 401)."""
+        return Refusal(401, {"error": "unauthorized", "message": message})
+
     def config_changes(self, pause_ms: int) -> dict[str, int]:
         """Per-session settings the client asked for (none in the native protocol)."""
         return {}

@@ -207,6 +207,10 @@ class DeepgramDialect(Dialect):
         """Deepgram answers bad parameters with HTTP 400 and a `dg-error` header."""
         return Refusal(400, rest_error_body(400, str(error)), (("dg-error", str(error)),))
 
+    @classmethod
+    def unauthorized(cls, message: str) -> Refusal:
+        return Refusal(401, rest_error_body(401, message), (("dg-error", message),))
+
     def config_changes(self, pause_ms: int) -> dict[str, int]:
         """Per-session settings this client asked for (`endpointing` in ms)."""
         if self.endpoint_ms is None:

@@ -96,6 +96,10 @@ class OpenAIRealtimeDialect(Dialect):
         return Refusal(400, rest_error_body(400, str(error), code=error.reason,
                                             param=error.param))
 
+    @classmethod
+    def unauthorized(cls, message: str) -> Refusal:
+        return Refusal(401, rest_error_body(401, message, code="invalid_api_key"))
+
     def greeting(self, hello: Hello) -> list[str]:
         if not self.settings.model:
             self.settings = self._pending = replace(self.settings, model=hello.model)

@@ -18,7 +18,6 @@ import base64
 import binascii
 from dataclasses import replace
 from typing import Any
-from urllib.parse import parse_qs
 
 from ..core import limits
 from ..core.protocol import (
@@ -73,8 +72,8 @@ class OpenAIRealtimeDialect(Dialect):
     name = "openai-realtime"
 
     def __init__(self, query: str, *, default_language: str | None) -> None:
-        values = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
-        intent = values.get("intent", "transcription")
+        values = limits.query_values(query)
+        intent = limits.text(values.get("intent", "transcription"), "intent")
         if intent != "transcription":
             raise ParameterError(f"intent={intent[:40]!r}: rtasr serves transcription sessions "
                                  "only (?intent=transcription)", param="intent")

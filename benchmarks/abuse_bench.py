@@ -12,7 +12,7 @@ honest native session streams real speech (tests/data) in real time. It reports:
 - the server's RSS growth from after a warm-up run to after the storm (target < 50 MB),
 - whether the honest session's finals are word for word those it gets alone.
 
-    python benchmarks/abuse_bench.py --messages 2000
+    python benchmarks/abuse_bench.py --messages 2000 --storms 3
 """
 
 from __future__ import annotations
@@ -226,6 +226,8 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=2000, help="per dialect")
     parser.add_argument("--time-limit-s", type=float, default=240.0)
     parser.add_argument("--seed", type=int, default=31)
+    parser.add_argument("--storms", type=int, default=1,
+                        help="storms in a row: a leak grows with each, a high-water mark not")
     args, extra = parser.parse_known_args()
     proc, url = start_server(extra)
     base = url.removesuffix("/ws")
@@ -236,31 +238,37 @@ async def main() -> None:
         alone = await honest(url)  # also the warm-up
         await idle(http)
         rss_before, _ = memory_mb(proc.pid)
-        tally = Tally()
-        t0 = time.monotonic()
-        deadline = t0 + args.time_limit_s
-        n = args.messages
-        storm = asyncio.gather(
-            ws_storm("native", base, "/ws", native_message, lambda r: query(r, *NATIVE_Q), n,
-                     rng, tally, deadline),
-            ws_storm("deepgram", base, "/v1/listen", deepgram_message,
-                     lambda r: query(r, *DEEPGRAM_Q), n, rng, tally, deadline),
-            ws_storm("openai-realtime", base, "/v1/realtime", openai_message,
-                     lambda r: "intent=transcription", n, rng, tally, deadline),
-            rest_storm("openai-rest", http, n, rng, tally, deadline),
-            rest_storm("deepgram-rest", http, n, rng, tally, deadline))
-        during, _ = await asyncio.gather(honest(url), storm)
-        storm_s = time.monotonic() - t0
-        await idle(http)
-        rss_after, peak = memory_mb(proc.pid)
+        for storm in range(1, args.storms + 1):
+            tally = Tally()
+            t0 = time.monotonic()
+            during, _ = await asyncio.gather(honest(url), storm_all(
+                base, http, args.messages, rng, tally, t0 + args.time_limit_s))
+            storm_s = time.monotonic() - t0
+            await idle(http)
+            rss_after, peak = memory_mb(proc.pid)
+            print(f"storm {storm}:")
+            report(tally, storm_s, alone, during, rss_before, rss_after, peak)
     finally:
         stop_server(proc)
-    report(tally, storm_s, alone, during, rss_before, rss_after, peak)
+
+
+def storm_all(base: str, http: str, n: int, rng: random.Random, tally: Tally,
+              deadline: float) -> asyncio.Future[list[None]]:
+    """Every dialect's storm at once."""
+    return asyncio.gather(
+        ws_storm("native", base, "/ws", native_message, lambda r: query(r, *NATIVE_Q), n,
+                 rng, tally, deadline),
+        ws_storm("deepgram", base, "/v1/listen", deepgram_message,
+                 lambda r: query(r, *DEEPGRAM_Q), n, rng, tally, deadline),
+        ws_storm("openai-realtime", base, "/v1/realtime", openai_message,
+                 lambda r: "intent=transcription", n, rng, tally, deadline),
+        rest_storm("openai-rest", http, n, rng, tally, deadline),
+        rest_storm("deepgram-rest", http, n, rng, tally, deadline))
 
 
 def report(tally: Tally, storm_s: float, alone: list[str], during: list[str],
            rss_before: float, rss_after: float, peak: float) -> None:
-    time.sleep(0.5)  # the log's reader thread writes the last lines
+    time.sleep(0.5)  # the log's reader thread writes the last lines (counted from the start)
     log = LOG.read_text() if LOG.exists() else ""
     closes_1011 = sum(c for k, c in tally.closes.items() if k.endswith(" 1011"))
     http_5xx = sum(c for k, c in tally.statuses.items() if k.split()[-1].startswith("5"))
@@ -269,7 +277,7 @@ def report(tally: Tally, storm_s: float, alone: list[str], during: list[str],
     print(f"statuses: {dict(sorted(tally.statuses.items()))}")
     print(f"closes with 1011: {closes_1011}; HTTP 5xx: {http_5xx}; "
           f"tracebacks in the server log: {log.count('Traceback')}")
-    print(f"server RSS: {rss_before:.0f} MB after warm-up, {rss_after:.0f} MB after the storm "
+    print(f"server RSS: {rss_before:.0f} MB after warm-up, {rss_after:.0f} MB after this storm "
           f"({rss_after - rss_before:+.0f} MB), peak {peak:.0f} MB")
     same = alone == during
     print(f"honest session's finals word for word as alone: {same}")

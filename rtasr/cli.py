@@ -16,6 +16,7 @@ from typing import Any
 
 from . import __version__
 from .config import Config
+from .core import limits
 from .engine.engine import effective_config
 from .errors import ConfigError
 from .logs import setup_logging
@@ -115,9 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def api_keys(args: argparse.Namespace) -> tuple[str, ...]:
-    keys = list(args.api_key or [])
-    keys += [k.strip() for k in os.environ.get("RTASR_API_KEYS", "").split(",")]
-    return tuple(dict.fromkeys(k for k in keys if k))
+    return limits.api_keys(args.api_key or (), os.environ.get("RTASR_API_KEYS", ""))
 
 
 def config_from_args(args: argparse.Namespace) -> Config:

@@ -23,20 +23,33 @@ class RtasrError(Exception):
     close_code: int | None = CLOSE_INTERNAL
 
 
+class ClientValueError(RtasrError):
+    """A value a client sent that rtasr refuses: which one (`param`, a dotted path such as
+    `session.audio.input.format.rate`) and why (`reason`, in OpenAI's words: `invalid_type`,
+    `invalid_value`, `integer_below_min_value`, `integer_above_max_value`,
+    `string_above_max_length`), for dialects whose errors name them."""
+
+    def __init__(self, message: str, *, param: str | None = None,
+                 reason: str = "invalid_value") -> None:
+        super().__init__(message)
+        self.param = param
+        self.reason = reason
+
+
 class ConfigError(RtasrError):
     """A user's mistake in the server's configuration (CLI flags, model path, device)."""
 
     code = "config_error"
 
 
-class ProtocolError(RtasrError):
+class ProtocolError(ClientValueError):
     """A client message that is not valid JSON or not a known message; the session carries on."""
 
     code = "bad_message"
     close_code = None
 
 
-class ParameterError(RtasrError):
+class ParameterError(ClientValueError):
     """A bad connection parameter (query string); the session is refused."""
 
     code = "bad_parameter"

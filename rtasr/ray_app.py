@@ -31,6 +31,7 @@ from ray.serve.handle import DeploymentHandle
 from websockets.exceptions import ConnectionClosed
 
 from .config import Config
+from .core import limits
 from .core.engine_api import DecodeRequest, ModelInfo, Transcript
 from .core.protocol import Refusal
 from .engine.engine import Engine
@@ -151,8 +152,8 @@ async def _refuse(ws: WebSocket, refusal: Refusal) -> None:
 class Ingress:
     def __init__(self, asr: DeploymentHandle[Any], options: dict[str, Any]) -> None:
         self.asr = asr
-        keys = [*options.pop("api_keys", ()), *os.environ.get("RTASR_API_KEYS", "").split(",")]
-        options["api_keys"] = tuple(dict.fromkeys(k.strip() for k in keys if k.strip()))
+        options["api_keys"] = limits.api_keys(options.pop("api_keys", ()),
+                                              os.environ.get("RTASR_API_KEYS", ""))
         options["allowed_origins"] = tuple(options.get("allowed_origins", ()))
         self.options = Config(**options)  # resolved with the model's fields in _gateway
         self.engine = _RemoteEngine(asr)

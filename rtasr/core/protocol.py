@@ -9,25 +9,21 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
-from urllib.parse import parse_qs
 
 from ..errors import ParameterError, ProtocolError, RtasrError
+from . import limits
 
 Encoding = Literal["pcm_s16le", "pcm_f32le", "mulaw", "alaw"]
 ENCODINGS: tuple[Encoding, ...] = ("pcm_s16le", "pcm_f32le", "mulaw", "alaw")
 Task = Literal["transcribe", "translate"]
 TASKS: tuple[Task, ...] = ("transcribe", "translate")
-MIN_SAMPLE_RATE_HZ = 8_000
-MAX_SAMPLE_RATE_HZ = 48_000
-MAX_PROMPT_CHARS = 500
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 
 @dataclass(frozen=True, kw_only=True)
 class StreamParams:
-    """What a client declares in the connection URL's query string."""
+    """What a client declares in the connection URL's query string (or its dialect's
+    equivalent). Bounded however it is built: a value out of core/limits.py's bounds raises
+    ParameterError."""
 
     sample_rate: int = 16_000
     encoding: Encoding = "pcm_s16le"
@@ -40,46 +36,31 @@ class StreamParams:
         {"sample_rate", "encoding", "language", "task", "prompt", "interim_results", "token"}
     )
 
+    def __post_init__(self) -> None:
+        limits.sample_rate_hz(self.sample_rate)
+        limits.choice(self.encoding, "encoding", ENCODINGS)
+        limits.choice(self.task, "task", TASKS)
+        if self.prompt is not None:
+            limits.prompt(self.prompt)
+        if self.language is not None and limits.language(self.language) != self.language:
+            raise ParameterError(f"language must be a lower-case language code such as 'en', "
+                                 f"not {self.language[:40]!r}", param="language")
+
     @classmethod
     def from_query(cls, query: str, *, default_language: str | None = None) -> StreamParams:
-        values = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        values = limits.query_values(query)
         unknown = sorted(set(values) - cls.KNOWN)
         if unknown:
-            raise ParameterError(f"unknown query parameter: {', '.join(unknown)}")
-        rate_text = values.get("sample_rate", "16000")
-        try:
-            rate = int(rate_text)
-        except ValueError:
-            raise ParameterError(f"sample_rate must be an integer, not {rate_text!r}") from None
-        if not MIN_SAMPLE_RATE_HZ <= rate <= MAX_SAMPLE_RATE_HZ:
-            raise ParameterError(
-                f"sample_rate must be {MIN_SAMPLE_RATE_HZ}..{MAX_SAMPLE_RATE_HZ} Hz, not {rate}"
-            )
-        encoding = values.get("encoding", "pcm_s16le")
-        if encoding not in ENCODINGS:
-            raise ParameterError(
-                f"encoding must be one of {', '.join(ENCODINGS)}, not {encoding!r}"
-            )
-        language = values.get("language") or default_language
-        if language is not None and not (language.isascii() and language.isalpha()
-                                         and 2 <= len(language) <= 3):
-            raise ParameterError(f"language must be a language code such as 'en', not {language!r}")
-        interim_text = values.get("interim_results", "true").lower()
-        if interim_text not in _TRUE | _FALSE:
-            raise ParameterError(f"interim_results must be true or false, not {interim_text!r}")
-        task = values.get("task", "transcribe")
-        if task not in TASKS:
-            raise ParameterError(f"task must be transcribe or translate, not {task[:40]!r}")
-        prompt = values.get("prompt", "").strip()
-        if len(prompt) > MAX_PROMPT_CHARS:
-            raise ParameterError(f"prompt must be at most {MAX_PROMPT_CHARS} characters")
+            shown = ", ".join(name[:40] for name in unknown[:5])
+            raise ParameterError(f"unknown query parameter: {shown}", param=unknown[0][:40],
+                                 reason="unknown_parameter")
         return cls(
-            sample_rate=rate,
-            encoding=encoding,
-            language=language.lower() if language else None,
-            task=task,
-            prompt=prompt or None,
-            interim_results=interim_text in _TRUE,
+            sample_rate=limits.sample_rate_hz(values.get("sample_rate", "16000")),
+            encoding=limits.choice(values.get("encoding", "pcm_s16le"), "encoding", ENCODINGS),
+            language=limits.language(values.get("language")) or default_language,
+            task=limits.choice(values.get("task", "transcribe"), "task", TASKS),
+            prompt=limits.prompt(values.get("prompt")),
+            interim_results=limits.flag(values.get("interim_results"), "interim_results", True),
         )
 
 
@@ -277,6 +258,11 @@ class Dialect:
         or None to accept the websocket and close it with an `error` message (native: a
         browser sees no HTTP body, but it does see the message and the close reason)."""
         return None
+
+    @classmethod
+    def unauthorized(cls, message: str) -> Refusal:
+        """How a missing or wrong API key is refused at the handshake (HTTP 401)."""
+        return Refusal(401, {"error": "unauthorized", "message": message})
 
     def config_changes(self, pause_ms: int) -> dict[str, int]:
         """Per-session settings the client asked for (none in the native protocol)."""

@@ -16,13 +16,13 @@ import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlencode
 
 from .. import __version__
+from ..core import limits
 from ..core.protocol import (
-    MAX_PROMPT_CHARS,
     ClientMessage,
     Dialect,
+    Encoding,
     End,
     Error,
     Final,
@@ -39,34 +39,31 @@ from ..core.protocol import (
 from ..errors import AudioFormatError, ParameterError, ProtocolError, RtasrError
 
 DEEPGRAM_PATH = "/v1/listen"
-ENCODINGS = {"linear16": "pcm_s16le", "mulaw": "mulaw", "alaw": "alaw"}
-_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+ENCODINGS: dict[str, Encoding] = {"linear16": "pcm_s16le", "mulaw": "mulaw", "alaw": "alaw"}
 _CHANNEL = [0, 1]  # channel_index / channel: [this channel, channel count]
 
 
+_ERR_CODES = {400: "Bad Request", 401: "INVALID_AUTH", 404: "Not Found",
+              411: "Length Required", 413: "PAYLOAD_TOO_LARGE", 429: "TOO_MANY_REQUESTS",
+              500: "INTERNAL_SERVER_ERROR"}  # Deepgram's
+
+
+def rest_error_body(status: int, message: str, request_id: str | None = None
+                    ) -> dict[str, Any]:
+    """Deepgram's HTTP error body: `{"err_code", "err_msg", "request_id"}`."""
+    return {"err_code": _ERR_CODES.get(status, "Bad Request" if status < 500 else
+                                       "INTERNAL_SERVER_ERROR"),
+            "err_msg": message, "request_id": request_id or str(uuid.uuid4())}
+
+
 def flag_option(values: dict[str, str], name: str, default: bool) -> bool:
-    text = values.get(name)
-    if text is None:
-        return default
-    if text.lower() in _TRUE:
-        return True
-    if text.lower() in _FALSE:
-        return False
-    raise ParameterError(f"{name} must be true or false, not {text!r}")
+    return limits.flag(values.get(name), name, default)
 
 
 def int_option(values: dict[str, str], name: str, default: int | None, low: int,
                high: int) -> int | None:
     text = values.get(name)
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise ParameterError(f"{name} must be an integer, not {text!r}") from None
-    if not low <= value <= high:
-        raise ParameterError(f"{name} must be {low}..{high}, not {value}")
-    return value
+    return default if text is None else limits.integer(text, name, low, high)
 
 
 def _terms(lists: dict[str, list[str]]) -> str | None:
@@ -82,10 +79,20 @@ def _terms(lists: dict[str, list[str]]) -> str | None:
             terms.append(word)
     unique = list(dict.fromkeys(t.strip() for t in terms if t.strip()))
     prompt = ", ".join(unique)
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise ParameterError(f"keyterm and keywords must total at most {MAX_PROMPT_CHARS} "
+    if len(prompt) > limits.MAX_PROMPT_CHARS:
+        raise ParameterError(f"keyterm and keywords must total at most {limits.MAX_PROMPT_CHARS} "
                              f"characters (they become the decoder's prompt), not {len(prompt)}")
     return prompt or None
+
+
+def _endpointing(text: str | None) -> tuple[bool, int | None]:
+    """`endpointing`: false or 0 (no `speech_final`), true (the server's pause) or the pause
+    in ms (1..10000)."""
+    if text is None or not text.strip():
+        return True, None
+    if text.strip().lower() in limits.TRUE_WORDS | limits.FALSE_WORDS - {"1"}:
+        return limits.flag(text, "endpointing", True), None
+    return True, limits.integer(text, "endpointing", 1, 10_000)
 
 
 def _is_number(text: str) -> bool:
@@ -111,12 +118,14 @@ class Options:
 
     @classmethod
     def parse(cls, query: str, default_language: str | None) -> Options:
-        lists = parse_qs(query, keep_blank_values=True)
+        lists = limits.query_lists(query)
         values = {k: v[-1] for k, v in lists.items()}
-        language = values.get("language", "").split("-")[0].lower() or default_language
         # multi (streaming) and detect_language (prerecorded): Whisper detects each utterance's
         # language; the finals then say which, as Deepgram's do
-        detect = language == "multi" or flag_option(values, "detect_language", False)
+        multi = values.get("language", "").strip().lower() == "multi"
+        language = None if multi else limits.language(values.get("language"))
+        language = language or default_language
+        detect = multi or flag_option(values, "detect_language", False)
         punctuate = (flag_option(values, "punctuate", False)
                      or flag_option(values, "smart_format", False))
         return cls(values, None if detect else language, detect, punctuate, _terms(lists))
@@ -167,31 +176,24 @@ class DeepgramDialect(Dialect):
         values = options.values
         encoding = values.get("encoding", "linear16").lower()
         if encoding not in ENCODINGS:
-            raise ParameterError(f"encoding {encoding!r} is not supported: use "
-                                 f"{', '.join(ENCODINGS)} (raw audio, no container)")
+            raise ParameterError(f"encoding {encoding[:40]!r} is not supported: use "
+                                 f"{', '.join(ENCODINGS)} (raw audio, no container)",
+                                 param="encoding")
         channels = int_option(values, "channels", 1, 1, 8)
         if channels != 1:
             raise ParameterError(f"channels={channels}: rtasr transcribes one channel; send mono "
                                  "audio")
         self.detect = options.detect
-        self.model = values.get("model", "")  # accepted; the server's model answers
+        self.model = limits.text(values.get("model"), "model")  # accepted; ours answers
         self.punctuate = options.punctuate
         self.vad_events = flag_option(values, "vad_events", False)
         self.utterance_end_s = (
             int_option(values, "utterance_end_ms", None, 1000, 5000) or 0) / 1000
-        endpointing = values.get("endpointing", "")
-        self.endpointing = endpointing.lower() not in _FALSE
-        self.endpoint_ms = None
-        if endpointing and self.endpointing:
-            self.endpoint_ms = int_option(values, "endpointing", None, 0, 10_000)
-        rate = int_option(values, "sample_rate", 16000, 8000, 48000)
-        native = {"sample_rate": str(rate), "encoding": ENCODINGS[encoding],
-                  "interim_results": str(flag_option(values, "interim_results", False)).lower()}
-        if options.language:
-            native["language"] = options.language
-        if options.prompt:
-            native["prompt"] = options.prompt
-        self.params = StreamParams.from_query(urlencode(native), default_language=None)
+        self.endpointing, self.endpoint_ms = _endpointing(values.get("endpointing"))
+        self.params = StreamParams(
+            sample_rate=limits.sample_rate_hz(values.get("sample_rate", "16000")),
+            encoding=ENCODINGS[encoding], language=options.language, prompt=options.prompt,
+            interim_results=flag_option(values, "interim_results", False))
         self._request_id = str(uuid.uuid4())
         self._model_name = "whisper"
         self._model_uuid = ""
@@ -203,8 +205,11 @@ class DeepgramDialect(Dialect):
     @classmethod
     def handshake_refusal(cls, error: ParameterError) -> Refusal | None:
         """Deepgram answers bad parameters with HTTP 400 and a `dg-error` header."""
-        return Refusal(400, {"err_code": "Bad Request", "err_msg": str(error)},
-                       (("dg-error", str(error)),))
+        return Refusal(400, rest_error_body(400, str(error)), (("dg-error", str(error)),))
+
+    @classmethod
+    def unauthorized(cls, message: str) -> Refusal:
+        return Refusal(401, rest_error_body(401, message), (("dg-error", message),))
 
     def config_changes(self, pause_ms: int) -> dict[str, int]:
         """Per-session settings this client asked for (`endpointing` in ms)."""
@@ -230,6 +235,12 @@ class DeepgramDialect(Dialect):
         shown = kind if isinstance(kind, str) and len(kind) <= 40 else "?"
         raise ProtocolError(f"unknown message type {shown!r}; expected KeepAlive, Finalize "
                             "or CloseStream")
+
+    def settled(self, open_utterance: int | None) -> list[str]:
+        """No final is awaited: an utterance that ended without words (a cough) got no final,
+        so only the one still being spoken holds back `UtteranceEnd`."""
+        self._open &= {open_utterance}
+        return []
 
     def on_audio(self, data: bytes, position_s: float) -> list[str]:
         self._sha256.update(data)

@@ -62,10 +62,9 @@ def authorized(keys: tuple[str, ...], headers: Mapping[str, str], query: str) ->
     return any(hmac.compare_digest(o.encode(), k.encode()) for o in offered for k in keys)
 
 
-UNAUTHORIZED = Refusal(HTTPStatus.UNAUTHORIZED, {
-    "error": "unauthorized",
-    "message": "a valid API key is required: send 'Authorization: Bearer KEY' (or 'Token KEY'), "
-               "or ?token=KEY"})
+NO_KEY = ("a valid API key is required: send 'Authorization: Bearer KEY' (or 'Token KEY'), or "
+          "?token=KEY")
+UNAUTHORIZED = Dialect.unauthorized(NO_KEY)
 
 
 class Gateway:
@@ -103,7 +102,7 @@ class Gateway:
         if not authorized(self.config.api_keys, headers, query):
             log.info("refused %s: missing or wrong API key", path)
             self.metrics.rejected.labels("unauthorized").inc()
-            return UNAUTHORIZED
+            return DIALECTS[path].unauthorized(NO_KEY)  # in the dialect's error shape
         try:
             self.dialect(path, query)
         except ParameterError as exc:

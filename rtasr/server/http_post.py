@@ -25,6 +25,8 @@ from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 
+from ..dialects import deepgram, openai_realtime
+
 log = logging.getLogger(__name__)
 
 HEAD_LIMIT = 64 * 1024  # request line and headers
@@ -42,7 +44,11 @@ class PostRequest:
 
     @property
     def length(self) -> int:
-        return int(self.headers.get("content-length", "0") or 0)
+        """Content-Length: decimal digits only (no sign, no exponent); else ValueError."""
+        text = self.headers.get("content-length", "0").strip() or "0"
+        if not (text.isascii() and text.isdecimal() and len(text) <= 20):
+            raise ValueError(f"bad Content-Length {text[:20]!r}")
+        return int(text)
 
 
 class Reply:
@@ -102,9 +108,18 @@ class Posts:
             await asyncio.wait(set(self.tasks))
 
 
+def error_body(path: str, status: int, message: str, code: str) -> dict[str, Any]:
+    """An error answered here, before a REST endpoint read the request, in the shape of the
+    API its path belongs to (Deepgram's on /v1/listen, OpenAI's elsewhere)."""
+    if path == deepgram.DEEPGRAM_PATH:
+        return deepgram.rest_error_body(status, message)
+    return openai_realtime.rest_error_body(status, message, code=code)
+
+
 async def _serve(reader: asyncio.StreamReader, transport: asyncio.Transport,
                  handler: PostHandler) -> None:
     reply = Reply(transport)
+    path = ""
     try:
         async with asyncio.timeout(READ_TIMEOUT_S):
             head = await reader.readuntil(b"\r\n\r\n")
@@ -114,28 +129,24 @@ async def _serve(reader: asyncio.StreamReader, transport: asyncio.Transport,
         for field in filter(None, fields):
             name, _, value = field.partition(":")
             headers[name.strip().lower()] = value.strip()
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            reply.json(411, {"error": {"type": "invalid_request_error", "code": "length_required",
-                                       "message": "send a Content-Length", "param": None}})
-            return
         path, _, query = target.partition("?")
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            reply.json(411, error_body(path, 411, "send a Content-Length", "length_required"))
+            return
         await handler(PostRequest(method, path, query, headers, reader), reply)
     except (asyncio.LimitOverrunError, asyncio.IncompleteReadError, ValueError, TimeoutError):
         if not reply.started:
-            reply.json(400, {"error": {"type": "invalid_request_error", "code": "bad_request",
-                                       "message": "malformed or incomplete HTTP request",
-                                       "param": None}})
+            reply.json(400, error_body(path, 400, "malformed or incomplete HTTP request",
+                                       "bad_request"))
     except asyncio.CancelledError as cancelled:
         if cancelled.args == (STOPPING,) and not reply.started:
-            reply.json(503, {"error": {"type": "server_error", "code": "server_stopping",
-                                       "message": "the server is stopping; retry elsewhere",
-                                       "param": None}})
+            reply.json(503, error_body(path, 503, "the server is stopping; retry elsewhere",
+                                       "server_stopping"))
         raise
     except Exception:
         log.exception("request failed")
         if not reply.started:
-            reply.json(500, {"error": {"type": "server_error", "code": "internal_error",
-                                       "message": "internal error", "param": None}})
+            reply.json(500, error_body(path, 500, "internal error", "internal_error"))
     finally:
         with contextlib.suppress(Exception):
             transport.close()

@@ -16,7 +16,6 @@ import json
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import IO, Any
 
 from ...core.protocol import Final, StreamParams
@@ -29,6 +28,7 @@ from ...dialects.deepgram import (
     int_option,
     model_info,
     model_uuid,
+    rest_error_body,
     transcript,
     words_json,
 )
@@ -39,8 +39,6 @@ from .uploads import FileTranscriber, RawFormat, RequestError, decode, drain, du
 
 MAX_UPLOAD_BYTES = 256 * 1024 * 1024  # an hour of 16 kHz mono WAV fits; spooled to disk
 JSON_PEEK_BYTES = 64 * 1024  # a body this short that starts with "{" is read as JSON
-_ERR_CODES = {400: "Bad Request", 401: "INVALID_AUTH", 413: "PAYLOAD_TOO_LARGE",
-              429: "TOO_MANY_REQUESTS"}  # Deepgram's
 _DEMUXERS = {"pcm_s16le": "s16le", "mulaw": "mulaw", "alaw": "alaw"}
 
 
@@ -55,8 +53,7 @@ class PrerecordedSettings:
 
 def error_body(error: RequestError, request_id: str) -> dict[str, Any]:
     """Deepgram's error object."""
-    code = _ERR_CODES.get(error.status) or HTTPStatus(error.status).phrase
-    return {"err_code": code, "err_msg": str(error), "request_id": request_id}
+    return rest_error_body(error.status, str(error), request_id)
 
 
 def parse(query: str, default_language: str | None) -> PrerecordedSettings:

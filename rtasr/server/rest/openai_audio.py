@@ -16,9 +16,10 @@ from typing import Any
 
 from python_multipart.multipart import Field, File, create_form_parser
 
-from ...core import subtitles
+from ...core import limits, subtitles
 from ...core.engine_api import ModelInfo
 from ...core.protocol import Final, StreamParams
+from ...dialects.openai_realtime import rest_error_body
 from ...errors import ParameterError
 from ..gateway import authorized
 from ..http_post import PostRequest, Reply
@@ -34,12 +35,12 @@ from .uploads import (
 
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024  # OpenAI's own limit
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+GRANULARITIES = ("word", "segment")
 
 
 def error_body(error: RequestError) -> dict[str, Any]:
     """OpenAI's error object."""
-    kind = "server_error" if error.status >= 500 else "invalid_request_error"
-    return {"error": {"message": str(error), "type": kind, "param": error.param, "code": None}}
+    return rest_error_body(error.status, str(error), param=error.param)
 
 
 def models_body(model: ModelInfo) -> dict[str, Any]:
@@ -78,6 +79,36 @@ async def read_form(request: PostRequest) -> Form:
     return form
 
 
+@dataclass(frozen=True)
+class FormRequest:
+    """What one upload's form fields ask."""
+
+    params: StreamParams
+    format: str
+    granularity: frozenset[str]
+    stream: bool
+
+
+def parse_form(fields: dict[str, list[str]], task: str,
+               default_language: str | None) -> FormRequest:
+    """The form's fields, each checked and bounded (core/limits.py); unknown fields are
+    accepted, as OpenAI's SDKs send some rtasr does not use. Raises ParameterError."""
+    values = {k: v[-1] for k, v in fields.items()}
+    fmt = limits.choice(values.get("response_format", "json"), "response_format", FORMATS)
+    granularity = frozenset(
+        limits.choice(g, "timestamp_granularities[]", GRANULARITIES)
+        for g in fields.get("timestamp_granularities[]", [])) or frozenset({"segment"})
+    if "temperature" in values:  # accepted: decoding is greedy
+        limits.number(values["temperature"], "temperature", 0.0, 1.0)
+    limits.text(values.get("model"), "model")
+    language = limits.language(values.get("language")) or default_language
+    params = StreamParams(language=language if task == "transcribe" else None,
+                          task="translate" if task == "translate" else "transcribe",
+                          prompt=limits.prompt(values.get("prompt")), interim_results=False)
+    stream = limits.flag(values.get("stream"), "stream", False) and task == "transcribe"
+    return FormRequest(params, fmt, granularity, stream)
+
+
 class OpenAIRest:
     """The REST endpoints of one server."""
 
@@ -103,30 +134,20 @@ class OpenAIRest:
             await drain(request)  # a refused upload is read unkept: the client sees why
 
     async def _transcribe(self, form: Form, task: str, reply: Reply) -> None:
-        values = {k: v[-1] for k, v in form.fields.items()}
-        fmt = values.get("response_format", "json")
-        if fmt not in FORMATS:
-            raise RequestError(400, f"response_format must be one of {', '.join(FORMATS)}",
-                           param="response_format")
-        language = values.get("language", "").split("-")[0].lower() or self.model.language
-        params = StreamParams(language=language if task == "transcribe" else None,
-                              task="translate" if task == "translate" else "transcribe",
-                              prompt=values.get("prompt", "").strip() or None,
-                              interim_results=False)
         try:
-            self.model.check(params.language, params.task)
+            request = parse_form(form.fields, task, self.model.language)
+            self.model.check(request.params.language, request.params.task)
         except ParameterError as exc:
-            raise RequestError(400, str(exc), param="language") from None
+            raise RequestError(400, str(exc), param=exc.param or "language") from None
         assert form.file is not None
         pcm = await asyncio.to_thread(decode, form.file.file_object)
-        finals = self.files.finals(pcm, params)
-        if values.get("stream", "").lower() == "true" and task == "transcribe":
+        finals = self.files.finals(pcm, request.params)
+        if request.stream:
             await self._stream(finals, reply)
             return
         collected = [f async for f in finals]
-        granularity = set(form.fields.get("timestamp_granularities[]", [])) or {"segment"}
-        body, content_type = render(collected, fmt, granularity, task,
-                                    duration_s(pcm), params.language)
+        body, content_type = render(collected, request.format, set(request.granularity), task,
+                                    duration_s(pcm), request.params.language)
         reply.send(200, body.encode(), content_type)
 
     async def _stream(self, finals: AsyncIterator[Final], reply: Reply) -> None:

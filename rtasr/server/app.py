@@ -34,6 +34,7 @@ from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .rest.deepgram_prerecorded import DeepgramRest
 from .rest.openai_audio import OpenAIRest, models_body
 from .rest.uploads import FileTranscriber
+from .wyoming_tcp import WyomingServer
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,9 @@ class Server:
         self.rest: OpenAIRest | None = None
         self.deepgram_rest: DeepgramRest | None = None
         self.posts = Posts()  # uploads being transcribed
+        # --wyoming-port: Home Assistant's protocol, sessions through the same gateway
+        self.wyoming = WyomingServer(self.gateway, config) if config.wyoming_port is not None \
+            else None
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -135,6 +139,12 @@ class Server:
             compression=None,
             server_header="rtasr",
         )
+        if self.wyoming is not None:
+            try:
+                await self.wyoming.start()
+            except Exception:
+                self._ws.close()
+                raise
         self.metrics.watch(self.engine, lambda: self.session_count)
         self.loop_monitor.start()
         scheme = "wss" if tls else "ws"
@@ -150,6 +160,8 @@ class Server:
         grace = self.config.shutdown_grace_s
         deadline = asyncio.get_running_loop().time() + grace
         self._ws.close(close_connections=False)
+        if self.wyoming is not None:
+            self.wyoming.close()
         # finals first: the model gets all but the last SEND_SHARE of the grace
         finals_by = deadline - grace * SEND_SHARE
         self.gateway.shutdown(finals_by=finals_by)
@@ -158,6 +170,8 @@ class Server:
             async with asyncio.timeout_at(deadline):
                 await self.gateway.idle.wait()
         await uploads
+        if self.wyoming is not None:
+            await self.wyoming.wait_closed(max(0.0, deadline - asyncio.get_running_loop().time()))
         for ws in list(self._sockets):  # clients that did not read or answer the close
             ws.transport.abort()
         await self._ws.wait_closed()

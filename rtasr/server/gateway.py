@@ -82,9 +82,10 @@ class Gateway:
         self.idle = asyncio.Event()  # set while no session is open
         self.idle.set()
 
-    def dialect(self, path: str, query: str) -> Dialect:
-        """The wire protocol the client asked for. Raises ParameterError for bad parameters."""
-        dialect = DIALECTS[path](query, default_language=self.model.language)
+    def dialect(self, path: str, query: str, kind: type[Dialect] | None = None) -> Dialect:
+        """The wire protocol the client asked for (`kind`, else the path's). Raises
+        ParameterError for bad parameters."""
+        dialect = (kind or DIALECTS[path])(query, default_language=self.model.language)
         self.model.check(dialect.params.language, dialect.params.task)
         return dialect
 
@@ -118,12 +119,14 @@ class Gateway:
         for conn in list(self.connections):
             conn.shutdown(finals_by=finals_by)
 
-    async def run(self, ws: Socket, path: str, query: str) -> None:
-        """Run one session on an accepted websocket, from its greeting to its close."""
+    async def run(self, ws: Socket, path: str, query: str,
+                  kind: type[Dialect] | None = None) -> None:
+        """Run one session on an accepted websocket (or a transport's `Socket`), from its
+        greeting to its close. `kind`: the dialect, for a transport without paths."""
         session_id = uuid.uuid4().hex[:12]
         slog = SessionLog(log, {"session": session_id})
         try:
-            dialect = self.dialect(path, query)
+            dialect = self.dialect(path, query, kind)
             refusal = self.admission()
             if refusal is not None:
                 self.metrics.rejected.labels("overloaded").inc()

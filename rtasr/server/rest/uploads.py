@@ -30,7 +30,7 @@ from ...core.session import Session
 from ...errors import RtasrError
 from ..connection import EngineLike
 from ..http_post import HttpRequest
-from ..in_flight import Decodes
+from ..in_flight import MAX_FINALS_WAITING, Decodes
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +157,9 @@ class FileTranscriber:
             self.in_flight -= 1
 
     async def finals(self, pcm: bytes, params: StreamParams) -> AsyncIterator[Final]:
-        """The file's finals in order, through a Session that is not real time, fed while at
-        most two of its decodes are in flight, and yielding to the event loop after every
+        """The file's finals in order, through a Session that is not real time, fed while
+        fewer than MAX_FINALS_WAITING of its finals wait on the engine (as a websocket
+        session is read), and yielding to the event loop after every
         second of audio (an hour of silence is 3,600 short turns, not one long one).
 
         Raises RequestError (500) at the first utterance that could not be transcribed, or
@@ -187,8 +188,8 @@ class FileTranscriber:
             for i in range(0, len(pcm) + CHUNK, CHUNK):
                 dispatch(session.feed(pcm[i : i + CHUNK]) if i < len(pcm) else session.end())
                 await asyncio.sleep(0)  # live sessions' turn
-                while not failed and decodes.tasks and (len(decodes.tasks) > 2
-                                                        or i >= len(pcm)):
+                while not failed and decodes.tasks and (
+                        len(decodes.finals()) >= MAX_FINALS_WAITING or i >= len(pcm)):
                     await asyncio.wait(decodes.tasks.values(),
                                        return_when=asyncio.FIRST_COMPLETED)
                     for final in ready:

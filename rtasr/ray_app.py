@@ -9,7 +9,10 @@ Two deployments:
   `/v1/listen`, OpenAI's `/v1/realtime`) through a FastAPI websocket route and runs the same
   session core as `rtasr serve`: `Session` for the speech logic, `Connection` for the limits
   and the delivery of finals. Only the transport
-  (Starlette's websocket) and the engine (a handle to `Asr`) differ.
+  (Starlette's websocket) and the engine (a handle to `Asr`) differ. Each ingress replica
+  admits as `rtasr serve` does (gateway.py's `admission_error`): at its `max_sessions`, or
+  while the model replica's real-time finals wait over `max_final_wait_ms`, a new session
+  gets `overloaded` (1013) and `/healthz` answers 503.
 
 `serve run deploy/serve.yaml` or `serve deploy deploy/serve.yaml`; see docs/ray.md.
 """
@@ -35,8 +38,8 @@ from .core import limits
 from .core.engine_api import DecodeRequest, ModelInfo, Transcript
 from .core.protocol import Refusal
 from .engine.engine import Engine
-from .errors import CLOSE_POLICY
-from .server.gateway import DIALECTS, Gateway
+from .errors import CLOSE_POLICY, OverloadedError
+from .server.gateway import DIALECTS, Gateway, admission_error
 from .server.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -115,6 +118,12 @@ class _RemoteEngine:
         self._refresh()
         return bool(self.load["behind"])
 
+    @property
+    def final_wait_s(self) -> float:
+        """The model replica's recent final wait (its admission signal)."""
+        self._refresh()
+        return float(self.load.get("final_wait_s", 0.0))
+
     async def transcribe(self, request: DecodeRequest) -> Transcript | None:
         return cast(Transcript | None, await self.asr.transcribe.remote(request))
 
@@ -165,19 +174,31 @@ class Ingress:
         if self.gateway is None:
             model, engine = cast(tuple[ModelInfo, Config], await self.asr.setup.remote())
             config = self.options.served_with(engine)
-            self.gateway = Gateway(config, self.engine, model, self.metrics)
+            self.gateway = Gateway(config, self.engine, model, self.metrics,
+                                   self.admission_error)
         return self.gateway
 
+    def admission_error(self) -> OverloadedError | None:
+        """Why this replica would refuse a new session now, or None (as `rtasr serve`)."""
+        gateway = self.gateway
+        assert gateway is not None
+        return admission_error(len(gateway.connections), gateway.config.max_sessions,
+                               self.engine.final_wait_s, gateway.config.max_final_wait_ms)
+
     @api.get("/healthz")
-    async def healthz(self) -> dict[str, Any]:
+    async def healthz(self) -> JSONResponse:
+        """200 while this replica admits new sessions, 503 while it would refuse them."""
         gateway = await self._gateway()
         config = gateway.config
-        return {"status": "ok", "ready": True, "device": config.device,
-                **dataclasses.asdict(gateway.model), "beam_size": config.beam_size,
-                "context_chars": config.context_chars,
-                "sessions": len(gateway.connections), "sessions_served": self.served,
-                "replica": serve.get_replica_context().replica_tag,
-                "engine": await self.engine.fresh_load()}
+        engine = await self.engine.fresh_load()
+        full = self.admission_error()
+        return JSONResponse({
+            "status": "full" if full else "ok", "ready": full is None, "device": config.device,
+            **dataclasses.asdict(gateway.model), "beam_size": config.beam_size,
+            "context_chars": config.context_chars, "sessions": len(gateway.connections),
+            "max_sessions": config.max_sessions, "sessions_served": self.served,
+            "replica": serve.get_replica_context().replica_tag, "engine": engine},
+            503 if full else 200)
 
     @api.websocket("/{path:path}")
     async def websocket(self, ws: WebSocket, path: str) -> None:
@@ -200,11 +221,14 @@ def build(args: dict[str, Any]) -> Any:
 
     args: `model`, `device`, `compute_type`, `language` (as `rtasr serve`), `num_gpus` per
     model replica (default 1 with device cuda, else 0), `asr_replicas` (1),
-    `ingress_replicas` (2), `api_keys` and `allowed_origins` (lists, as `rtasr serve`'s
-    `--api-key` and `--allowed-origins`; the ingress replicas also read `RTASR_API_KEYS`).
+    `ingress_replicas` (2), `max_sessions` (per ingress replica; default: the model's, as
+    `rtasr serve`) and `max_final_wait_ms` (1000), `api_keys` and `allowed_origins` (lists,
+    as `rtasr serve`'s `--api-key` and `--allowed-origins`; the ingress replicas also read
+    `RTASR_API_KEYS`).
     """
     options: dict[str, Any] = {k: args[k] for k in ("model", "device", "compute_type",
-                                                    "language") if k in args}
+                                                    "language", "max_sessions",
+                                                    "max_final_wait_ms") if k in args}
     access: dict[str, Any] = {k: list(args[k]) for k in ("api_keys", "allowed_origins")
                               if k in args}
     device = options.get("device", "auto")

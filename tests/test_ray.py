@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -112,3 +113,39 @@ def test_the_ray_ingress_checks_keys_and_origins(ray_url: str) -> None:
         ws.send(json.dumps({"type": "CloseStream"}))
         assert json.loads(ws.recv())["type"] == "Metadata"
     assert healthz(ray_url)["ready"] is True
+
+
+def test_the_ray_ingress_admits_like_rtasr_serve(ray_url: str) -> None:
+    """At `max_sessions` an ingress replica refuses the next session with `overloaded`
+    (1013) and its /healthz answers 503 until a session closes, as `rtasr serve` does."""
+    from websockets.exceptions import ConnectionClosedError
+
+    from rtasr.ray_app import build
+
+    serve.run(build({"device": "cpu", "ingress_replicas": 1, "max_sessions": 1}),
+              name="rtasr-one", route_prefix="/one")
+    try:
+        url = f"{ray_url}/one"
+        with connect(f"{url}/ws", open_timeout=60) as first:
+            assert json.loads(first.recv())["type"] == "ready"
+            with pytest.raises(urllib.error.HTTPError) as full:
+                healthz(url)
+            assert full.value.code == 503
+            assert json.loads(full.value.read())["ready"] is False
+            with connect(f"{url}/ws", open_timeout=60) as second:
+                refused = json.loads(second.recv())
+                with pytest.raises(ConnectionClosedError):
+                    second.recv()
+            assert (refused["code"], second.close_code) == ("overloaded", 1013)
+            first.send(json.dumps({"type": "end"}))
+            assert [json.loads(m)["type"] for m in first][-1] == "end"
+        for _ in range(100):  # the replica sees the close a moment after the client
+            try:
+                assert healthz(url)["ready"] is True
+                break
+            except urllib.error.HTTPError:
+                continue
+        else:
+            pytest.fail("/healthz stayed 503 after the session closed")
+    finally:
+        serve.delete("rtasr-one")

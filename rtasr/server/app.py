@@ -27,7 +27,7 @@ from ..dialects.deepgram import DEEPGRAM_PATH
 from ..engine.engine import Engine
 from ..errors import ConfigError, OverloadedError
 from . import static
-from .gateway import DIALECTS, UNAUTHORIZED, Gateway, authorized, refusal_body
+from .gateway import DIALECTS, UNAUTHORIZED, Gateway, admission_error, authorized, refusal_body
 from .http_post import PostRequest, Posts, Reply, front
 from .loop_monitor import LoopMonitor
 from .metrics import CONTENT_TYPE_LATEST, Metrics
@@ -188,13 +188,9 @@ class Server:
 
     def admission_error(self) -> OverloadedError | None:
         """Why a new session would be refused now, or None when it is welcome."""
-        limit = self.max_sessions
-        if len(self.gateway.connections) >= limit:
-            return OverloadedError(f"the server is at its limit of {limit} sessions; "
-                                   "try again later")
-        if self.engine.scheduler.recent_final_wait_s() > self.config.max_final_wait_ms / 1000:
-            return OverloadedError("the server is behind on finals; try again later")
-        return None
+        return admission_error(len(self.gateway.connections), self.max_sessions,
+                               self.engine.scheduler.recent_final_wait_s(),
+                               self.config.max_final_wait_ms)
 
     def health(self) -> dict[str, Any]:
         full = self.admission_error()

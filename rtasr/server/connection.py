@@ -2,9 +2,13 @@
 
 The connection moves bytes between the socket and the sans-I/O `Session`, through the
 client's `Dialect`, and enforces the per-session limits: frame size, audio rate (faster than
-real time only up to `--max-speed`; beyond it the reader stops reading, so TCP pushes back),
-idle time, session length and unsent messages (a client that stops reading is closed, not
-buffered for). Whatever ends it, finals already earned are delivered first.
+real time only up to `--max-speed`), finals waiting on the engine (at most
+`MAX_FINALS_WAITING`, in_flight.py) (past either the reader stops reading, so TCP pushes back
+and nothing said is dropped), idle time, session length and unsent messages. A client that
+leaves `--max-unsent-messages` unread is ended (`slow_consumer`, 1008) rather than buffered
+for without end, but nothing queued for it is dropped: whatever ends a session, the finals its
+audio earned are queued after what it has not read, then the error and the close, and are
+delivered if it reads again within SEND_GRACE_S.
 """
 
 from __future__ import annotations
@@ -147,6 +151,7 @@ class Connection:
                     outcome = self._take(message)
                 if outcome is not None:
                     return outcome
+                await self.in_flight.room()
                 await self._pace()
         except ConnectionClosed:
             return None  # the client went away: nothing to deliver
@@ -222,11 +227,12 @@ class Connection:
         self._dispatch(self.session.retune(config, params))
 
     async def _pace(self) -> None:
-        """Stop reading while the client is more than BURST_S ahead of --max-speed."""
+        """Stop reading while the client is more than BURST_S ahead of --max-speed; else
+        yield once, so the writer sends what a burst of frames queued (unsent messages
+        count only where the client does not read them)."""
         allowed = (time.monotonic() - self._opened) * self.config.max_speed + BURST_S
         ahead = self.session.duration_s - allowed
-        if ahead > 0:
-            await asyncio.sleep(ahead / self.config.max_speed)
+        await asyncio.sleep(max(0.0, ahead / self.config.max_speed))
 
     # finishing -----------------------------------------------------------------------------
 
@@ -288,11 +294,13 @@ class Connection:
             self._put(text)
 
     def _put(self, text: str) -> None:
-        if self._outbox.qsize() >= self.config.max_unsent_messages:
+        """Queue `text` for the writer. At --max-unsent-messages the session ends
+        (`slow_consumer`); what is queued then, and its last finals, stay queued."""
+        if self._outbox.qsize() >= self.config.max_unsent_messages and not self._stop.done():
+            self.log.info("slow consumer: %d messages unread", self._outbox.qsize())
             self.shutdown(Outcome(SlowConsumerError.close_code or CLOSE_INTERNAL,
                                   SlowConsumerError(f"{self._outbox.qsize()} messages unread; "
                                                     "the client is not reading")))
-            return
         self._outbox.put_nowait(text)
 
     async def _write(self) -> None:

@@ -177,6 +177,20 @@ class Gateway:
         return self.config.replace(**changes)
 
 
+def admission_error(sessions: int, max_sessions: int, final_wait_s: float,
+                    max_final_wait_ms: int) -> OverloadedError | None:
+    """Why a new session would be refused now (`overloaded`, 1013), or None: `sessions`
+    open at --max-sessions, or real-time finals that waited over --max-final-wait-ms for the
+    model in the last few seconds (`final_wait_s`, scheduler.py). `rtasr serve` and each
+    Ray ingress replica admit by this."""
+    if sessions >= max_sessions:
+        return OverloadedError(f"the server is at its limit of {max_sessions} sessions; "
+                               "try again later")
+    if final_wait_s > max_final_wait_ms / 1000:
+        return OverloadedError("the server is behind on finals; try again later")
+    return None
+
+
 def refusal_body(refusal: Refusal) -> tuple[bytes, list[tuple[str, str]]]:
     """A refusal's JSON body and its headers (Content-Type, Content-Length, the dialect's)."""
     data = json.dumps(refusal.body).encode()
@@ -185,5 +199,5 @@ def refusal_body(refusal: Refusal) -> tuple[bytes, list[tuple[str, str]]]:
     return data, headers
 
 
-__all__ = ["DIALECTS", "Gateway", "ModelInfo", "Refusal", "authorized", "refusal_body",
-           "register"]
+__all__ = ["DIALECTS", "Gateway", "ModelInfo", "Refusal", "admission_error", "authorized",
+           "refusal_body", "register"]

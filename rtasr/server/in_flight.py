@@ -25,6 +25,8 @@ from ..core.protocol import ServerMessage
 from ..core.session import Session
 from ..errors import EngineError, RtasrError
 
+MAX_FINALS_WAITING = 4  # a session's final decodes in flight before it stops taking audio
+
 
 class Decodes:
     """One session's decode jobs, each an asyncio task until its outcome is dispatched."""
@@ -56,6 +58,20 @@ class Decodes:
             else:
                 messages.append(action)
         return messages
+
+    def finals(self) -> list[asyncio.Task[None]]:
+        """The decodes of utterances that ended, whichever kind serves as their final (the
+        open utterance's partial or candidate is not one of them)."""
+        speaking = self.session.segmenter.open_utterance
+        open_index = None if speaking is None else speaking.index
+        return [task for job, task in self.tasks.items()
+                if job.kind == "final" or job.utterance != open_index]
+
+    async def room(self) -> None:
+        """Return once fewer than MAX_FINALS_WAITING finals wait on the engine (at once
+        unless the session is at the bound)."""
+        while len(finals := self.finals()) >= MAX_FINALS_WAITING:
+            await asyncio.wait(finals, return_when=asyncio.FIRST_COMPLETED)
 
     def cancel(self) -> None:
         """Cancel every decode in flight (the session is over)."""

@@ -30,7 +30,7 @@ from ...core.protocol import Error, Final, StreamParams
 from ...core.session import Session
 from ...errors import RtasrError
 from ..http_post import PostRequest
-from ..in_flight import Decodes
+from ..in_flight import MAX_FINALS_WAITING, Decodes
 from ..interfaces import EngineLike
 
 log = logging.getLogger(__name__)
@@ -159,10 +159,10 @@ class FileTranscriber:
             self.in_flight -= 1
 
     async def finals(self, pcm: bytes, params: StreamParams) -> AsyncIterator[Final]:
-        """The file's finals in order, through a Session that is not real time, fed a second
-        at a time, the next second only once at most two of its decodes are in flight (one
-        second's audio may ask for more), yielding to the event loop after every second of
-        audio (an hour of silence is 3,600 short turns, not one long one).
+        """The file's finals in order, through a Session that is not real time, fed while
+        fewer than MAX_FINALS_WAITING of its finals wait on the engine (as a websocket
+        session is read), and yielding to the event loop after every
+        second of audio (an hour of silence is 3,600 short turns, not one long one).
 
         Raises RequestError (500) at the first utterance that could not be transcribed, or
         after a bug in handling a decode: an answer with words missing is never given.
@@ -190,8 +190,8 @@ class FileTranscriber:
                 dispatch(session.feed(pcm[i : i + CHUNK], NOT_REALTIME) if i < len(pcm)
                          else session.end())
                 await asyncio.sleep(0)  # live sessions' turn
-                while not failed and decodes.tasks and (len(decodes.tasks) > 2
-                                                        or i >= len(pcm)):
+                while not failed and decodes.tasks and (
+                        len(decodes.finals()) >= MAX_FINALS_WAITING or i >= len(pcm)):
                     await asyncio.wait(decodes.tasks.values(),
                                        return_when=asyncio.FIRST_COMPLETED)
                     for final in ready:

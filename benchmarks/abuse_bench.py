@@ -243,7 +243,8 @@ async def main() -> None:
     args, extra = parser.parse_known_args()
     dialects = args.only.split(",")
     PROBE.parent.mkdir(exist_ok=True)
-    PROBE.unlink(missing_ok=True)
+    for old in [PROBE, *PROBE.parent.glob(f"{PROBE.name}.*.snap")]:
+        old.unlink()
     proc, url = start_server(extra, launcher=(str(Path(__file__).parent / "server_probe.py"),),
                              env={"RTASR_PROBE_OUT": str(PROBE)})
     base = url.removesuffix("/ws")

@@ -9,10 +9,15 @@ honest native session streams real speech (tests/data) in real time. It reports:
 
 - websocket closes with 1011 and HTTP 5xx answers (target 0),
 - tracebacks in the server's log (target 0),
-- the server's RSS growth from after a warm-up run to after the storm (target < 50 MB),
+- the server's RSS growth from after a warm-up run to after the storm (target < 50 MB): raw,
+  and after glibc's `malloc_trim(0)` in the server (memory still in use; the rest is memory
+  freed but kept by the allocator for reuse; see benchmarks/server_probe.py),
 - whether the honest session's finals are word for word those it gets alone.
 
     python benchmarks/abuse_bench.py --messages 2000 --storms 3
+
+`--only openai-rest,deepgram-rest` storms those dialects alone; `RTASR_TRACEMALLOC=25` has the
+server trace Python allocations and prints what grew most over the last storm.
 """
 
 from __future__ import annotations
@@ -23,10 +28,13 @@ import base64
 import contextlib
 import io
 import json
+import os
 import random
+import signal
 import string
 import sys
 import time
+import tracemalloc
 import wave
 from collections import Counter
 from pathlib import Path
@@ -50,6 +58,8 @@ PER_CONNECTION = 100  # messages on one websocket before it closes
 CONCURRENCY = 3  # connections at once per websocket dialect
 REST_CONCURRENCY = 2  # requests at once per REST endpoint (both together under MAX_FILES)
 LOG = Path(__file__).parent / "results" / "server.log"
+PROBE = Path(__file__).parent / "results" / "server_probe.json"
+DIALECTS = ["native", "deepgram", "openai-realtime", "openai-rest", "deepgram-rest"]
 
 
 def junk(rng: random.Random, depth: int = 0) -> Any:
@@ -228,8 +238,15 @@ async def main() -> None:
     parser.add_argument("--seed", type=int, default=31)
     parser.add_argument("--storms", type=int, default=1,
                         help="storms in a row: a leak grows with each, a high-water mark not")
+    parser.add_argument("--only", default=",".join(DIALECTS),
+                        help="comma-separated dialects to storm (default: all)")
     args, extra = parser.parse_known_args()
-    proc, url = start_server(extra)
+    dialects = args.only.split(",")
+    PROBE.parent.mkdir(exist_ok=True)
+    for old in [PROBE, *PROBE.parent.glob(f"{PROBE.name}.*.snap")]:
+        old.unlink()
+    proc, url = start_server(extra, launcher=(str(Path(__file__).parent / "server_probe.py"),),
+                             env={"RTASR_PROBE_OUT": str(PROBE)})
     base = url.removesuffix("/ws")
     http = base.replace("ws://", "http://")
     rng = random.Random(args.seed)
@@ -237,37 +254,65 @@ async def main() -> None:
         await idle(http)
         alone = await honest(url)  # also the warm-up
         await idle(http)
-        rss_before, _ = memory_mb(proc.pid)
+        before = await probe(proc.pid)
         for storm in range(1, args.storms + 1):
             tally = Tally()
             t0 = time.monotonic()
             during, _ = await asyncio.gather(honest(url), storm_all(
-                base, http, args.messages, rng, tally, t0 + args.time_limit_s))
+                dialects, base, http, args.messages, rng, tally, t0 + args.time_limit_s))
             storm_s = time.monotonic() - t0
             await idle(http)
-            rss_after, peak = memory_mb(proc.pid)
+            after = await probe(proc.pid)
             print(f"storm {storm}:")
-            report(tally, storm_s, alone, during, rss_before, rss_after, peak)
+            report(tally, storm_s, alone, during, before, after)
+            top_growth(after.get("probe", 0))
     finally:
         stop_server(proc)
 
 
-def storm_all(base: str, http: str, n: int, rng: random.Random, tally: Tally,
-              deadline: float) -> asyncio.Future[list[None]]:
-    """Every dialect's storm at once."""
-    return asyncio.gather(
-        ws_storm("native", base, "/ws", native_message, lambda r: query(r, *NATIVE_Q), n,
-                 rng, tally, deadline),
-        ws_storm("deepgram", base, "/v1/listen", deepgram_message,
-                 lambda r: query(r, *DEEPGRAM_Q), n, rng, tally, deadline),
-        ws_storm("openai-realtime", base, "/v1/realtime", openai_message,
-                 lambda r: "intent=transcription", n, rng, tally, deadline),
-        rest_storm("openai-rest", http, n, rng, tally, deadline),
-        rest_storm("deepgram-rest", http, n, rng, tally, deadline))
+async def probe(pid: int) -> dict[str, float]:
+    """The server's memory, raw and after `malloc_trim(0)`, and its peak, in MB."""
+    rss_raw, peak = memory_mb(pid)
+    last = json.loads(PROBE.read_text())["probe"] if PROBE.exists() else 0
+    os.kill(pid, signal.SIGUSR1)
+    async with asyncio.timeout(60):
+        while not PROBE.exists() or json.loads(PROBE.read_text())["probe"] == last:
+            await asyncio.sleep(0.1)
+    return {**json.loads(PROBE.read_text()), "raw_mb": rss_raw, "peak_mb": peak}
+
+
+def top_growth(n: int, lines: int = 8) -> None:
+    """With RTASR_TRACEMALLOC: the allocation sites that grew most between the last two probes."""
+    old, new = Path(f"{PROBE}.{n - 1}.snap"), Path(f"{PROBE}.{n}.snap")
+    if not (old.exists() and new.exists()):
+        return
+    diff = tracemalloc.Snapshot.load(str(new)).compare_to(
+        tracemalloc.Snapshot.load(str(old)), "traceback")
+    print("Python allocations that grew most over this storm:")
+    for stat in diff[:lines]:
+        print(f"  {stat.size_diff / 2**20:+.2f} MB {stat.count_diff:+d} blocks")
+        for frame in stat.traceback.format()[-6:]:
+            print(f"    {frame}")
+
+
+def storm_all(dialects: list[str], base: str, http: str, n: int, rng: random.Random,
+              tally: Tally, deadline: float) -> asyncio.Future[list[None]]:
+    """The chosen dialects' storms at once."""
+    storms = {
+        "native": lambda: ws_storm("native", base, "/ws", native_message,
+                                   lambda r: query(r, *NATIVE_Q), n, rng, tally, deadline),
+        "deepgram": lambda: ws_storm("deepgram", base, "/v1/listen", deepgram_message,
+                                     lambda r: query(r, *DEEPGRAM_Q), n, rng, tally, deadline),
+        "openai-realtime": lambda: ws_storm("openai-realtime", base, "/v1/realtime",
+                                            openai_message, lambda r: "intent=transcription", n,
+                                            rng, tally, deadline),
+        "openai-rest": lambda: rest_storm("openai-rest", http, n, rng, tally, deadline),
+        "deepgram-rest": lambda: rest_storm("deepgram-rest", http, n, rng, tally, deadline)}
+    return asyncio.gather(*(storms[d]() for d in dialects))
 
 
 def report(tally: Tally, storm_s: float, alone: list[str], during: list[str],
-           rss_before: float, rss_after: float, peak: float) -> None:
+           before: dict[str, float], after: dict[str, float]) -> None:
     time.sleep(0.5)  # the log's reader thread writes the last lines (counted from the start)
     log = LOG.read_text() if LOG.exists() else ""
     closes_1011 = sum(c for k, c in tally.closes.items() if k.endswith(" 1011"))
@@ -277,8 +322,15 @@ def report(tally: Tally, storm_s: float, alone: list[str], during: list[str],
     print(f"statuses: {dict(sorted(tally.statuses.items()))}")
     print(f"closes with 1011: {closes_1011}; HTTP 5xx: {http_5xx}; "
           f"tracebacks in the server log: {log.count('Traceback')}")
-    print(f"server RSS: {rss_before:.0f} MB after warm-up, {rss_after:.0f} MB after this storm "
-          f"({rss_after - rss_before:+.0f} MB), peak {peak:.0f} MB")
+    print(f"server RSS: {before['raw_mb']:.0f} MB after warm-up, {after['raw_mb']:.0f} MB after "
+          f"this storm ({after['raw_mb'] - before['raw_mb']:+.0f} MB), "
+          f"peak {after['peak_mb']:.0f} MB")
+    print(f"after malloc_trim: {before['trimmed_rss_mb']:.0f} MB after warm-up, "
+          f"{after['trimmed_rss_mb']:.0f} MB after this storm "
+          f"({after['trimmed_rss_mb'] - before['trimmed_rss_mb']:+.0f} MB in use)")
+    if "traced_mb" in after:
+        print(f"traced Python memory: {before['traced_mb']:.1f} MB after warm-up, "
+              f"{after['traced_mb']:.1f} MB after this storm")
     same = alone == during
     print(f"honest session's finals word for word as alone: {same}")
     if not same:

@@ -192,10 +192,13 @@ def cpu_seconds(pid: int, main_thread: bool = False) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(extra: list[str]) -> tuple[subprocess.Popen[str], str]:
-    """`rtasr serve` on a free port; its log goes on to benchmarks/results/server.log."""
-    cmd = [sys.executable, "-m", "rtasr", "serve", "--port", "0", "--host", "127.0.0.1", *extra]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+def start_server(extra: list[str], launcher: tuple[str, ...] = ("-m", "rtasr"),
+                 env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
+    """`rtasr serve` on a free port; its log goes on to benchmarks/results/server.log.
+    `launcher`: what runs it after `python` (benchmarks/server_probe.py: with a memory probe)."""
+    cmd = [sys.executable, *launcher, "serve", "--port", "0", "--host", "127.0.0.1", *extra]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True,
+                            env=None if env is None else {**os.environ, **env})
     assert proc.stderr is not None
     for line in proc.stderr:
         sys.stderr.write("  server: " + line)

@@ -33,7 +33,8 @@ def speech(name: str, pause_s: float = 1.0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 async def srv(engine: Engine) -> AsyncIterator[Server]:
-    async with Server(Config(host="127.0.0.1", port=0, max_speed=10.0), engine) as server:
+    async with Server(Config(host="127.0.0.1", port=0, max_speed=10.0, wyoming_port=0),
+                      engine) as server:
         yield server
 
 
@@ -217,3 +218,30 @@ async def test_deepgram_prerecorded_a_lost_utterance_is_a_500(srv: Server) -> No
         await client(srv).listen.v1.media.transcribe_file(  # no retry: it would succeed
             request=wav(two_turns()), request_options={"max_retries": 0})
     assert failed.value.status_code == 500 and "utterance 0" in str(failed.value.body)
+
+
+@pytest.mark.usefixtures("first_final_fails")
+async def test_wyoming_error_then_the_next_command(srv: Server) -> None:
+    """Home Assistant's Wyoming client: the command whose words were lost gets an `error`
+    event (never a transcript with words missing), and the next command on the same
+    connection is transcribed."""
+    from wyoming.asr import Transcript
+    from wyoming.client import AsyncTcpClient
+    from wyoming.error import Error as WyomingError
+
+    from .test_wyoming import read_until_transcript, send_command, spoken
+
+    assert srv.wyoming is not None
+    async with AsyncTcpClient("127.0.0.1", srv.wyoming.port) as client:
+        await send_command(client, spoken(FIRST))
+        lost = await read_until_transcript(client)
+        await send_command(client, spoken(SECOND))
+        async with asyncio.timeout(60):  # the rest of the lost command, then the next one
+            while (event := await client.read_event()) is not None:
+                if Transcript.is_type(event.type):
+                    break
+    assert WyomingError.is_type(lost[-1].type), [e.type for e in lost]
+    assert WyomingError.from_event(lost[-1]).code == "engine_error"
+    assert not any(Transcript.is_type(e.type) for e in lost)
+    assert event is not None
+    assert wer(TRANSCRIPTS[SECOND], Transcript.from_event(event).text) <= 0.2

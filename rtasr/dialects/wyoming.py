@@ -223,6 +223,7 @@ class WyomingDialect(Dialect):
         self._language: str | None = None
         self._sent = ""  # the transcript-chunks sent, joined
         self._bad: ProtocolError | None = None  # bad input: the command ends at the next event
+        self._lost = False  # an utterance's words were lost: its `error` ends the command
         self._replies: list[str] = []
 
     def greeting(self, hello: Hello) -> list[str]:
@@ -263,8 +264,12 @@ class WyomingDialect(Dialect):
         return replies
 
     def render(self, message: ServerMessage) -> list[str]:
-        if self._bad is not None and not isinstance(message, Error):
+        if (self._bad is not None or self._lost) and not isinstance(message, Error):
             return []  # the command is over for the client
+        if isinstance(message, Error) and message.utterance is not None:
+            if self._lost:
+                return []
+            self._lost = True  # no transcript follows: it would miss those words
         if isinstance(message, Partial) and message.committed:
             return self._chunk(" ".join([*self._finals, message.committed]))
         if isinstance(message, Final):
@@ -295,6 +300,8 @@ class WyomingDialect(Dialect):
             return [], CLOSE_POLICY, self._bad.code
         if error is not None:
             return [error_text(error)], code, error.code
+        if self._lost:  # its error went out when the words were lost
+            return [], code, ""
         language = self._language or self.params.language
         return [event_text(TranscriptStop()),
                 event_text(Transcript(text=" ".join(self._finals), language=language))], code, ""

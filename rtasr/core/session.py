@@ -21,17 +21,7 @@ Policies:
   whose audio already holds all the speech and a little of the pause serves as the final too.
   A final that ends at a pause may get the spare-capacity beam; one cut out of run-on speech
   (or flushed) never does (`DecodeRequest.spare_ok`): its wait is the run-on latency.
-- Run-on speech (a word spoken is in exactly one final): a long utterance is cut only where
-  the audio is silent, never between two word timestamps. Speech that resumes after a pause
-  of `pause_ms` in an utterance of at least `pause_cut_s` is cut at that pause; past
-  `commit_cut_s`, the utterance is cut in the middle of its longest quiet gap (frame energy)
-  of at least 200 ms, or 150, 120, 90 ms 1, 2, 3 s later (cuts.py: a breath inside a sentence
-  is shorter than a pause between two); past `max_utterance_s` with no gap at all, at its
-  quietest frame. The rest carries on as the next utterance. The head's final is the pause's
-  speculative decode or the head decoded alone; with `cut_lookahead_s` (off by default), the
-  head decoded with that much of the audio after the cut too, keeping only the words before
-  it (its last words are misheard less when the model hears how they go on), so it waits for
-  that audio.
+- Run-on speech: cut only where the audio is quiet (session_cuts.py).
 - Context (`context_s`, audio_context.py): an utterance that goes on from the one before (opened
   by a cut, or starting within `context_gap_s` of its end) is decoded hearing that one's
   audio too, and the words the earlier final holds are left out. A decode with the context
@@ -52,10 +42,8 @@ import logging
 import numpy as np
 
 from ..config import SAMPLE_RATE_HZ, Config
-from . import cuts
 from .actions import Action, Cancel, DecodeJob, JobKind
 from .audio import Audio, PcmDecoder
-from .audio_context import Context
 from .buffer import Segmenter, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted
 from .engine_api import IDLE, DecodeRequest, LanguageVotes, Load, Priority, Transcript
 from .finals import InOrder, final_words, spread
@@ -68,8 +56,8 @@ from .protocol import (
     StreamParams,
     WireWord,
 )
+from .session_cuts import RunOnCuts
 from .utterance import Utterance
-from .vad import QUIET_HOP
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +70,7 @@ def _s(samples: int) -> float:
     return round(samples / SAMPLE_RATE_HZ, 3)
 
 
-class Session:
+class Session(RunOnCuts):
     def __init__(self, config: Config, params: StreamParams, session_id: str,
                  language: str | None) -> None:
         self.id = session_id
@@ -388,74 +376,6 @@ class Session:
             actions.append(Partial(utterance=utt.index, start=_s(utt.start), end=_s(job.end_sample),
                                    text=" ".join(utt.committed + (utt.tail or [])),
                                    committed=" ".join(utt.committed)))
-
-    # cuts --------------------------------------------------------------------------------
-
-    def _on_resumed(self, utt: Utterance, actions: list[Action]) -> None:
-        """Speech resumed after a pause: in a long enough utterance the pause is a cut, and
-        the speculative decode of the audio up to it is the head's final."""
-        utt.paused = utt.want_candidate = False
-        if utt.tail_end - utt.start >= self._pause_cut_samples:
-            self._cut(utt, utt.tail_end, actions)
-
-    def _cut_point(self, start: int, pos: int) -> int | None:
-        """Where to cut the open utterance [start, pos), leaving both sides `MIN_PART`
-        long (cuts.py). None: not yet."""
-        lo = start + cuts.MIN_PART
-        if lo >= pos:
-            return None
-        hard = pos - start >= self._max_utt_samples
-        shortest = QUIET_HOP if hard else cuts.min_gap(pos - start - self._commit_cut_samples)
-        at = cuts.cut_point(self.segmenter.buffer.read(lo, pos), shortest, hard)
-        return None if at is None else lo + at
-
-    def _cut(self, utt: Utterance, at: int, actions: list[Action]) -> None:
-        """End `utt` at sample `at` (a final for [start, at)) and open the next there."""
-        if not utt.start < at <= self.segmenter.position:
-            return
-        buffer = self.segmenter.buffer
-        audio = buffer.read(utt.start, at)
-        # the next utterance's decodes hear the head's audio too, and leave out the words
-        # its final holds: a word just after a cut is misheard less (docs/benchmarks.md)
-        context = self._context_of(utt.index, buffer.read(max(buffer.start, utt.start), at), at)
-        started = self.segmenter.cut(at, keep=len(context.audio) if context else 0)
-        # the next utterance opens first: a client hears that the speech goes on before the
-        # cut one's final (ready at once where a candidate decoded it)
-        self._open(started.utterance, started.start, actions, continues=True)
-        self._utts[started.utterance].context = context
-        if not self._lookahead_samples:
-            self._on_ended(SpeechEnded(utt.index, utt.start, at, audio, forced=True), actions)
-            return
-        # --cut-lookahead-s: the head's final hears the words after the cut too (its last
-        # words are misheard less), so it waits for them
-        utt.closed, utt.endpoint = True, False
-        self._heads.append((utt, at, audio))
-        self._due_heads(actions)
-
-    def _context_of(self, index: int, audio: Audio, end: int) -> Context | None:
-        """The context of the utterance after `index`, whose audio is `audio` (audio_context.py)."""
-        context = Context.of(audio, end, self._context_samples)
-        if context is not None and self._said is not None and self._said[0] == index:
-            context.hear(self._said[1])  # its final is out
-        return context
-
-    def _due_heads(self, actions: list[Action], force: bool = False) -> None:
-        """Decode the finals of the cut heads whose lookahead has arrived (`force`: all, with
-        the audio there is: the speech after the cut has ended)."""
-        buffer, pos = self.segmenter.buffer, self.segmenter.position
-        while self._heads:
-            utt, at, audio = self._heads[0]
-            if not force and pos < at + self._lookahead_samples:
-                return
-            self._heads.pop(0)
-            ahead = (buffer.read(at, min(pos, at + self._lookahead_samples))
-                     if buffer.start <= at else None)
-            job = utt.inflight
-            if job is not None:  # a partial or candidate without the lookahead: not wanted
-                utt.inflight = None
-                actions.append(Cancel(job))
-            utt.final_job = self._job("final", utt, utt.start, at, audio, ahead)
-            actions.append(utt.final_job)
 
     def _prompt(self, utt: Utterance) -> str | None:
         """The decoder prompt: the running context (--context-chars), or, where the

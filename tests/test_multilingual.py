@@ -48,9 +48,10 @@ async def test_spanish_and_french_given_and_detected(base: Engine, name: str) ->
     given = await decode(base, name, language=language)
     detected = await decode(base, name)
     assert given.language == detected.language == language
-    assert_max_errors(TEXTS[name], detected.text, 0)  # base gets these clips word-perfect
-    # but for one word with French given: "discret" heard as "discrète"
-    assert_max_errors(TEXTS[name], given.text, int(name == FRENCH))
+    # base gets the Spanish clip word-perfect; the French one alone ends "discrète" for
+    # "discret" (batched beside the Spanish one it gets it right)
+    for result in (given, detected):
+        assert_max_errors(TEXTS[name], result.text, int(name == FRENCH))
 
 
 async def test_spanish_translated_to_english(base: Engine) -> None:

@@ -7,16 +7,61 @@ import json
 import wave
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import soxr
 from websockets.asyncio.client import connect
 
 from rtasr import client
+from rtasr.core.text import normalize
+from rtasr.eval.wer import edit_distance
+from rtasr.eval.yardstick import BEAM_SIZE
+
+if TYPE_CHECKING:
+    from rtasr.engine import Engine
 
 DATA = Path(__file__).parent / "data"
 TRANSCRIPTS: dict[str, str] = json.loads((DATA / "transcripts.json").read_text())
+
+
+def word_errors(reference: str, hypothesis: str) -> int:
+    """Words substituted, inserted or deleted in `hypothesis` against `reference`, after
+    `rtasr.core.text.normalize` (case, punctuation, numbers spelled or written)."""
+    return edit_distance(normalize(reference), normalize(hypothesis))
+
+
+def assert_max_errors(reference: str, hypothesis: str, allowed: int) -> None:
+    """`hypothesis` is `reference` but for at most `allowed` word errors."""
+    errors = word_errors(reference, hypothesis)
+    assert errors <= allowed, f"{errors} word errors, {allowed} allowed: {hypothesis!r}"
+
+
+_WHOLE: dict[tuple[str, str, str | None], str] = {}
+
+
+def decoded_whole(engine: Engine, name: str, language: str | None = None) -> str:
+    """Fixture clip `name` decoded whole as the yardstick decodes an utterance (beam 5, the
+    clip's own silence as margins), once per model and clip in a test run."""
+    key = (engine.config.model, name, language)
+    if key not in _WHOLE:
+        _WHOLE[key] = engine.transcribe_whole(clip_at(name, 16000), language=language,
+                                              beam_size=BEAM_SIZE)
+    return _WHOLE[key]
+
+
+def assert_close_to_yardstick(engine: Engine, text: str, names: list[str], *,
+                              references: dict[str, str] | None = None,
+                              language: str | None = None, slack_words: int | None = None
+                              ) -> None:
+    """`text`, streamed from clips `names` in order, has at most one word error per clip
+    (or `slack_words`) more than the clips decoded whole (`decoded_whole`) have against
+    their transcripts."""
+    references = TRANSCRIPTS if references is None else references
+    reference = " ".join(references[n] for n in names)
+    whole = " ".join(decoded_whole(engine, n, language) for n in names)
+    assert_max_errors(reference, text, word_errors(reference, whole)
+                      + (len(names) if slack_words is None else slack_words))
 
 
 def read_clip(name: str) -> tuple[np.ndarray, int]:

@@ -20,9 +20,8 @@ from rtasr.core.engine_api import DecodeRequest, Priority, Transcript
 from rtasr.engine import Engine
 from rtasr.engine.decoder import prep_threads
 from rtasr.errors import EngineError
-from rtasr.eval.wer import wer
 
-from .helpers import TRANSCRIPTS, CountingModel, clip_at, silence, trimmed
+from .helpers import TRANSCRIPTS, CountingModel, clip_at, silence, trimmed, word_errors
 
 
 def req(name: str, priority: Priority = Priority.FINAL, session: str = "s") -> DecodeRequest:
@@ -91,7 +90,7 @@ async def held(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
 async def test_transcribes_real_speech_with_word_times(engine: Engine) -> None:
     result = await engine.transcribe(req("agent-alreadyon"))
     assert result is not None
-    assert wer(TRANSCRIPTS["agent-alreadyon"], result.text) <= 0.1
+    assert word_errors(TRANSCRIPTS["agent-alreadyon"], result.text) == 0
     assert result.words and all(0 <= w.start <= w.end <= 6 for w in result.words)
 
 
@@ -109,7 +108,8 @@ async def test_a_newer_partial_replaces_a_queued_one(engine: Engine, held: HeldW
     assert await stale is None
     await held.release()
     fresh_result = await fresh
-    assert fresh_result is not None and wer(TRANSCRIPTS["tt-weasels"], fresh_result.text) <= 0.2
+    assert fresh_result is not None
+    assert word_errors(TRANSCRIPTS["tt-weasels"], fresh_result.text) == 0, fresh_result.text
 
 
 async def test_finals_go_before_partials(engine: Engine, held: HeldWorkers,
@@ -139,7 +139,7 @@ async def test_a_file_sent_faster_than_real_time_does_not_delay_live_finals(
     assert engine.queue_depth == flood + 1
     await held.release()
     result = await live
-    assert result is not None and wer(TRANSCRIPTS["tt-weasels"], result.text) <= 0.2
+    assert result is not None and word_errors(TRANSCRIPTS["tt-weasels"], result.text) == 0
     # the live final started on the first free worker, alone (not slowed by file mates)
     assert ["live"] in held.batches_after_blockers[: engine.config.workers]
     assert all(r is not None for r in await asyncio.gather(*files))
@@ -150,7 +150,7 @@ async def test_a_failing_request_costs_only_itself(engine: Engine) -> None:
     with pytest.raises(EngineError):
         await engine.transcribe(bad)
     good = await engine.transcribe(req("tt-weasels"))
-    assert good is not None and wer(TRANSCRIPTS["tt-weasels"], good.text) <= 0.2
+    assert good is not None and word_errors(TRANSCRIPTS["tt-weasels"], good.text) == 0
 
 
 async def test_the_event_loop_stays_responsive_while_decoding(engine: Engine) -> None:
@@ -173,7 +173,7 @@ def test_batched_decodes_equal_decodes_alone(engine: Engine) -> None:
     batched = engine.decode_batch(requests)
     assert [b.text for b in batched] == [a.text for a in alone]
     assert [b.words for b in batched] == [a.words for a in alone]
-    assert wer(TRANSCRIPTS["tt-weasels"], batched[1].text) <= 0.2
+    assert word_errors(TRANSCRIPTS["tt-weasels"], batched[1].text) == 0
     assert batched[3].text == ""
 
 
@@ -193,7 +193,7 @@ async def test_waiting_requests_are_batched_through_the_scheduler(
     assert sum(size * count for size, count in grown.items()) == len(names)
     assert max(grown) > 1, f"no batch formed: {dict(grown)}"
     for name, result in zip(names, results, strict=True):
-        assert result is not None and wer(TRANSCRIPTS[name], result.text) <= 0.2
+        assert result is not None and word_errors(TRANSCRIPTS[name], result.text) == 0
 
 
 async def test_a_failing_request_does_not_fail_its_batch(
@@ -209,7 +209,7 @@ async def test_a_failing_request_does_not_fail_its_batch(
     assert engine.queue_depth == 2
     await held.release()
     good, failed = await outcomes
-    assert isinstance(good, Transcript) and wer(TRANSCRIPTS["tt-weasels"], good.text) <= 0.2
+    assert isinstance(good, Transcript) and word_errors(TRANSCRIPTS["tt-weasels"], good.text) == 0
     assert isinstance(failed, EngineError)
     # decoded together first; when that batch failed, each alone
     assert held.batches_after_blockers == [["good", "bad"], ["good"], ["bad"]]
@@ -245,7 +245,7 @@ async def test_a_flood_of_partials_does_not_starve_finals(
         results = await asyncio.gather(*finals)
     stop.set()
     await asyncio.gather(*flooders)
-    assert all(r is not None and wer(TRANSCRIPTS["conf-onlyperson"], r.text) <= 0.2
+    assert all(r is not None and word_errors(TRANSCRIPTS["conf-onlyperson"], r.text) == 0
                for r in results)
     assert started == [f"f{i}" for i in range(6)]  # oldest final first, none skipped
 
@@ -269,7 +269,7 @@ async def test_a_worker_survives_a_result_mismatch_and_the_request_fails(
                 await engine.transcribe(req("tt-weasels", session="lost"))
     assert engine_threads() == engine.config.workers
     good = await engine.transcribe(req("tt-weasels", session="good"))
-    assert good is not None and wer(TRANSCRIPTS["tt-weasels"], good.text) <= 0.2
+    assert good is not None and word_errors(TRANSCRIPTS["tt-weasels"], good.text) == 0
 
 
 async def test_a_failing_observer_costs_no_transcript_and_no_worker(engine: Engine) -> None:
@@ -281,7 +281,7 @@ async def test_a_failing_observer_costs_no_transcript_and_no_worker(engine: Engi
         for _ in range(engine.config.workers + 1):
             async with asyncio.timeout(20):
                 result = await engine.transcribe(req("tt-weasels"))
-            assert result is not None and wer(TRANSCRIPTS["tt-weasels"], result.text) <= 0.2
+            assert result is not None and word_errors(TRANSCRIPTS["tt-weasels"], result.text) == 0
     finally:
         engine.observers.remove(broken)
     assert engine_threads() == engine.config.workers
@@ -301,7 +301,7 @@ async def test_a_prompt_is_tokenized_once_when_submitted(
     request = dataclasses.replace(req("tt-weasels"), prompt="Please hold the line.")
     async with asyncio.timeout(20):
         result = await engine.transcribe(request)
-    assert result is not None and wer(TRANSCRIPTS["tt-weasels"], result.text) <= 0.2
+    assert result is not None and word_errors(TRANSCRIPTS["tt-weasels"], result.text) == 0
     assert tokenized == ["s"]
 
 
@@ -390,7 +390,7 @@ def test_max_tokens_per_s_caps_each_decode(engine: Engine,
     full = engine.decode_batch([request])[0].text
     monkeypatch.setattr(engine.decoder, "config", engine.config.replace(max_tokens_per_s=0.5))
     capped = engine.decode_batch([request])[0].text
-    assert wer(TRANSCRIPTS["tt-weasels"], full) <= 0.2
+    assert word_errors(TRANSCRIPTS["tt-weasels"], full) == 0
     assert 0 < len(capped.split()) < len(full.split()), (full, capped)
     assert full.startswith(capped), (full, capped)
 
@@ -403,7 +403,7 @@ def test_without_timestamp_tokens_the_words_keep_their_times(
     monkeypatch.setattr(engine.decoder, "config", engine.config.replace(timestamp_tokens=False))
     results = engine.decode_batch([req(n, session=n) for n in names])
     for name, result in zip(names, results, strict=True):
-        assert wer(TRANSCRIPTS[name], result.text) <= 0.2, result.text
+        assert word_errors(TRANSCRIPTS[name], result.text) == 0, result.text
         assert result.text == "".join(w.word for w in result.words).strip()
         assert all(0 <= w.start <= w.end <= len(clip_at(name, 16000)) / 16000 + 0.1
                    for w in result.words)
@@ -418,7 +418,7 @@ def test_a_decode_that_loops_keeps_the_words_before_the_loop(
     request = DecodeRequest(audio=trimmed("vm-opts"), priority=Priority.FINAL, session="s",
                       language="en", word_timestamps=True)
     result = engine.decode_batch([request])[0]
-    assert wer(TRANSCRIPTS["vm-opts"], result.text) == 0, result.text
+    assert word_errors(TRANSCRIPTS["vm-opts"], result.text) == 0, result.text
     assert result.text == "".join(w.word for w in result.words).strip()
 
 
@@ -433,7 +433,7 @@ def test_without_timestamp_tokens_a_last_sentence_said_twice_is_kept_once(
                       language="en", prompt=TRANSCRIPTS["transfer"], word_timestamps=True)
     result = engine.decode_batch([request])[0]
     assert result.text.count("try again") == 1, result.text
-    assert wer(TRANSCRIPTS["vm-mismatch"], result.text) <= 0.1, result.text
+    assert word_errors(TRANSCRIPTS["vm-mismatch"], result.text) <= 1, result.text  # "password"
     assert result.text == "".join(w.word for w in result.words).strip()
 
 
@@ -465,7 +465,7 @@ def test_a_final_decoded_with_capacity_to_spare_gets_the_spare_beam(
              for r, spare in ((final, True), (final, False), (partial, True))]
     assert counting.beams == [5, 1, 1]
     for text in texts:
-        assert wer(TRANSCRIPTS["vm-mismatch"], text) <= 0.2, text
+        assert word_errors(TRANSCRIPTS["vm-mismatch"], text) <= 2, text  # "password", "re-enter"
 
 
 def test_a_batch_of_eight_with_different_prompts_is_one_model_call(
@@ -483,8 +483,10 @@ def test_a_batch_of_eight_with_different_prompts_is_one_model_call(
     batched = engine.decode_batch(requests)
     assert counting.calls == {"encode": 1, "generate": 1, "align": 1, "detect_language": 0}
     assert [b.text for b in batched] == alone
-    for name, result in zip(names, batched, strict=True):
-        assert wer(TRANSCRIPTS[name], result.text) <= 0.2, result.text
+    # the prompts cost tiny.en words ("Weasles", "re-enter"), the same ones in every run
+    most = [0, 1, 0, 0, 0, 0, 2, 1]
+    errors = [word_errors(TRANSCRIPTS[n], b.text) for n, b in zip(names, batched, strict=True)]
+    assert all(e <= m for e, m in zip(errors, most, strict=True)), (errors, alone)
     assert all(b.cost_s == pytest.approx(b.decode_s / len(names)) for b in batched)
 
 
@@ -509,8 +511,9 @@ async def test_prompts_of_different_lengths_are_batched_apart_one_call_each(
     assert sorted(map(sorted, held.batches_after_blockers)) == [["0", "2", "5"], ["1", "4"],
                                                                 ["3"]]
     assert counting.calls["generate"] == len(held.batches)  # the blockers' batches too
-    assert all(r is not None and wer(TRANSCRIPTS["tt-weasels"], r.text) <= 0.2
-               for r in results)
+    # a prompt makes tiny.en spell one word "Weasles"; without one it is word-perfect
+    assert all(r is not None and word_errors(TRANSCRIPTS["tt-weasels"], r.text) <= (p is not None)
+               for r, p in zip(results, prompts, strict=True))
 
 
 def test_with_timestamp_tokens_too_a_last_sentence_said_thrice_is_kept_once(
@@ -523,7 +526,7 @@ def test_with_timestamp_tokens_too_a_last_sentence_said_thrice_is_kept_once(
                       word_timestamps=True)
     result = engine.decode_batch([request])[0]
     assert result.text.count("try again") == 1, result.text
-    assert wer(TRANSCRIPTS["vm-mismatch"], result.text) <= 0.2, result.text
+    assert word_errors(TRANSCRIPTS["vm-mismatch"], result.text) <= 2, result.text  # "re-enter"
     assert result.text == "".join(w.word for w in result.words).strip()
 
 
@@ -546,7 +549,7 @@ def test_on_cuda_a_batch_gates_its_requests_side_by_side(
     with pool:
         results = engine.decode_batch([req("tt-weasels", session="a"),
                                        req("music-macroform-cold_day", session="b")])
-    assert wer(TRANSCRIPTS["tt-weasels"], results[0].text) <= 0.2
+    assert word_errors(TRANSCRIPTS["tt-weasels"], results[0].text) == 0
     assert results[1].text == ""
 
 
@@ -566,4 +569,4 @@ def test_audio_already_found_voiced_skips_the_speech_gate(
     first, again = engine.decode_batch([req("tt-weasels"),
                                         dataclasses.replace(req("tt-weasels"), voiced=True)])
     assert len(gated) == 1
-    assert first.text == again.text and wer(TRANSCRIPTS["tt-weasels"], again.text) <= 0.2
+    assert first.text == again.text and word_errors(TRANSCRIPTS["tt-weasels"], again.text) == 0

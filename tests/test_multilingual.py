@@ -15,11 +15,20 @@ from rtasr.engine import Engine
 from rtasr.eval.wer import wer
 from rtasr.server import Server
 
-from .helpers import DATA, CountingModel, clip_at, exchange, silence, stream, trimmed
+from .helpers import (
+    DATA,
+    CountingModel,
+    assert_close_to_yardstick,
+    assert_max_errors,
+    clip_at,
+    exchange,
+    silence,
+    stream,
+    trimmed,
+)
 
 TEXTS: dict[str, str] = json.loads((DATA / "transcripts-multilingual.json").read_text())
 SPANISH, FRENCH = "es/conf-unlockednow", "fr/conf-now-unmuted"
-MAX_WER = 0.2  # base gets these clips word-perfect; 0.2 allows one word in five
 
 
 def request(name: str, **fields: object) -> DecodeRequest:
@@ -39,8 +48,10 @@ async def test_spanish_and_french_given_and_detected(base: Engine, name: str) ->
     given = await decode(base, name, language=language)
     detected = await decode(base, name)
     assert given.language == detected.language == language
+    # base gets the Spanish clip word-perfect; the French one alone ends "discrète" for
+    # "discret" (batched beside the Spanish one it gets it right)
     for result in (given, detected):
-        assert wer(TEXTS[name], result.text) <= MAX_WER, result.text
+        assert_max_errors(TEXTS[name], result.text, int(name == FRENCH))
 
 
 async def test_spanish_translated_to_english(base: Engine) -> None:
@@ -68,11 +79,12 @@ async def test_auto_detected_languages_share_one_model_call(base: Engine) -> Non
     assert (sched.batches - batches, sched.batched_jobs - jobs) == (1, 2)
     assert base.detections == detections + 2
     assert (spanish.language, french.language) == ("es", "fr")
-    assert wer(TEXTS[SPANISH], spanish.text) <= MAX_WER, spanish.text
-    assert wer(TEXTS[FRENCH], french.text) <= MAX_WER, french.text
+    assert_max_errors(TEXTS[SPANISH], spanish.text, 0)
+    assert_max_errors(TEXTS[FRENCH], french.text, 0)
 
 
-async def test_sessions_in_two_languages_through_the_server(base_server: Server) -> None:
+async def test_sessions_in_two_languages_through_the_server(base: Engine,
+                                                           base_server: Server) -> None:
     def audio(name: str):  # type: ignore[no-untyped-def]
         import numpy as np
 
@@ -84,7 +96,8 @@ async def test_sessions_in_two_languages_through_the_server(base_server: Server)
     for result, name in ((spanish, SPANISH), (french, FRENCH)):
         finals = result.of("final")
         assert finals and {f["language"] for f in finals} == {name[:2]}
-        assert wer(TEXTS[name], result.text) <= MAX_WER, result.text
+        assert_close_to_yardstick(base, result.text, [name], references=TEXTS,
+                                  language=name[:2])
 
 
 async def test_ready_says_language_and_task(base_server: Server) -> None:
@@ -126,7 +139,7 @@ async def test_a_session_keeps_its_language_where_one_utterance_alone_is_mishear
     result = await stream(base_server.url, audio, speed=2.0)
     finals = result.of("final")
     assert [f["language"] for f in finals] == ["es"] * 3, result.text
-    assert wer(TEXTS[name], finals[-1]["text"]) <= MAX_WER, finals[-1]["text"]
+    assert_close_to_yardstick(base, finals[-1]["text"], [name], references=TEXTS, language="es")
 
 
 async def test_a_server_that_loads_its_own_model_knows_its_languages() -> None:

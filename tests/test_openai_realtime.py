@@ -18,10 +18,9 @@ from websockets.exceptions import InvalidStatus
 
 from rtasr.config import Config
 from rtasr.engine import Engine
-from rtasr.eval.wer import wer
 from rtasr.server import Server
 
-from .helpers import TRANSCRIPTS, clip_at, encode, silence
+from .helpers import assert_close_to_yardstick, clip_at, encode, silence
 
 pytest.importorskip("openai")
 from openai import AsyncOpenAI
@@ -102,7 +101,7 @@ async def test_server_vad_streams_deltas_then_completed(server: Server) -> None:
                                               "prefix_padding_ms": 300, "threshold": 0.5})
     finals = completed(events)
     text = " ".join(e.transcript for e in finals)
-    assert wer(TRANSCRIPTS[name], text) < 0.25, text
+    assert_close_to_yardstick(server.engine, text, [name])
     kinds = [e.type for e in events]
     assert kinds.count("input_audio_buffer.committed") == len(finals)
     assert turns(events) == ["started", "stopped"]
@@ -133,7 +132,7 @@ async def test_manual_commit_is_one_item(server: Server) -> None:
     deltas = [e.delta for e in events if e.type.endswith(".delta")]
     assert len(deltas) > 1 and "".join(deltas) == final.transcript
     assert {e.item_id for e in events} == {final.item_id}
-    assert wer(TRANSCRIPTS[name], final.transcript) < 0.25, final.transcript
+    assert_close_to_yardstick(server.engine, final.transcript, [name])
 
 
 async def test_commit_of_silence_completes_empty(server: Server) -> None:
@@ -204,7 +203,9 @@ async def test_session_update_mid_call_is_applied_not_refused(server: Server) ->
     split = order.index(first_stop.item_id) + 1
     for name, items in zip(names, (order[:split], order[split:]), strict=True):
         text = " ".join(e.transcript for e in completed(events) if e.item_id in items)
-        assert wer(TRANSCRIPTS[name], text) < 0.25, text
+        # the new prompt lands mid-way through the first clip, which the whole decode
+        # lacks ("logged on" heard "log done"): two words over it there
+        assert_close_to_yardstick(server.engine, text, [name], slack_words=2)
 
 
 async def append(conn: Any, audio: np.ndarray, speed: float = 3.0) -> None:
@@ -244,6 +245,6 @@ async def test_switching_to_server_vad_mid_call_commits_the_manual_turn(server: 
     assert kinds.index("input_audio_buffer.committed") < kinds.index("session.updated", 2)
     assert not any(e.type == "input_audio_buffer.speech_started" and e.item_id == manual.item_id
                    for e in events)
-    assert wer(TRANSCRIPTS[names[0]], manual.transcript) < 0.25, manual.transcript
+    assert_close_to_yardstick(server.engine, manual.transcript, [names[0]])
     text = " ".join(e.transcript for e in turned)
-    assert wer(TRANSCRIPTS[names[1]], text) < 0.25, text
+    assert_close_to_yardstick(server.engine, text, [names[1]])

@@ -35,9 +35,11 @@ class StreamParams:
     task: Task = "transcribe"
     prompt: str | None = None  # names and terms to expect, passed to the decoder
     interim_results: bool = True
+    diarize: bool = False  # a speaker on each final and word (the server needs --diarize)
 
     KNOWN: ClassVar[frozenset[str]] = frozenset(
-        {"sample_rate", "encoding", "language", "task", "prompt", "interim_results", "token"}
+        {"sample_rate", "encoding", "language", "task", "prompt", "interim_results", "token",
+         "diarize"}
     )
 
     @classmethod
@@ -67,6 +69,9 @@ class StreamParams:
         interim_text = values.get("interim_results", "true").lower()
         if interim_text not in _TRUE | _FALSE:
             raise ParameterError(f"interim_results must be true or false, not {interim_text!r}")
+        diarize_text = values.get("diarize", "false").lower()
+        if diarize_text not in _TRUE | _FALSE:
+            raise ParameterError(f"diarize must be true or false, not {diarize_text[:40]!r}")
         task = values.get("task", "transcribe")
         if task not in TASKS:
             raise ParameterError(f"task must be transcribe or translate, not {task[:40]!r}")
@@ -80,6 +85,7 @@ class StreamParams:
             task=task,
             prompt=prompt or None,
             interim_results=interim_text in _TRUE,
+            diarize=diarize_text in _TRUE,
         )
 
 
@@ -202,6 +208,7 @@ class WireWord:
     start: float
     end: float
     probability: float
+    speaker: int | None = None  # with diarize=true: 0, 1, ... (left out of the JSON when None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,6 +221,14 @@ class Final(_Message):
     words: list[WireWord] = field(default_factory=list)
     language: str | None = None
     endpoint: bool = False  # the speaker paused here (not a flush, a cut or the stream's end)
+    speaker: int | None = None  # with diarize=true: who said it (left out when None)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        for item in (data, *data["words"]):
+            if item["speaker"] is None:
+                del item["speaker"]
+        return data
 
 
 @dataclass(frozen=True, kw_only=True)

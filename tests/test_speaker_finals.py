@@ -56,8 +56,8 @@ def test_a_final_waits_for_its_speaker_which_is_on_it_and_on_each_word() -> None
     jobs = two_turns(d)
     assert [j.utterance for j in jobs] == [0, 1]
     assert d.of(Final) == [] and d.session.awaiting_finals
-    # the embedding is of the final's own speech: the utterance's audio
-    assert abs(len(jobs[0].audio) / 16000 - len(CLIP) / 16000) < 0.8
+    # the embedding is of the final's speech: its words' span (2.0 s) and 0.1 s either side
+    assert len(jobs[0].audio) == pytest.approx(2.2 * 16000, abs=2)
     d.take(d.session.on_embedding(0, VOICE_A))
     d.take(d.session.on_embedding(1, VOICE_B))
     first, second = d.of(Final)

@@ -70,7 +70,7 @@ from .protocol import (
     StreamParams,
     WireWord,
 )
-from .speaker_finals import SpeakerFinals
+from .speaker_finals import SpeakerFinals, speech_audio
 from .utterance import Utterance
 from .vad import QUIET_HOP
 
@@ -493,7 +493,8 @@ class Session:
         if self._speakers is None:
             self._speakers = SpeakerFinals()
         if final is not None and self.params.diarize:
-            actions.append(self._speakers.embed(utt.index, job.own_audio))
+            speech = speech_audio(final, job.own_audio, _s(job.start))
+            actions.append(self._speakers.embed(utt.index, speech))
         actions += self._speakers.queue(due)
 
     def on_embedding(self, utterance: int, vector: np.ndarray | None) -> list[Action]:

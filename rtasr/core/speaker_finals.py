@@ -6,7 +6,9 @@ order (finals.py), wait here (`queue`) for their embeddings (`label`). The sessi
 `SpeakerTracker` (speakers.py) sees the turns in utterance order, whatever order the
 embeddings come back in, so a label once sent never changes and numbers count up in order of
 first appearance. The speaker is stamped on the final and on each of its words. A final whose
-embedding failed goes out without a speaker: no words are lost.
+embedding failed goes out without a speaker: no words are lost. Only the final's speech is
+embedded (`speech_audio`: its words' span), not the pre-roll and pause around it: silence
+pulls every turn's embedding toward the same point and merges speakers.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections import deque
 
 import numpy as np
 
+from ..config import SAMPLE_RATE_HZ
 from .actions import EmbedJob
 from .audio import Audio
 from .protocol import Final
@@ -70,6 +73,20 @@ class SpeakerFinals:
                 continue
             out.append(labelled(final, speaker))
         return out
+
+
+MARGIN_S = 0.1  # audio kept either side of the words' span
+
+
+def speech_audio(final: Final, audio: Audio, start_s: float) -> Audio:
+    """The part of `audio` (which starts at `start_s` in the stream) that the final's words
+    span, with MARGIN_S either side; all of it where the words are not timed inside it."""
+    if not final.words:
+        return audio
+    lo = int((final.words[0].start - MARGIN_S - start_s) * SAMPLE_RATE_HZ)
+    hi = int((final.words[-1].end + MARGIN_S - start_s) * SAMPLE_RATE_HZ)
+    lo, hi = max(0, lo), min(len(audio), hi)
+    return audio[lo:hi] if hi - lo >= SAMPLE_RATE_HZ // 4 else audio
 
 
 def speech_s(final: Final) -> float:

@@ -493,8 +493,7 @@ class Session:
         if self._speakers is None:
             self._speakers = SpeakerFinals()
         if final is not None and self.params.diarize:
-            speech = speech_audio(final, job.own_audio, _s(job.start))
-            actions.append(self._speakers.embed(utt.index, speech))
+            actions.append(self._speakers.embed(utt.index, speech_audio(job.own_audio)))
         actions += self._speakers.queue(due)
 
     def on_embedding(self, utterance: int, vector: np.ndarray | None) -> list[Action]:

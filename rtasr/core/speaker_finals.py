@@ -7,8 +7,9 @@ order (finals.py), wait here (`queue`) for their embeddings (`label`). The sessi
 embeddings come back in, so a label once sent never changes and numbers count up in order of
 first appearance. The speaker is stamped on the final and on each of its words. A final whose
 embedding failed goes out without a speaker: no words are lost. Only the final's speech is
-embedded (`speech_audio`: its words' span), not the pre-roll and pause around it: silence
-pulls every turn's embedding toward the same point and merges speakers.
+embedded (`speech_audio`: the audio less its quiet head and tail), not the pre-roll and pause
+around it: silence pulls every turn's embedding toward the same point and merges speakers.
+(Word timestamps are not used for this: on speech the model half understands they drift.)
 """
 
 from __future__ import annotations
@@ -75,18 +76,22 @@ class SpeakerFinals:
         return out
 
 
-MARGIN_S = 0.1  # audio kept either side of the words' span
+HOP = SAMPLE_RATE_HZ // 100  # 10 ms
+QUIET = 0.05  # a hop whose peak is under this share of the utterance's loudest hop is quiet
 
 
-def speech_audio(final: Final, audio: Audio, start_s: float) -> Audio:
-    """The part of `audio` (which starts at `start_s` in the stream) that the final's words
-    span, with MARGIN_S either side; all of it where the words are not timed inside it."""
-    if not final.words:
+def speech_audio(audio: Audio) -> Audio:
+    """`audio` less its quiet head and tail (10 ms hops under QUIET of the loudest hop's
+    peak); all of it when that leaves under 0.25 s."""
+    hops = len(audio) // HOP
+    if hops == 0:
         return audio
-    lo = int((final.words[0].start - MARGIN_S - start_s) * SAMPLE_RATE_HZ)
-    hi = int((final.words[-1].end + MARGIN_S - start_s) * SAMPLE_RATE_HZ)
-    lo, hi = max(0, lo), min(len(audio), hi)
-    return audio[lo:hi] if hi - lo >= SAMPLE_RATE_HZ // 4 else audio
+    peaks = np.abs(audio[: hops * HOP]).reshape(hops, HOP).max(axis=1)
+    loud = np.flatnonzero(peaks >= QUIET * float(peaks.max()))
+    if not len(loud):
+        return audio
+    speech = audio[int(loud[0]) * HOP : (int(loud[-1]) + 1) * HOP]
+    return speech if len(speech) >= SAMPLE_RATE_HZ // 4 else audio
 
 
 def speech_s(final: Final) -> float:

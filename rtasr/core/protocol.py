@@ -31,9 +31,11 @@ class StreamParams:
     task: Task = "transcribe"
     prompt: str | None = None  # names and terms to expect, passed to the decoder
     interim_results: bool = True
+    diarize: bool = False  # a speaker on each final and word (the server needs --diarize)
 
     KNOWN: ClassVar[frozenset[str]] = frozenset(
-        {"sample_rate", "encoding", "language", "task", "prompt", "interim_results", "token"}
+        {"sample_rate", "encoding", "language", "task", "prompt", "interim_results", "token",
+         "diarize"}
     )
 
     def __post_init__(self) -> None:
@@ -61,6 +63,7 @@ class StreamParams:
             task=limits.choice(values.get("task", "transcribe"), "task", TASKS),
             prompt=limits.prompt(values.get("prompt")),
             interim_results=limits.flag(values.get("interim_results"), "interim_results", True),
+            diarize=limits.flag(values.get("diarize"), "diarize", False),
         )
 
 
@@ -183,6 +186,7 @@ class WireWord:
     start: float
     end: float
     probability: float
+    speaker: int | None = None  # with diarize=true: 0, 1, ... (left out of the JSON when None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -195,6 +199,14 @@ class Final(_Message):
     words: list[WireWord] = field(default_factory=list)
     language: str | None = None
     endpoint: bool = False  # the speaker paused here (not a flush, a cut or the stream's end)
+    speaker: int | None = None  # with diarize=true: who said it (left out when None)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        for item in (data, *data["words"]):
+            if item["speaker"] is None:
+                del item["speaker"]
+        return data
 
 
 @dataclass(frozen=True, kw_only=True)

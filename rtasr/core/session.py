@@ -33,6 +33,8 @@ Policies:
   begins with them too. Committed words that the head's decode lacks after a cut (spoken just
   after it) stay in the head's final and are removed from the next utterance's text.
 - Finals go out in utterance order; an utterance whose decode has no words gets no final.
+- Speakers (diarize=true): each final's speech is embedded (an `EmbedJob`, handed back with
+  `on_embedding`) and the final goes out with its speaker (speaker_finals.py).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from .protocol import (
     WireWord,
 )
 from .session_cuts import RunOnCuts
+from .speaker_finals import SpeakerFinals, speech_audio
 from .utterance import Utterance
 
 log = logging.getLogger(__name__)
@@ -84,6 +87,7 @@ class Session(RunOnCuts):
         # cut utterances, where, and their audio: their finals wait for the lookahead
         self._heads: list[tuple[Utterance, int, Audio]] = []
         self._finals = InOrder()
+        self._speakers: SpeakerFinals | None = None  # with diarize=true, from its first final
         # the last utterance that ended: its index, end and audio; the last final's words
         self._last_ended: tuple[int, int, Audio] | None = None
         self._said: tuple[int, list[WireWord]] | None = None
@@ -161,7 +165,8 @@ class Session(RunOnCuts):
     @property
     def awaiting_finals(self) -> bool:
         """True while an ended utterance's final has not been delivered."""
-        return any(u.closed for u in self._utts.values())
+        return (any(u.closed for u in self._utts.values())
+                or (self._speakers is not None and self._speakers.waiting))
 
     @property
     def duration_s(self) -> float:
@@ -405,7 +410,22 @@ class Session(RunOnCuts):
                           words=spread(utt.committed, _s(job.start_sample), _s(job.end_sample)),
                           language=self.language, endpoint=utt.endpoint)
         del self._utts[utt.index]
-        actions += self._finals.put(utt.index, final, self.config.context_chars)
+        due = self._finals.put(utt.index, final, self.config.context_chars)
+        if not self.params.diarize and self._speakers is None:
+            actions += due
+            return
+        if self._speakers is None:
+            self._speakers = SpeakerFinals()
+        if final is not None and self.params.diarize:
+            actions.append(self._speakers.embed(utt.index, speech_audio(job.own_audio)))
+        actions += self._speakers.queue(due)
+
+    def on_embedding(self, utterance: int, vector: np.ndarray | None) -> list[Action]:
+        """The speaker embedding of `utterance`'s final's speech (None: it could not be
+        computed; the final goes out without a speaker)."""
+        if self._speakers is None:
+            return []
+        return list(self._speakers.label(utterance, vector))
 
     def _final_words(self, utt: Utterance, result: Transcript, offset: float,
                      end: float, by_text: bool = False) -> list[WireWord]:

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import ssl
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
@@ -36,6 +36,9 @@ from .rest.openai_audio import OpenAIRest, models_body
 from .rest.uploads import FileTranscriber
 from .wyoming_tcp import WyomingServer
 
+if TYPE_CHECKING:
+    from ..engine.speakers import SpeakerEmbedder
+
 log = logging.getLogger(__name__)
 
 # Incoming memory per connection: the websocket layer queues INCOMING_FRAMES + 1 frames
@@ -48,6 +51,17 @@ OVERSIZE_FACTOR = 2
 SEND_SHARE = 0.25  # of --shutdown-grace-s, kept for sending the last finals and closing
 # websockets logs request lines at DEBUG, and a request line may carry ?token=KEY.
 logging.getLogger("websockets").setLevel(logging.INFO)
+
+
+def _load_speakers() -> SpeakerEmbedder:
+    """The speaker-embedding model (--diarize), loaded and warmed: only now is torch imported.
+    Raises ConfigError without the diarize extra."""
+    from ..engine.speakers import SpeakerEmbedder
+
+    embedder = SpeakerEmbedder()
+    embedder.warm_up()
+    log.info("speaker labels on (--diarize): CAM++ loaded")
+    return embedder
 
 
 def _json_response(status: HTTPStatus, body: dict[str, Any]) -> Response:
@@ -89,6 +103,7 @@ class Server:
         # --wyoming-port: Home Assistant's protocol, sessions through the same gateway
         self.wyoming = WyomingServer(self.gateway, config) if config.wyoming_port is not None \
             else None
+        self.speakers: SpeakerEmbedder | None = None  # with --diarize, loaded by start()
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -122,7 +137,11 @@ class Server:
         if self._owns_engine:
             await asyncio.to_thread(self.engine.start)
             self.gateway.model = self.engine.info  # what __init__ saw was the unloaded model
-        files = self.files = FileTranscriber(self.config, self.engine, self.engine.info)
+        if self.config.diarize and self.speakers is None:
+            self.speakers = await asyncio.to_thread(_load_speakers)
+            self.gateway.embed = self.speakers.embed
+        embed = None if self.speakers is None else self.speakers.embed
+        files = self.files = FileTranscriber(self.config, self.engine, self.engine.info, embed)
         self.rest = OpenAIRest(files, self.config.api_keys)
         self.deepgram_rest = DeepgramRest(files, self.config.api_keys)
         self._ws = await serve(
@@ -181,6 +200,9 @@ class Server:
         if self._owns_engine:  # a decode still running gets what is left of the grace
             left_s = deadline - asyncio.get_running_loop().time()
             await asyncio.to_thread(self.engine.stop, max(0.0, left_s))
+        if self.speakers is not None:
+            await asyncio.to_thread(self.speakers.stop)
+            self.speakers = None
 
     @property
     def session_count(self) -> int:

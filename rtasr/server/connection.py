@@ -53,7 +53,7 @@ from ..errors import (
     SlowConsumerError,
 )
 from .in_flight import Decodes
-from .interfaces import EngineLike, SessionLog, Socket
+from .interfaces import Embed, EngineLike, SessionLog, Socket
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -77,8 +77,8 @@ class Outcome:
 class Connection:
     def __init__(self, ws: Socket, session: Session, engine: EngineLike,
                  config: Config, dialect: Dialect, metrics: Metrics,
-                 settings: Callable[[Reconfigure], tuple[Config, StreamParams]] | None = None
-                 ) -> None:
+                 settings: Callable[[Reconfigure], tuple[Config, StreamParams]] | None = None,
+                 *, embed: Embed | None = None) -> None:
         self.ws = ws
         self.settings = settings  # a dialect's Reconfigure, checked (gateway.py)
         self.session = session
@@ -88,7 +88,7 @@ class Connection:
         self.metrics = metrics
         self.log = SessionLog(log, {"session": session.id})
         self.in_flight = Decodes(session, engine.transcribe, self._dispatch, self.log,
-                               self._failed)
+                                 self._failed, embed)
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         self._stop = loop.create_future()

@@ -30,7 +30,7 @@ from ..dialects.deepgram import DEEPGRAM_PATH, DeepgramDialect
 from ..dialects.openai_realtime import REALTIME_PATH, OpenAIRealtimeDialect
 from ..errors import CLOSE_INTERNAL, OverloadedError, ParameterError, RtasrError
 from .connection import Connection
-from .interfaces import EngineLike, SessionLog, Socket
+from .interfaces import Embed, EngineLike, SessionLog, Socket
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -81,12 +81,15 @@ class Gateway:
         self.connections: set[Connection] = set()
         self.idle = asyncio.Event()  # set while no session is open
         self.idle.set()
+        self.embed: Embed | None = None  # speaker embeddings: set by a server with --diarize
 
     def dialect(self, path: str, query: str, kind: type[Dialect] | None = None) -> Dialect:
         """The wire protocol the client asked for (`kind`, else the path's). Raises
         ParameterError for bad parameters."""
         dialect = (kind or DIALECTS[path])(query, default_language=self.model.language)
         self.model.check(dialect.params.language, dialect.params.task)
+        if dialect.params.diarize and self.embed is None:
+            raise ParameterError("diarize=true needs a server started with --diarize")
         return dialect
 
     def refusal(self, path: str, query: str, headers: Mapping[str, str]) -> Refusal | None:
@@ -170,7 +173,8 @@ class Gateway:
 
         config = self._config(dialect.config_changes(self.config.pause_ms))
         session = Session(config, dialect.params, session_id, dialect.params.language)
-        return Connection(ws, session, self.engine, self.config, dialect, self.metrics, settings)
+        return Connection(ws, session, self.engine, self.config, dialect, self.metrics, settings,
+                          embed=self.embed)
 
     def _config(self, changes: Mapping[str, int]) -> Config:
         """The server's config for one session: what the client's dialect changed."""

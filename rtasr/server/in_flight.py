@@ -11,6 +11,11 @@ Nobody awaits these tasks, so nothing may escape them unseen: an exception in ha
 outcome (`on_result`, `on_failure`, `dispatch`: a bug, not the model) is logged once, with
 the session id and its traceback, and handed to the transport's `fail`, which ends that
 session (a websocket closes with 1011, an upload answers 500); other sessions carry on.
+
+With diarize on, the session also asks for speaker embeddings (`EmbedJob`): each runs as a
+task too, through `embed` (engine/speakers.py's `SpeakerEmbedder.embed`, off the loop), and its
+vector goes back with `Session.on_embedding`. A failed embedding costs only the speaker: the
+final goes out without one, and the failure is logged once per session.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
-from ..core.actions import Action, Cancel, DecodeJob
+import numpy as np
+
+from ..core.actions import Action, Cancel, DecodeJob, EmbedJob
 from ..core.engine_api import DecodeRequest, Transcript
 from ..core.protocol import ServerMessage
 from ..core.session import Session
@@ -35,21 +42,25 @@ class Decodes:
                  transcribe: Callable[[DecodeRequest], Awaitable[Transcript | None]],
                  dispatch: Callable[[list[Action]], None],
                  log: logging.Logger | logging.LoggerAdapter[logging.Logger],
-                 fail: Callable[[Exception], None]) -> None:
+                 fail: Callable[[Exception], None],
+                 embed: Callable[[np.ndarray], Awaitable[np.ndarray]] | None = None) -> None:
         self.session = session
         self.transcribe = transcribe  # the engine's (or a transport's bound on it)
         self.dispatch = dispatch  # the session's actions that follow an outcome
         self.log = log
         self.fail = fail  # ends the session after a bug in handling an outcome
         self.failed: Exception | None = None  # the first such bug
-        self.tasks: dict[DecodeJob, asyncio.Task[None]] = {}  # jobs without an outcome yet
+        self.embed = embed  # speaker embeddings (--diarize), else None
+        self.embed_failed = False  # an embedding failed (logged once)
+        # jobs without an outcome yet
+        self.tasks: dict[DecodeJob | EmbedJob, asyncio.Task[None]] = {}
 
     def start(self, actions: Iterable[Action]) -> list[ServerMessage]:
         """Start the decodes `actions` ask for, cancel those they take back; the messages
         among them, in order, for the transport to send."""
         messages: list[ServerMessage] = []
         for action in actions:
-            if isinstance(action, DecodeJob):
+            if isinstance(action, DecodeJob | EmbedJob):
                 self.tasks[action] = asyncio.create_task(self._decode(action))
             elif isinstance(action, Cancel):
                 cancelled = self.tasks.pop(action.job, None)
@@ -61,11 +72,13 @@ class Decodes:
 
     def finals(self) -> list[asyncio.Task[None]]:
         """The decodes of utterances that ended, whichever kind serves as their final (the
-        open utterance's partial or candidate is not one of them)."""
+        open utterance's partial or candidate is not one of them), and the embeddings that
+        hold a final back (--diarize)."""
         speaking = self.session.segmenter.open_utterance
         open_index = None if speaking is None else speaking.index
         return [task for job, task in self.tasks.items()
-                if job.kind == "final" or job.utterance != open_index]
+                if isinstance(job, EmbedJob) or job.kind == "final"
+                or job.utterance != open_index]
 
     async def room(self) -> None:
         """Return once fewer than MAX_FINALS_WAITING finals wait on the engine (at once
@@ -79,7 +92,7 @@ class Decodes:
             task.cancel()
         self.tasks.clear()
 
-    async def _decode(self, job: DecodeJob) -> None:
+    async def _decode(self, job: DecodeJob | EmbedJob) -> None:
         try:
             try:
                 actions = await self._outcome(job)
@@ -92,12 +105,16 @@ class Decodes:
             if self.failed is not None:
                 return  # the session is already ending for its first bug
             self.failed = exc
-            self.log.exception("handling a decode of utterance %d failed", job.utterance)
+            self.log.exception("handling a %s of utterance %d failed",
+                               "decode" if isinstance(job, DecodeJob) else "speaker embedding",
+                               job.utterance)
             self.cancel()
             self.fail(exc)
 
-    async def _outcome(self, job: DecodeJob) -> list[Action]:
+    async def _outcome(self, job: DecodeJob | EmbedJob) -> list[Action]:
         """One decode; whatever fails (the engine, a Ray remote call) costs this job only."""
+        if isinstance(job, EmbedJob):
+            return self.session.on_embedding(job.utterance, await self._embedding(job))
         try:
             result = await self.transcribe(job.request)
         except RtasrError as exc:
@@ -106,3 +123,17 @@ class Decodes:
             self.log.exception("decode failed")
             return self.session.on_failure(job, EngineError(f"decode failed: {exc}"))
         return self.session.on_result(job, result)
+
+    async def _embedding(self, job: EmbedJob) -> np.ndarray | None:
+        """The speaker embedding of a final's speech; None (logged once) if it failed."""
+        try:
+            if self.embed is None:
+                raise RuntimeError("this server runs without --diarize")
+            return await self.embed(job.audio)
+        except Exception:
+            if not self.embed_failed:
+                self.embed_failed = True
+                self.log.exception("speaker embedding of utterance %d failed: its final (and "
+                                   "any other that fails) goes out without a speaker",
+                                   job.utterance)
+            return None

@@ -5,8 +5,10 @@ handle) and the log adapter that names the session in every record."""
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
+
+import numpy as np
 
 from ..core.engine_api import DecodeRequest, Transcript
 
@@ -32,6 +34,10 @@ class EngineLike(Protocol):
     def behind(self) -> bool: ...
 
     async def transcribe(self, request: DecodeRequest) -> Transcript | None: ...
+
+
+Embed = Callable[[np.ndarray], Awaitable[np.ndarray]]
+"""A speaker embedding of 16 kHz float audio (`SpeakerEmbedder.embed`, with --diarize)."""
 
 
 class SessionLog(logging.LoggerAdapter[logging.Logger]):

@@ -31,7 +31,7 @@ from ...core.session import Session
 from ...errors import RtasrError
 from ..http_post import PostRequest
 from ..in_flight import MAX_FINALS_WAITING, Decodes
-from ..interfaces import EngineLike
+from ..interfaces import Embed, EngineLike
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +139,10 @@ class FileTranscriber:
     """Finals from decoded files, for every REST API of one server (one shared bound on
     file decodes in flight)."""
 
-    def __init__(self, config: Config, engine: EngineLike, model: ModelInfo) -> None:
+    def __init__(self, config: Config, engine: EngineLike, model: ModelInfo,
+                 embed: Embed | None = None) -> None:
         self.config, self.engine, self.model = config, engine, model  # config: resolved
+        self.embed = embed  # speaker embeddings (--diarize), for params with diarize on
         self.slots = asyncio.Semaphore(max(1, config.workers - 1))  # file decodes in flight
         self.in_flight = 0  # files admitted, from their first byte read to their last final
 
@@ -184,7 +186,7 @@ class FileTranscriber:
         def fail(exc: Exception) -> None:
             failed.append(RequestError(500, f"internal error ({type(exc).__name__})"))
 
-        decodes = Decodes(session, self._decode, dispatch, log, fail)
+        decodes = Decodes(session, self._decode, dispatch, log, fail, self.embed)
         try:
             for i in range(0, len(pcm) + CHUNK, CHUNK):
                 dispatch(session.feed(pcm[i : i + CHUNK], NOT_REALTIME) if i < len(pcm)

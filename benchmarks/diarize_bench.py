@@ -1,0 +1,194 @@
+"""Speaker-label benchmark: diarization error rate of `rtasr serve --diarize` on real turns.
+
+Builds streams of alternating turns of two and of four real readers (Debian's Asterisk prompts:
+en Allison Smith, fr June Wallack, it Carlo Flora, ru IvrvoiceRU; es is Allison again, so it is
+never a second speaker), one prompt a turn (0.8-4 s, some under 1.5 s), 0.2-1.0 s of silence
+between turns, and streams each in real time (100 ms frames, diarize=true) to a server started
+here. Reports:
+
+- DER: missed speech + false alarm + speaker confusion over the reference speech, in 10 ms
+  frames, leaving out 0.25 s either side of every reference turn boundary (the collar), with
+  the one-to-one mapping of labels to readers that fits best. The hypothesis is each final's
+  words' span (first word's start to last word's end) with the final's speaker.
+- turn accuracy: of the turns of 1.5 s or more, the share whose finals (midpoint inside the
+  turn) all carry the label mapped to the turn's reader.
+- pause final p50/p95: arrival of each endpoint final minus the end of the turn that holds
+  its last word, with and without --diarize (the same stream, one session), and with 16
+  sessions (missing: turns with no final).
+
+    export RTASR_CORPUS=/work/corpus
+    python benchmarks/diarize_bench.py                  # base (mixed languages), all runs
+    python benchmarks/diarize_bench.py --turns 16 --sessions 0 -- --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from corpus import RATE, load_clips
+from stream_bench import SessionRun, pct, start_server, stop_server, stream_session
+
+READERS = {"en": "allison", "fr": "june", "it": "carlo", "ru": "ru"}  # never es: Allison again
+FRAME_S = 0.01
+COLLAR_S = 0.25
+LONG_TURN_S = 1.5
+
+
+@dataclass(frozen=True)
+class Turn:
+    reader: str
+    start: float
+    end: float
+
+
+def build(languages: list[str], turns: int, seed: int,
+          gap_s: tuple[float, float] = (0.2, 1.0)) -> tuple[np.ndarray, list[Turn]]:
+    """`turns` alternating turns of the readers of `languages` (no reader twice in a row)."""
+    rng = random.Random(seed)
+    pools = {lang: load_clips(40, seed=seed, min_s=0.8, max_s=4.0, language=lang)
+             for lang in languages}
+    parts, spans, at, last = [np.zeros(RATE // 2, np.float32)], [], 0.5, ""
+    for _ in range(turns):
+        lang = rng.choice([lang for lang in languages if lang != last])
+        clip = pools[lang].pop()
+        parts.append(clip.audio)
+        spans.append(Turn(READERS[lang], at, at + len(clip.audio) / RATE))
+        gap = rng.uniform(*gap_s)
+        parts.append(np.zeros(int(gap * RATE), np.float32))
+        at += len(clip.audio) / RATE + gap
+        last = lang
+    parts.append(np.zeros(RATE, np.float32))
+    return np.concatenate(parts), spans
+
+
+def frames(segments: list[tuple[str, float, float]], n: int) -> list[str | None]:
+    out: list[str | None] = [None] * n
+    for label, start, end in segments:
+        for i in range(max(0, int(start / FRAME_S)), min(n, int(end / FRAME_S))):
+            out[i] = label
+    return out
+
+
+def der(turns: list[Turn], finals: list[dict[str, Any]]) -> dict[str, Any]:
+    """DER with a 0.25 s collar, the best one-to-one label mapping; and turn accuracy."""
+    end_s = max([t.end for t in turns] + [f["end"] for f in finals]) + 1
+    n = int(end_s / FRAME_S)
+    ref = frames([(t.reader, t.start, t.end) for t in turns], n)
+    hyp = frames([(str(f.get("speaker")), f["words"][0]["start"], f["words"][-1]["end"])
+                  for f in finals if f["words"]], n)
+    scored = np.ones(n, bool)
+    for t in turns:
+        for edge in (t.start, t.end):
+            scored[max(0, int((edge - COLLAR_S) / FRAME_S)):int((edge + COLLAR_S) / FRAME_S)] = 0
+    pairs = [(r, h) for r, h, s in zip(ref, hyp, scored, strict=True) if s]
+    readers = sorted({t.reader for t in turns})
+    labels = sorted({h for _, h in pairs if h is not None})
+    overlap = {(r, h): sum(1 for p in pairs if p == (r, h)) for r in readers for h in labels}
+    best: dict[str, str] = {}
+    best_hits = -1
+    for chosen in itertools.permutations(labels + [""] * len(readers), len(readers)):
+        hits = sum(overlap.get((r, h), 0) for r, h in zip(readers, chosen, strict=True))
+        if hits > best_hits:
+            best_hits, best = hits, {h: r for r, h in zip(readers, chosen, strict=True) if h}
+    speech = sum(r is not None for r, _ in pairs)
+    missed = sum(r is not None and h is None for r, h in pairs)
+    false_alarm = sum(r is None and h is not None for r, h in pairs)
+    confusion = sum(r is not None and h is not None and best.get(h) != r for r, h in pairs)
+    long_turns = [t for t in turns if t.end - t.start >= LONG_TURN_S]
+    right = 0
+    for t in long_turns:
+        mine = [f for f in finals if t.start - 0.3 <= (f["start"] + f["end"]) / 2 <= t.end + 0.3]
+        right += bool(mine) and all(best.get(str(f.get("speaker"))) == t.reader for f in mine)
+    return {"der": (missed + false_alarm + confusion) / max(1, speech),
+            "missed": missed / max(1, speech), "false_alarm": false_alarm / max(1, speech),
+            "confusion": confusion / max(1, speech), "speech_s": speech * FRAME_S,
+            "long_turns": len(long_turns), "long_turns_right": right,
+            "labels": len(labels), "readers": len(readers)}
+
+
+def latencies(turns: list[Turn], run: SessionRun) -> tuple[list[float], int]:
+    """Each endpoint final's wait after the end of the turn holding its last word; and the
+    turns no final covers."""
+    waits = []
+    finals = [r for r in run.messages if r.msg["type"] == "final"]
+    for r in finals:
+        if not r.msg["endpoint"] or not r.msg["words"]:
+            continue
+        last = r.msg["words"][-1]["end"]
+        turn = min(turns, key=lambda t: 0 if t.start <= last <= t.end + 0.3
+                   else min(abs(last - t.start), abs(last - t.end)))
+        waits.append(r.at - turn.end)
+    covered = sum(any(t.start - 0.3 <= (r.msg["start"] + r.msg["end"]) / 2 <= t.end + 0.3
+                      for r in finals) for t in turns)
+    return waits, len(turns) - covered
+
+
+async def run(url: str, audio: np.ndarray, turns: list[Turn], sessions: int,
+              diarize: bool) -> dict[str, Any]:
+    query = "diarize=true" if diarize else ""
+    runs = await asyncio.gather(*(stream_session(url, audio, i * 0.37, 1.0, query)
+                                  for i in range(sessions)))
+    waits, missing = [], 0
+    for r in runs:
+        w, m = latencies(turns, r)
+        waits += w
+        missing += m
+    result: dict[str, Any] = {
+        "sessions": sessions, "refused": sum(r.error is not None for r in runs),
+        "pause_final_p50": pct(waits, 50), "pause_final_p95": pct(waits, 95),
+        "missing_turns": missing, "turns": len(turns) * sessions}
+    if diarize:
+        scores = [der(turns, [m.msg for m in r.messages if m.msg["type"] == "final"])
+                  for r in runs if r.error is None]
+        result["der"] = float(np.mean([s["der"] for s in scores]))
+        result["first_session"] = scores[0]
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--turns", type=int, default=20, help="turns per stream")
+    ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--model", default="base")
+    ap.add_argument("--sessions", type=int, default=16, help="the many-session run (0: none)")
+    ap.add_argument("--gaps", default="0.2,1.0", help="silence between turns, min,max (s)")
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("serve_args", nargs="*", help="after --: extra rtasr serve options")
+    args = ap.parse_args()
+    lo, hi = (float(x) for x in args.gaps.split(","))
+    two, two_turns = build(["en", "fr"], args.turns, args.seed, (lo, hi))
+    four, four_turns = build(["en", "fr", "it", "ru"], args.turns, args.seed + 1, (lo, hi))
+    results: dict[str, Any] = {"model": args.model}
+    serve = ["--model", args.model, *args.serve_args]
+    proc, url = start_server([*serve, "--diarize"])
+    try:
+        results["2 speakers"] = asyncio.run(run(url, two, two_turns, 1, True))
+        results["4 speakers"] = asyncio.run(run(url, four, four_turns, 1, True))
+        if args.sessions:
+            results[f"4 speakers, {args.sessions} sessions"] = asyncio.run(
+                run(url, four, four_turns, args.sessions, True))
+    finally:
+        stop_server(proc)
+    proc, url = start_server(serve)
+    try:
+        results["4 speakers, no --diarize"] = asyncio.run(run(url, four, four_turns, 1, False))
+    finally:
+        stop_server(proc)
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -16,7 +16,6 @@ here. Reports:
   its last word, with and without --diarize (the same stream, one session), and with 16
   sessions (missing: turns with no final).
 
-    export RTASR_CORPUS=/work/corpus
     python benchmarks/diarize_bench.py                  # base (mixed languages), all runs
     python benchmarks/diarize_bench.py --turns 16 --sessions 0 -- --workers 2
 """

@@ -174,6 +174,13 @@ async def _silent_and_slow_clients(server: Server) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     async with connect(url(server), sock=sock, max_queue=1) as ws:
         await ws.recv()
+        # the server's own send buffer small too: it finds the client not reading once the
+        # kernel's buffers are full, and loopback's grow to megabytes
+        port = sock.getsockname()[1]
+        for conn in server._ws.connections:
+            if conn.remote_address[1] == port:
+                conn.transport.get_extra_info("socket").setsockopt(
+                    socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
 
         async def flood() -> None:  # each bad frame earns an error message nobody reads
             with contextlib.suppress(ConnectionClosed):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import wave
 from dataclasses import dataclass
@@ -94,6 +95,17 @@ def encode(audio: np.ndarray, encoding: str = "pcm_s16le") -> bytes:
     if encoding == "pcm_f32le":
         return audio.astype("<f4").tobytes()
     return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def wav(audio: np.ndarray, rate: int = 16000) -> bytes:
+    """`audio` as a mono 16-bit WAV file's bytes (an upload's body)."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(encode(audio))
+    return out.getvalue()
 
 
 @dataclass

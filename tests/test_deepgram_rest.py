@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import json
-import wave
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,7 +19,7 @@ from rtasr.engine import Engine
 from rtasr.eval.wer import wer
 from rtasr.server import Server
 
-from .helpers import TRANSCRIPTS, clip_at, encode, post_whole, silence, until
+from .helpers import TRANSCRIPTS, clip_at, post_whole, silence, until, wav
 
 pytest.importorskip("deepgram")
 from deepgram import AsyncDeepgramClient
@@ -44,16 +42,6 @@ def client(server: Server, key: str = "any-key") -> AsyncDeepgramClient:
     env = DeepgramClientEnvironment(base=base, production=base.replace("http", "ws"),
                                     agent=base.replace("http", "ws"), agent_rest=base)
     return AsyncDeepgramClient(api_key=key, environment=env)
-
-
-def wav(audio: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(encode(audio))
-    return out.getvalue()
 
 
 def two_clips() -> bytes:

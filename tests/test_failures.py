@@ -24,7 +24,7 @@ from rtasr.engine import Engine
 from rtasr.eval.wer import wer
 from rtasr.server import Server
 
-from .helpers import TRANSCRIPTS, clip_at, encode, exchange, silence, stream
+from .helpers import TRANSCRIPTS, clip_at, encode, exchange, silence, stream, wav
 
 
 def speech(name: str, pause_s: float = 1.0) -> np.ndarray:
@@ -182,7 +182,6 @@ async def test_openai_realtime_item_failed_then_the_next_completed(srv: Server) 
 async def test_openai_rest_a_lost_utterance_is_a_500_not_a_shorter_text(srv: Server) -> None:
     import openai
 
-    from .test_files import wav
 
     client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{srv.port}/v1", api_key="k",
                                 max_retries=0)
@@ -196,7 +195,6 @@ async def test_openai_rest_a_lost_utterance_is_a_500_not_a_shorter_text(srv: Ser
 async def test_openai_rest_stream_ends_with_an_error_event(srv: Server) -> None:
     import openai
 
-    from .test_files import wav
 
     client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{srv.port}/v1", api_key="k",
                                 max_retries=0)
@@ -212,7 +210,6 @@ async def test_deepgram_prerecorded_a_lost_utterance_is_a_500(srv: Server) -> No
     from deepgram.core.api_error import ApiError
 
     from .test_deepgram_rest import client
-    from .test_files import wav
 
     with pytest.raises(ApiError) as failed:
         await client(srv).listen.v1.media.transcribe_file(  # no retry: it would succeed

@@ -5,9 +5,7 @@ chunk, and it ends when its client hangs up or the server stops."""
 from __future__ import annotations
 
 import asyncio
-import io
 import time
-import wave
 
 import numpy as np
 import pytest
@@ -20,7 +18,7 @@ from rtasr.errors import EngineError
 from rtasr.server import Server
 from rtasr.server.rest.uploads import FileTranscriber, RequestError
 
-from .helpers import encode, silence, trimmed
+from .helpers import encode, silence, trimmed, wav
 
 
 class FailingFirstFinals:
@@ -74,16 +72,6 @@ async def test_an_hour_of_silence_yields_to_the_loop_on_every_second(engine: Eng
     beside.cancel()
     assert finals == []
     assert ticks >= seconds, f"the loop ran other tasks {ticks} times in {seconds} s of audio"
-
-
-def wav(audio: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(encode(audio))
-    return out.getvalue()
 
 
 def long_speech(repeats: int) -> bytes:

@@ -4,9 +4,6 @@ PyAV reads any), and the errors: an undecodable file (400) and an oversized one 
 
 from __future__ import annotations
 
-import io
-import wave
-
 import httpx
 import numpy as np
 import pytest
@@ -15,7 +12,7 @@ from rtasr.eval.wer import wer
 from rtasr.server import Server
 from rtasr.server.rest.openai_audio import MAX_UPLOAD_BYTES
 
-from .helpers import DATA, TRANSCRIPTS, clip_at, encode, post_whole
+from .helpers import DATA, TRANSCRIPTS, clip_at, post_whole, wav
 
 pytest.importorskip("openai")
 from openai import AsyncOpenAI, BadRequestError
@@ -25,14 +22,7 @@ NAMES = ["tt-weasels", "vm-nobodyavail"]
 
 
 def wav_file() -> bytes:
-    audio = np.concatenate([clip_at(n, 16000) for n in NAMES])
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(encode(audio))
-    return out.getvalue()
+    return wav(np.concatenate([clip_at(n, 16000) for n in NAMES]))
 
 
 def client(server: Server) -> AsyncOpenAI:

@@ -95,8 +95,8 @@ def _prompted(requests: list[DecodeRequest], clips: list[Clip],
 
 
 def batch_study(args: argparse.Namespace, clips: list[Clip]) -> list[dict[str, object]]:
-    """Decodes/s per batch size, for each decoding mode (timestamp tokens or text only) and
-    each kind of per-session prompt; generate calls per batch counted."""
+    """Decodes/s per batch size, for each decoding mode (timestamp tokens or text only), beam
+    size (--beams) and kind of per-session prompt; generate calls per batch counted."""
     sizes = [int(s) for s in args.sizes.split(",")]
     rows: list[dict[str, object]] = []
     for tokens in [m == "timestamps" for m in args.modes.split(",")]:
@@ -104,15 +104,16 @@ def batch_study(args: argparse.Namespace, clips: list[Clip]) -> list[dict[str, o
                          encoder_window_s=args.encoder_window_s)
         calls = _count_generate(engine)
         every = clips * -(-max(sizes) // len(clips))  # at least one batch of the largest size
-        plain = _requests(every, engine, words=not args.no_word_timestamps)
         texts = [c.text for c in every]
-        for prompts in args.prompts.split(","):
+        for beam, prompts in itertools.product([int(b) for b in args.beams.split(",")],
+                                               args.prompts.split(",")):
+            plain = _requests(every, engine, beam, words=not args.no_word_timestamps)
             requests = _prompted(plain, every, prompts)
             alone = [engine.decode_batch([r], gate=False)[0].text for r in requests]
             for size in sizes:
                 row = _batches(engine, requests, alone, texts, size, calls)
                 row = {"decoding": "timestamp tokens" if tokens else "text only",
-                       "prompts": prompts, **row}
+                       "prompts": prompts, "beam_size": beam, **row}
                 _emit(args, rows, row)
         engine.stop()
     return rows
@@ -163,7 +164,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=3, help="which clips (corpus.load_clips)")
     p.add_argument("--windows", default="0,20,15,10,5",
                    help="encoder windows to try, seconds (0: the full 30 s)")
-    p.add_argument("--beams", default="1", help="beam sizes to try with each window")
+    p.add_argument("--beams", default="1",
+                   help="beam sizes to try with each window (batch study: with each batch size)")
     p.add_argument("--sizes", default="1,2,4,8")
     p.add_argument("--modes", default="timestamps,text",
                    help="batch study: decoding modes, timestamps and/or text (text only)")

@@ -2,14 +2,17 @@
 
 Each session streams its own long recording (Asterisk prompts in its own order, natural pauses
 of 0.8-2.0 s) in real time, starting at a random moment in the first `--stagger-s` seconds.
-Per N it reports final latency p50/p95/max, first-text latency, WER against the one yardstick
-(rtasr.eval.yardstick: each utterance decoded whole, the margins a final gets, faster-whisper's file
-transcription), utterances without a final, partials per utterance, the engine's batch sizes,
-the longest final queue wait, the server's CPU use and event-loop lag p99 (sampled from
-/healthz), and at the end the largest N whose finals hold p95 <= --target-p95-s with no
+First each stream is sent alone, one after another (`--alone`): the words the same streams get
+at one session, the reference for every level. Per N it reports final latency p50/p95/max,
+first-text latency, WER (all sessions', the same streams' at one session each, the worst
+session's) beside the one yardstick (rtasr.eval.yardstick: each utterance decoded whole, the
+margins a final gets, faster-whisper's file transcription), utterances without a final,
+partials per utterance, the engine's batch sizes, the longest final queue wait, the server's
+CPU use (and per session) and event-loop lag p99 (sampled from /healthz), and at the end the
+largest N whose finals hold p95 <= --target-p95-s with no
 utterance lost. Writes a markdown table, JSON and a PNG plot (matplotlib: the `bench` extra).
 
-    python benchmarks/load_bench.py --clients 1,4,8,12,16
+    python benchmarks/load_bench.py --clients 4,16,32 -- --max-sessions 32
     python benchmarks/load_bench.py --url ws://gpu-box:8000/ws --clients 50,100,200,400
     python benchmarks/load_bench.py -- --encoder-window-s 10      # extra `rtasr serve` args
 """
@@ -133,6 +136,7 @@ async def run_level(url: str, streams: list[Stream], clients: int,
     after = get_health(hurl)["engine"]
     scores = [{**score(run, spans, False), **(timed(run, spans) if timing_only else {})}
               for run, (_, spans, _) in zip(runs, chosen, strict=True)]
+    per_session = [s["errors"] / max(1, s["words"]) for s in scores]  # type: ignore[operator]
     lat = [x for s in scores for x in s["latencies"]]  # type: ignore[attr-defined]
     first = [x for s in scores for x in s["first_text"]]  # type: ignore[attr-defined]
     utterances = sum(len(spans) for _, spans, _ in chosen)
@@ -144,6 +148,9 @@ async def run_level(url: str, streams: list[Stream], clients: int,
         "errors": sum(run.error is not None for run in runs),
         "wer": float("nan") if timing_only else
         sum(s["errors"] for s in scores) / sum(s["words"] for s in scores),  # type: ignore[misc]
+        "wer_max": float("nan") if timing_only else max(per_session),
+        # each session's (errors, words), for the comparison with its stream alone
+        "session_errors": [[s["errors"], s["words"]] for s in scores],
         "final_p50": pct(lat, 50), "final_p95": pct(lat, 95), "final_max": max(lat, default=0),
         "first_p50": pct(first, 50), "first_p95": pct(first, 95),
         "missing": sum(s["missing"] for s in scores),  # type: ignore[misc]
@@ -168,6 +175,45 @@ async def run_level(url: str, streams: list[Stream], clients: int,
 Stream = tuple[np.ndarray, list[Span], list[Clip]]
 
 
+def alone_level(url: str, streams: list[Stream], count: int, cache: Path | None
+                ) -> dict[str, object]:
+    """Each of the first `count` streams sent alone, one after another: what each session's
+    words are at one session, the reference for the same streams under load. `cache` keeps
+    them (for load policies that do not change what a lone session gets)."""
+    if cache is not None and cache.exists():
+        level: dict[str, object] = json.loads(cache.read_text())
+        if len(level["session_errors"]) >= count:  # type: ignore[arg-type]
+            print(f"one session each: from {cache}", flush=True)
+            return level
+    runs = []
+    for i in range(count):
+        runs.append(asyncio.run(run_level(url, [streams[i]], 1, 0.0)))
+        print(f"stream {i} alone: WER {runs[-1]['wer']:.2%}, final p95 "
+              f"{runs[-1]['final_p95']:.2f} s", flush=True)
+    errors = [run["session_errors"][0] for run in runs]  # type: ignore[index]
+    level = {**runs[0], "clients": 1, "session_errors": errors,
+             "wer": sum(e for e, _ in errors) / sum(w for _, w in errors),
+             "wer_max": max(float(run["wer"]) for run in runs),  # type: ignore[arg-type]
+             **{key: max(float(run[key]) for run in runs)  # type: ignore[arg-type]
+                for key in ("final_p95", "final_max", "final_wait_max", "loop_lag_p99_ms")},
+             **{key: sum(float(run[key]) for run in runs) / count  # type: ignore[arg-type]
+                for key in ("final_p50", "first_p50", "first_p95", "partials_per_utt",
+                            "decodes_per_utt", "mean_batch", "final_share")},
+             **{key: sum(int(run[key]) for run in runs)  # type: ignore[call-overload]
+                for key in ("errors", "missing", "utterances")}}
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(level))
+    return level
+
+
+def versus_alone(level: dict[str, object], alone: dict[str, object]) -> float:
+    """The WER the same streams had at one session each (session i streams stream i % 8)."""
+    mine = alone["session_errors"]  # type: ignore[assignment]
+    chosen = [mine[i % len(mine)] for i in range(int(level["clients"]))]  # type: ignore[call-overload,arg-type,index]
+    return sum(e for e, _ in chosen) / max(1, sum(w for _, w in chosen))
+
+
 def holds(level: dict[str, object], target_p95_s: float, timing_only: bool = False) -> bool:
     """The level met the target: final p95 within it, no utterance lost, none refused. With
     --timing-only an utterance without a final is not counted lost: a random-weights model's
@@ -188,21 +234,25 @@ def build_streams(clips: list[Clip], count: int, per_stream: int) -> list[Stream
 def markdown(results: dict[str, object]) -> str:
     nan = float("nan")
     rows = [
-        "| clients | final p50 | final p95 | final max | first text p50 | WER | yardstick "
-        "| refused | no final | partials/utt | decodes/utt "
-        "| mean batch | final wait max | loop lag p99 | server CPU | loop CPU | GPU busy |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| clients | final p50 | final p95 | final max | first text p50 | WER | WER, one "
+        "session each | worst session | yardstick | refused | no final | partials/utt "
+        "| decodes/utt | mean batch | final wait max | loop lag p99 | server CPU "
+        "| per session | loop CPU | GPU busy |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lv in results["levels"]:  # type: ignore[attr-defined]
         rows.append(
             f"| {lv['clients']} | {lv['final_p50']:.2f} s | {lv['final_p95']:.2f} s "
             f"| {lv['final_max']:.2f} s | {lv['first_p50']:.2f} s | {lv['wer']:.2%} "
+            f"| {lv.get('wer_alone', nan):.2%} | {lv.get('wer_max', nan):.2%} "
             f"| {lv.get('yardstick_wer', nan):.2%} "
             f"| {lv['errors']} | {lv['missing']}/{lv['utterances']} "
             f"| {lv['partials_per_utt']:.1f} "
             f"| {lv['decodes_per_utt']:.1f} | {lv['mean_batch']:.1f} "
             f"| {lv['final_wait_max']:.2f} s | {lv['loop_lag_p99_ms']:.1f} ms "
-            f"| {lv.get('server_cpu', nan):.0%} | {lv.get('loop_cpu', nan):.0%} "
+            f"| {lv.get('server_cpu', nan):.0%} "
+            f"| {lv.get('server_cpu', nan) / lv['clients']:.1%} "
+            f"| {lv.get('loop_cpu', nan):.0%} "
             f"| {lv.get('gpu_util', nan):.0f} % |")
     lost = ("" if results.get("timing_only") else " and no utterance lost")
     rows += ["", f"largest N with final p95 <= {results['target_p95_s']} s{lost}: "
@@ -242,6 +292,12 @@ def main() -> None:
     ap.add_argument("--stagger-s", type=float, default=5.0, help="spread of session starts")
     ap.add_argument("--target-p95-s", type=float, default=1.5)
     ap.add_argument("--no-yardstick", action="store_true", help="skip the yardstick")
+    ap.add_argument("--alone", action=argparse.BooleanOptionalAction, default=True,
+                    help="first send each stream alone, one after another: the WER the same "
+                         "streams have at one session, beside each level's")
+    ap.add_argument("--alone-json", type=Path,
+                    help="keep the one-session runs here and reuse them when present (for "
+                         "server changes that only act under load)")
     ap.add_argument("--timing-only", action="store_true",
                     help="latency by time, not by words: for a model whose words mean nothing "
                          "(random_whisper.py)")
@@ -274,7 +330,18 @@ def main() -> None:
             extra += ["--model", args.model]
         proc, url = start_server(extra)
     try:
-        for n in (int(x) for x in args.clients.split(",")):
+        levels = [int(x) for x in args.clients.split(",")]
+        alone = None
+        if args.alone and not args.timing_only:
+            alone = alone_level(url, streams, min(len(streams), max(levels)), args.alone_json)
+            if proc:
+                alone["server_cpu"] = float("nan")
+            alone["wer_alone"] = alone["wer"]
+            results["levels"].append(alone)  # type: ignore[attr-defined]
+            if yardsticks:
+                alone["yardstick_wer"] = yardstick_wer(
+                    streams[:len(alone["session_errors"])], yardsticks)  # type: ignore[arg-type]
+        for n in levels:
             cpu0, wall0 = (cpu_seconds(proc.pid) if proc else 0.0), time.monotonic()
             loop0 = cpu_seconds(proc.pid, main_thread=True) if proc else 0.0
             client0 = time.process_time()
@@ -285,6 +352,8 @@ def main() -> None:
                 level["server_cpu"] = (cpu_seconds(proc.pid) - cpu0) / wall
                 # the event loop's thread alone: one core is all it can ever have
                 level["loop_cpu"] = (cpu_seconds(proc.pid, main_thread=True) - loop0) / wall
+            if alone is not None:
+                level["wer_alone"] = versus_alone(level, alone)
             if yardsticks:
                 chosen = chosen_streams(streams, n)
                 level["yardstick_wer"] = yardstick_wer(

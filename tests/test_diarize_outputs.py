@@ -32,8 +32,9 @@ TWO = [("allison", "agent-pass"), ("june", "fr/conf-full"), ("allison", "vm-nobo
        ("june", "fr/vm-rec-name")]
 THREE = [("allison", "agent-pass"), ("june", "fr/conf-full"), ("carlo", "it/conf-onlyperson"),
          ("allison", "vm-nobodyavail"), ("june", "fr/vm-rec-name"), ("carlo", "it/pbx-invalid")]
-# other clips of two of them (2-10 s each), to name them
-REFERENCES = {"allison": "auth-incorrect", "june": "fr/conf-onlyperson"}
+# other clips of two of them (2-10 s each), to name them; not in the order they first speak, so
+# that numbering speakers in order of appearance could not give these names
+REFERENCES = {"june": "fr/conf-onlyperson", "allison": "auth-incorrect"}
 GAP_S = 0.8
 
 Span = tuple[str, str, float, float]  # reader, clip, start and end (s)
@@ -115,7 +116,7 @@ async def test_known_speaker_references_name_two_readers(diarizing: Server) -> N
 
 async def test_rtasr_transcribe_diarize_labels_each_turn(diarizing: Server,
                                                          tmp_path: Path) -> None:
-    audio, spans = conversation(TWO)
+    audio, _ = conversation(TWO)
     path = tmp_path / "two.wav"
     path.write_bytes(audio)
     code, out, err = await run(path, "--diarize", "--url", diarizing.url)

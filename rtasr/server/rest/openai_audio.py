@@ -2,7 +2,8 @@
 (multipart, any format PyAV reads), and `GET /v1/models`.
 
 The file is decoded and transcribed by uploads.py (the same `Session` as a live stream, ranked
-below live finals); this module reads OpenAI's multipart form and renders OpenAI's answers.
+below live finals); this module reads OpenAI's multipart form and renders OpenAI's answers
+(with speakers, `diarized_json` and labelled text, srt and vtt: openai_speakers.py).
 Uploads over `MAX_UPLOAD_BYTES` are refused with 413, files PyAV cannot decode with 400,
 both with OpenAI's error object. docs/openai.md has the table.
 """

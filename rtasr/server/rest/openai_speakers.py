@@ -105,10 +105,14 @@ async def embed_references(speakers: Speakers, embed: Embed) -> list[np.ndarray]
                                     f" s, not {length_s:.1f} s", param=REFERENCES_FIELD)
         audio = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768.0
         try:
-            vectors.append(await embed(speech_audio(audio)))
+            vector = await embed(speech_audio(audio))
         except Exception as exc:
             raise RequestError(500, f"a reference clip could not be embedded "
                                     f"({type(exc).__name__})") from None
+        if not (np.all(np.isfinite(vector)) and np.any(vector)):  # the tracker takes none
+            raise RequestError(400, f"a clip of {REFERENCES_FIELD} has no voice to tell",
+                               param=REFERENCES_FIELD)
+        vectors.append(vector)
     return vectors
 
 

@@ -104,6 +104,9 @@ def _transcribe_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
                    help="stream the default microphone until Ctrl-C (pip install 'rtasr[mic]')")
     p.add_argument("--api-key", default=None,
                    help="the server's API key (default: $RTASR_API_KEY)")
+    p.add_argument("--diarize", action="store_true",
+                   help="label who speaks (the server needs --diarize): 'Speaker 1: ...' in "
+                        "text, '[Speaker 1]' in srt, '<v Speaker 1>' in vtt, \"speaker\" in json")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,7 +152,7 @@ def transcribe(args: argparse.Namespace) -> int:
 
     try:
         run(args.files, url=args.url, fmt=args.format, realtime=args.realtime, mic=args.mic,
-            output_dir=args.output_dir, api_key=args.api_key)
+            output_dir=args.output_dir, api_key=args.api_key, diarize=args.diarize)
     except ClientError as exc:
         print(f"rtasr: error: {exc}", file=sys.stderr)
         return 2

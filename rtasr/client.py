@@ -3,7 +3,8 @@
 Files are decoded with PyAV (already installed with faster-whisper) to 16 kHz mono PCM and
 sent in 100 ms frames on the native protocol, as fast as the server takes them or, with
 `--realtime`, at the pace of speech. Finals are printed as they arrive, as text, JSON lines,
-SRT or WebVTT. On a terminal, stderr shows a progress bar and the live partial.
+SRT or WebVTT; with `--diarize` each speaker's turn is labelled (`Speaker 1: ...`,
+core/subtitles.py). On a terminal, stderr shows a progress bar and the live partial.
 """
 
 from __future__ import annotations
@@ -67,11 +68,12 @@ class Writer:
             self.out.write(subtitles.header(self.fmt))
 
     def final(self, msg: dict[str, Any]) -> None:
-        self.count += 1
-        if self.fmt in subtitles.FORMATS:
-            self.out.write(subtitles.cue(self.count, msg["start"], msg["end"], msg["text"],
-                                         self.fmt))
+        if self.fmt in subtitles.FORMATS:  # a cue per speaker's turn, labelled, with speakers
+            cues = subtitles.final_cues(self.count + 1, msg, self.fmt)
+            self.count += len(cues)
+            self.out.write("".join(cues))
         else:
+            self.count += 1
             self.out.write(json.dumps({"file": self.source, **msg}, ensure_ascii=False) + "\n")
         self.out.flush()
 
@@ -288,6 +290,13 @@ async def mic_frames(stop: asyncio.Event) -> AsyncIterator[bytes]:
             await stopping
 
 
+def with_diarize(url: str, diarize: bool) -> str:
+    """The server's websocket URL, asking for speakers (`diarize=true`) when `diarize`."""
+    if not diarize:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}diarize=true"
+
+
 async def _from_mic(url: str, fmt: str, api_key: str | None) -> None:
     """Stream the microphone until Ctrl-C, then send `end` and print the last finals."""
     import signal
@@ -306,9 +315,10 @@ def _output_name(path: Path, files: list[Path], fmt: str) -> str:
 
 
 def run(files: list[Path], *, url: str, fmt: str, realtime: bool, mic: bool,
-        output_dir: Path | None, api_key: str | None) -> None:
+        output_dir: Path | None, api_key: str | None, diarize: bool = False) -> None:
     """The `transcribe` command. Raises ClientError for anything the user can fix."""
     api_key = api_key or os.environ.get("RTASR_API_KEY") or None
+    url = with_diarize(url, diarize)
     if mic:
         asyncio.run(_from_mic(url, fmt, api_key))
         return

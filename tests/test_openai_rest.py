@@ -1,8 +1,11 @@
 """OpenAI's official Python SDK, unchanged, against rtasr's `/v1/audio/transcriptions`:
 json, verbose_json with words, srt and stream=true, on a real recorded clip (a WAV file, as
-PyAV reads any), and the errors: an undecodable file (400) and an oversized one (413)."""
+PyAV reads any), and the errors: an undecodable file (400) and an oversized one (413), and
+speakers asked of a server without --diarize or beyond their bounds (400)."""
 
 from __future__ import annotations
+
+import base64
 
 import httpx
 import numpy as np
@@ -97,3 +100,26 @@ async def test_a_refusal_before_the_body_is_read_still_reaches_the_client(
     discarded, so the client finishes sending and reads the 404 instead of a reset."""
     head = await post_whole(server.port, "/v1/audio/nope", bytes(8 * 1024 * 1024))
     assert head.startswith("HTTP/1.1 404"), head
+
+
+async def test_diarized_json_needs_a_server_with_diarize(server: Server) -> None:
+    with pytest.raises(BadRequestError) as refused:
+        await client(server).audio.transcriptions.create(
+            model="gpt-4o-transcribe-diarize", file=("w.wav", wav_file()),
+            response_format="diarized_json")
+    assert refused.value.status_code == 400
+    assert "--diarize" in refused.value.message
+    assert refused.value.param == "response_format"
+
+
+async def test_known_speakers_are_bounded_as_the_sdk_sends_them(server: Server) -> None:
+    """Checked before anything else (here, a server without --diarize): five names and five
+    clips, sent as the SDK sends arrays (`known_speaker_names[]`), are one too many."""
+    clip = "data:audio/wav;base64," + base64.b64encode(wav(np.zeros(32000))).decode()
+    with pytest.raises(BadRequestError) as refused:
+        await client(server).audio.transcriptions.create(
+            model="gpt-4o-transcribe-diarize", file=("w.wav", wav_file()),
+            response_format="diarized_json", known_speaker_names=list("abcde"),
+            known_speaker_references=[clip] * 5)
+    assert "at most 4 known speakers" in refused.value.message
+    assert refused.value.param == "known_speaker_references[]"

@@ -10,6 +10,8 @@ into its own error shape. docs/operations.md has the table of every limit.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
@@ -24,6 +26,11 @@ MAX_LANGUAGE_CHARS = 35  # a BCP 47 tag such as `en-US` or `zh-Hant-TW`; only it
 MAX_NAME_CHARS = 200  # a model name or another value echoed back, not used
 MAX_DIGITS = 20  # a number written as text: longer is refused before it is parsed
 MAX_QUERY_FIELDS = 100  # parameters in one query string (repeated ones count each time)
+MAX_KNOWN_SPEAKERS = 4  # reference voices in one request (OpenAI's known_speaker_references[])
+MAX_SPEAKER_NAME_CHARS = 64  # a known speaker's name, echoed on each of its segments
+MAX_REFERENCE_BYTES = 2 << 20  # one reference clip (a data URL's audio, decoded from base64)
+MAX_REFERENCES_BYTES = 4 << 20  # all of one request's reference clips together
+MIN_REFERENCE_S, MAX_REFERENCE_S = 2.0, 10.0  # a reference clip's length (OpenAI's bounds)
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
@@ -176,6 +183,71 @@ def mapping(value: Any, name: str) -> dict[str, Any]:
         raise ParameterError(f"{name} must be an object, not {_type_name(value)}", param=name,
                              reason="invalid_type")
     return value
+
+
+def speaker_name(value: Any, name: str) -> str:
+    """A known speaker's name: 1..MAX_SPEAKER_NAME_CHARS characters, trimmed, none of them a
+    control character or one of `<>&` (the name goes into WebVTT's `<v NAME>`)."""
+    label = text(value, name, MAX_SPEAKER_NAME_CHARS).strip()
+    if not label or any(c in "<>&" or not c.isprintable() for c in label):
+        raise ParameterError(f"{name} must be a name of 1 to {MAX_SPEAKER_NAME_CHARS} "
+                             f"printable characters without <, > or &, not {_shown(value)}",
+                             param=name, reason="invalid_value")
+    return label
+
+
+def data_url(value: Any, name: str, max_bytes: int) -> bytes:
+    """The bytes of a base64 data URL (`data:audio/wav;base64,...`), at most `max_bytes`,
+    checked from the URL's length before it is decoded."""
+    url = text(value, name, 16 + max_bytes * 4 // 3 + 4 + 200)  # the header, base64, padding
+    head, comma, payload = url.partition(",")
+    if not (comma and head.startswith("data:") and head.endswith(";base64")):
+        raise ParameterError(f"{name} must be a base64 data URL such as "
+                             f"'data:audio/wav;base64,...', not {_shown(value)}", param=name,
+                             reason="invalid_value")
+    if len(payload) * 3 // 4 > max_bytes + 2:
+        raise ParameterError(f"{name} must hold at most {max_bytes} bytes of audio", param=name,
+                             reason="string_above_max_length")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise ParameterError(f"{name} is not valid base64", param=name,
+                             reason="invalid_value") from None
+    if len(data) > max_bytes:
+        raise ParameterError(f"{name} must hold at most {max_bytes} bytes of audio", param=name,
+                             reason="string_above_max_length")
+    return data
+
+
+def known_speakers(names: Sequence[Any], references: Sequence[Any],
+                   names_field: str = "known_speaker_names[]",
+                   references_field: str = "known_speaker_references[]"
+                   ) -> list[tuple[str, bytes]]:
+    """Each known speaker's name and reference clip (the data URL's bytes), in order: at most
+    MAX_KNOWN_SPEAKERS, as many names as clips, no name twice, each clip at most
+    MAX_REFERENCE_BYTES and all of them at most MAX_REFERENCES_BYTES."""
+    if len(names) > MAX_KNOWN_SPEAKERS or len(references) > MAX_KNOWN_SPEAKERS:
+        raise ParameterError(f"at most {MAX_KNOWN_SPEAKERS} known speakers",
+                             param=references_field, reason="array_above_max_length")
+    if len(names) != len(references):
+        raise ParameterError(f"{names_field} and {references_field} must name and give the "
+                             f"same speakers ({len(names)} names, {len(references)} clips)",
+                             param=references_field, reason="invalid_value")
+    speakers: list[tuple[str, bytes]] = []
+    total_bytes = 0
+    for label, reference in zip(names, references, strict=True):
+        label = speaker_name(label, names_field)
+        if any(label == known for known, _ in speakers):
+            raise ParameterError(f"{names_field} names {_shown(label)} twice",
+                                 param=names_field, reason="invalid_value")
+        clip = data_url(reference, references_field, MAX_REFERENCE_BYTES)
+        total_bytes += len(clip)
+        if total_bytes > MAX_REFERENCES_BYTES:
+            raise ParameterError(f"the {references_field} clips must hold at most "
+                                 f"{MAX_REFERENCES_BYTES} bytes of audio together",
+                                 param=references_field, reason="string_above_max_length")
+        speakers.append((label, clip))
+    return speakers
 
 
 def api_keys(*sources: Iterable[str] | str) -> tuple[str, ...]:

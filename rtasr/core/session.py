@@ -420,6 +420,14 @@ class Session(RunOnCuts):
             actions.append(self._speakers.embed(utt.index, speech_audio(job.own_audio)))
         actions += self._speakers.queue(due)
 
+    def enroll_speakers(self, vectors: list[np.ndarray]) -> None:
+        """Known voices (diarize=true, before any audio): speakers 0, 1, ... in this order,
+        matched like any other (speakers.py's `enroll`)."""
+        if self._speakers is None:
+            self._speakers = SpeakerFinals()
+        for vector in vectors:
+            self._speakers.tracker.enroll(vector)
+
     def on_embedding(self, utterance: int, vector: np.ndarray | None) -> list[Action]:
         """The speaker embedding of `utterance`'s final's speech (None: it could not be
         computed; the final goes out without a speaker)."""

@@ -10,7 +10,10 @@ each, nothing else stored); past the cap every turn goes to its nearest speaker.
 Short turns carry little voice: under `min_new_s` a turn joins its nearest speaker instead of
 opening one (the first turn of a session opens speaker 0 whatever its length), and under
 `min_update_s` it leaves that speaker's centroid as it is. No audio, no model, no I/O here: the
-engine computes the embeddings (engine/speakers.py), the session hands them in.
+engine computes the embeddings (engine/speakers.py), the session hands them in. Known voices
+may be enrolled before the first turn (`enroll`: a reference clip's embedding, as OpenAI's
+`known_speaker_references[]` give): they take the first numbers, in the order given, and are
+matched like any other speaker.
 """
 
 from __future__ import annotations
@@ -82,6 +85,14 @@ class SpeakerTracker:
             speaker.total = speaker.total + unit
             speaker.turns += 1
         return Assignment(nearest, similarity, new=False)
+
+    def enroll(self, embedding: np.ndarray) -> int:
+        """Open a speaker from a known voice (a reference clip's embedding) before any turn:
+        its number is the next one, and turns near it are its. Raises ValueError past
+        `max_speakers` or for a degenerate embedding."""
+        if len(self._speakers) >= self.options.max_speakers:
+            raise ValueError(f"at most {self.options.max_speakers} speakers")
+        return self._open(_unit(embedding)).speaker
 
     def _open(self, unit: np.ndarray) -> Assignment:
         self._speakers.append(_Speaker(unit.copy()))

@@ -2,7 +2,8 @@
 (multipart, any format PyAV reads), and `GET /v1/models`.
 
 The file is decoded and transcribed by uploads.py (the same `Session` as a live stream, ranked
-below live finals); this module reads OpenAI's multipart form and renders OpenAI's answers.
+below live finals); this module reads OpenAI's multipart form and renders OpenAI's answers
+(with speakers, `diarized_json` and labelled text, srt and vtt: openai_speakers.py).
 Uploads over `MAX_UPLOAD_BYTES` are refused with 413, files PyAV cannot decode with 400,
 both with OpenAI's error object. docs/openai.md has the table.
 """
@@ -10,6 +11,7 @@ both with OpenAI's error object. docs/openai.md has the table.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +25,8 @@ from ...dialects.openai_realtime import rest_error_body
 from ...errors import ParameterError
 from ..gateway import authorized
 from ..http_post import PostRequest, Reply
+from . import openai_speakers
+from .openai_speakers import Speakers
 from .uploads import (
     FileTranscriber,
     RequestError,
@@ -34,7 +38,7 @@ from .uploads import (
 )
 
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024  # OpenAI's own limit
-FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+FORMATS = ("json", "text", "srt", "vtt", "verbose_json", "diarized_json")
 GRANULARITIES = ("word", "segment")
 
 
@@ -87,6 +91,7 @@ class FormRequest:
     format: str
     granularity: frozenset[str]
     stream: bool
+    speakers: Speakers | None = None  # diarized_json or diarize=true (openai_speakers.py)
 
 
 def parse_form(fields: dict[str, list[str]], task: str,
@@ -106,7 +111,10 @@ def parse_form(fields: dict[str, list[str]], task: str,
                           task="translate" if task == "translate" else "transcribe",
                           prompt=limits.prompt(values.get("prompt")), interim_results=False)
     stream = limits.flag(values.get("stream"), "stream", False) and task == "transcribe"
-    return FormRequest(params, fmt, granularity, stream)
+    speakers = openai_speakers.parse(fields, fmt, task)
+    if speakers is not None:
+        params = dataclasses.replace(params, diarize=True)
+    return FormRequest(params, fmt, granularity, stream, speakers)
 
 
 class OpenAIRest:
@@ -140,24 +148,45 @@ class OpenAIRest:
         except ParameterError as exc:
             raise RequestError(400, str(exc), param=exc.param or "language") from None
         assert form.file is not None
+        speakers, known = request.speakers, []
+        if speakers is not None:
+            if self.files.embed is None:
+                raise RequestError(400, "speakers (response_format=diarized_json, diarize=true)"
+                                        " need a server started with --diarize",
+                                   param="response_format")
+            known = await openai_speakers.embed_references(speakers, self.files.embed)
         pcm = await asyncio.to_thread(decode, form.file.file_object)
-        finals = self.files.finals(pcm, request.params)
+        finals = self.files.finals(pcm, request.params, known)
         if request.stream:
-            await self._stream(finals, reply)
+            await self._stream(finals, reply, speakers)
             return
         collected = [f async for f in finals]
+        if speakers is not None:
+            for final in collected:
+                openai_speakers.check_labelled(final)
         body, content_type = render(collected, request.format, set(request.granularity), task,
-                                    duration_s(pcm), request.params.language)
+                                    duration_s(pcm), request.params.language, speakers)
         reply.send(200, body.encode(), content_type)
 
-    async def _stream(self, finals: AsyncIterator[Final], reply: Reply) -> None:
+    async def _stream(self, finals: AsyncIterator[Final], reply: Reply,
+                      speakers: Speakers | None) -> None:
+        """`transcript.text.delta` per final, or with speakers per turn (with its
+        `segment_id`, then its `transcript.text.segment`); `transcript.text.done` last."""
         reply.start_events()
         texts: list[str] = []
         try:
             async for final in finals:
-                delta = (" " if texts else "") + final.text.strip()
-                texts.append(final.text.strip())
-                reply.event({"type": "transcript.text.delta", "delta": delta})
+                if speakers is None:
+                    reply.event({"type": "transcript.text.delta",
+                                 "delta": (" " if texts else "") + final.text.strip()})
+                    texts.append(final.text.strip())
+                    continue
+                openai_speakers.check_labelled(final)
+                for segment in openai_speakers.segments([final], speakers, len(texts)):
+                    reply.event({"type": "transcript.text.delta", "segment_id": segment["id"],
+                                 "delta": (" " if texts else "") + segment["text"]})
+                    reply.event(segment)
+                    texts.append(segment["text"])
         except RequestError as exc:  # a lost utterance: an error event, never `done`
             reply.event(error_body(exc))
             return
@@ -165,17 +194,25 @@ class OpenAIRest:
 
 
 def render(finals: list[Final], fmt: str, granularity: set[str], task: str, duration_s: float,
-           language: str | None) -> tuple[str, str]:
-    """The response body in `fmt`, and its content type."""
+           language: str | None, speakers: Speakers | None = None) -> tuple[str, str]:
+    """The response body in `fmt`, and its content type. With `speakers`, text, srt and vtt
+    label each speaker's turn (core/subtitles.py) and diarized_json is OpenAI's."""
     import json
 
     text = " ".join(f.text.strip() for f in finals)
+    if speakers is not None:
+        if fmt == "diarized_json":
+            return (json.dumps(openai_speakers.diarized_body(finals, speakers, duration_s),
+                               ensure_ascii=False), "application/json")
+        if fmt == "text":
+            return subtitles.render(finals, "text", speakers.person), "text/plain; charset=utf-8"
     if fmt == "text":
         return text + "\n", "text/plain; charset=utf-8"
+    label = subtitles.speaker_label if speakers is None else speakers.person
     if fmt == "srt":
-        return subtitles.render(finals, "srt"), "text/plain"
+        return subtitles.render(finals, "srt", label), "text/plain"
     if fmt == "vtt":
-        return subtitles.render(finals, "vtt"), "text/vtt"
+        return subtitles.render(finals, "vtt", label), "text/vtt"
     if fmt == "json":
         return json.dumps({"text": text}), "application/json"
     body: dict[str, Any] = {

@@ -23,6 +23,8 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import IO
 
+import numpy as np
+
 from ...config import SAMPLE_RATE_HZ, Config
 from ...core.actions import Action
 from ...core.engine_api import DecodeRequest, Load, ModelInfo, Transcript
@@ -105,29 +107,31 @@ async def drain(request: PostRequest) -> None:
                 pass
 
 
-def decode(source: IO[bytes], raw: RawFormat | None = None) -> bytes:
+def decode(source: IO[bytes], raw: RawFormat | None = None, *, max_s: float = MAX_AUDIO_S,
+           param: str = "file") -> bytes:
     """The upload's audio as 16 kHz mono s16le. Raises RequestError (400, or 413 past
-    MAX_AUDIO_S)."""
+    `max_s`); `param` names the form field in the error."""
     import av
 
     source.seek(0)
-    limit = int(MAX_AUDIO_S * SAMPLE_RATE_HZ * 2)
+    limit = int(max_s * SAMPLE_RATE_HZ * 2)
     out = io.BytesIO()
     options = {"sample_rate": str(raw.sample_rate_hz), "ch_layout": "mono"} if raw else {}
     try:
         with av.open(source, mode="r", format=raw.demuxer if raw else None,
                      options=options) as container:
             if not container.streams.audio:
-                raise RequestError(400, "the file has no audio stream", param="file")
+                raise RequestError(400, "the file has no audio stream", param=param)
             resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE_HZ)
             for frame in [*container.decode(audio=0), None]:
                 for f in resampler.resample(frame):
                     out.write(f.to_ndarray().tobytes())
                 if out.tell() > limit:
-                    raise RequestError(413, f"the audio is longer than {MAX_AUDIO_S:g} s")
+                    raise RequestError(413, f"the audio is longer than {max_s:g} s",
+                                       param=param)
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise RequestError(400, f"the file is not audio that can be decoded ({exc})",
-                           param="file") from None
+                           param=param) from None
     return out.getvalue()
 
 
@@ -160,7 +164,8 @@ class FileTranscriber:
         finally:
             self.in_flight -= 1
 
-    async def finals(self, pcm: bytes, params: StreamParams) -> AsyncIterator[Final]:
+    async def finals(self, pcm: bytes, params: StreamParams,
+                     known_speakers: list[np.ndarray] | None = None) -> AsyncIterator[Final]:
         """The file's finals in order, through a Session that is not real time, fed while
         fewer than MAX_FINALS_WAITING of its finals wait on the engine (as a websocket
         session is read), and yielding to the event loop after every
@@ -168,8 +173,11 @@ class FileTranscriber:
 
         Raises RequestError (500) at the first utterance that could not be transcribed, or
         after a bug in handling a decode: an answer with words missing is never given.
-        Cancelling it (the client hung up, the server stops) cancels its decodes."""
+        Cancelling it (the client hung up, the server stops) cancels its decodes.
+        `known_speakers`: reference voices' embeddings (diarize on), speakers 0, 1, ..."""
         session = Session(self.config, params, "file", params.language)
+        if known_speakers:
+            session.enroll_speakers(known_speakers)
         ready: list[Final] = []
         failed: list[RequestError] = []
 

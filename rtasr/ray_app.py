@@ -13,6 +13,10 @@ Two deployments:
   admits as `rtasr serve` does (gateway.py's `admission_error`): at its `max_sessions`, or
   while the model replica's real-time finals wait over `max_final_wait_ms`, a new session
   gets `overloaded` (1013) and `/healthz` answers 503.
+- With `diarize: true`, each `Asr` replica also loads the speaker-embedding model (CAM++, the
+  `diarize` extra) and embeds the finals of every ingress's `diarize=true` sessions on its
+  own thread (engine/speakers.py), as `rtasr serve --diarize` does; the speaker tracking
+  stays in each session, on its ingress.
 
 `serve run deploy/serve.yaml` or `serve deploy deploy/serve.yaml`; see docs/ray.md.
 """
@@ -27,6 +31,7 @@ import os
 import time
 from typing import Any, cast
 
+import numpy as np
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import JSONResponse
 from ray import serve
@@ -52,8 +57,15 @@ class Asr:
     """The model, shared by every ingress replica."""
 
     def __init__(self, options: dict[str, Any]) -> None:
-        self.engine = Engine(Config(**options))
+        config = Config(**options)
+        self.engine = Engine(config)
         self.engine.start()
+        self.speakers: Any = None  # engine/speakers.py's SpeakerEmbedder, with diarize
+        if config.diarize:  # torch is imported only now
+            from .engine.speakers import SpeakerEmbedder
+
+            self.speakers = SpeakerEmbedder()
+            self.speakers.warm_up()
 
     def setup(self) -> tuple[ModelInfo, Config]:
         """What an ingress serves with: the model, and the engine's effective config, resolved
@@ -65,6 +77,12 @@ class Asr:
         before partials across every ingress's requests, batches by the batch plan, stale
         partials dropped (None), the spare beam for a lone final."""
         return await self.engine.transcribe(request)
+
+    async def embed(self, audio: np.ndarray) -> np.ndarray:
+        """The speaker embedding of one final's speech (with `diarize`)."""
+        if self.speakers is None:
+            raise RuntimeError("this deployment runs without diarize")
+        return cast(np.ndarray, await self.speakers.embed(audio))
 
     def load(self) -> dict[str, Any]:
         """The replica's load figures, for the ingresses (their sessions' partial cadence and
@@ -127,6 +145,9 @@ class _RemoteEngine:
     async def transcribe(self, request: DecodeRequest) -> Transcript | None:
         return cast(Transcript | None, await self.asr.transcribe.remote(request))
 
+    async def embed(self, audio: np.ndarray) -> np.ndarray:
+        return cast(np.ndarray, await self.asr.embed.remote(audio))
+
     async def fresh_load(self) -> dict[str, Any]:
         self.load = dict(await self.asr.load.remote())
         return self.load
@@ -176,6 +197,8 @@ class Ingress:
             config = self.options.served_with(engine)
             self.gateway = Gateway(config, self.engine, model, self.metrics,
                                    self.admission_error)
+            if config.diarize:  # the model replicas embed
+                self.gateway.embed = self.engine.embed
         return self.gateway
 
     def admission_error(self) -> OverloadedError | None:
@@ -197,6 +220,7 @@ class Ingress:
             **dataclasses.asdict(gateway.model), "beam_size": config.beam_size,
             "context_chars": config.context_chars, "sessions": len(gateway.connections),
             "max_sessions": config.max_sessions, "sessions_served": self.served,
+            "diarize": gateway.embed is not None,
             "replica": serve.get_replica_context().replica_tag, "engine": engine},
             503 if full else 200)
 
@@ -224,11 +248,13 @@ def build(args: dict[str, Any]) -> Any:
     `ingress_replicas` (2), `max_sessions` (per ingress replica; default: the model's, as
     `rtasr serve`) and `max_final_wait_ms` (1000), `api_keys` and `allowed_origins` (lists,
     as `rtasr serve`'s `--api-key` and `--allowed-origins`; the ingress replicas also read
-    `RTASR_API_KEYS`).
+    `RTASR_API_KEYS`), `diarize` (false; true: speaker labels, `rtasr serve --diarize`, with
+    the `diarize` extra on every node running a model replica).
     """
     options: dict[str, Any] = {k: args[k] for k in ("model", "device", "compute_type",
                                                     "language", "max_sessions",
-                                                    "max_final_wait_ms") if k in args}
+                                                    "max_final_wait_ms", "diarize")
+                               if k in args}
     access: dict[str, Any] = {k: list(args[k]) for k in ("api_keys", "allowed_origins")
                               if k in args}
     device = options.get("device", "auto")

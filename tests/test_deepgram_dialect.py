@@ -86,3 +86,36 @@ def test_a_given_language_is_passed_on_and_not_reported() -> None:
     out = rendered(dg, dataclasses.replace(final(0, 0.0, 1.0), language="es"))
     assert "languages" not in out[0]["channel"]["alternatives"][0]
     assert "language" not in out[0]["channel"]["alternatives"][0]["words"][0]
+
+
+@pytest.mark.parametrize(("query", "diarize"), [
+    ("", False), ("diarize=true", True), ("diarize=false", False),
+    ("diarize_model=latest", True), ("diarize_model=v1&diarize=false", True)])
+def test_diarize_and_diarize_model_ask_for_speakers(query: str, diarize: bool) -> None:
+    assert dialect(query).params.diarize is diarize
+
+
+def test_a_bad_diarize_value_is_refused() -> None:
+    with pytest.raises(ParameterError, match="diarize must be true or false"):
+        dialect("diarize=maybe")
+
+
+def test_each_word_carries_its_own_speaker_and_confidence() -> None:
+    dg = dialect("diarize=true")
+    words = [WireWord(word="Yes.", start=0.0, end=0.4, probability=0.9, speaker=1,
+                      speaker_confidence=0.7),
+             WireWord(word="No.", start=0.6, end=1.0, probability=0.8, speaker=0,
+                      speaker_confidence=0.55),
+             WireWord(word="Maybe", start=1.2, end=1.6, probability=0.8)]  # not embedded
+    (out,) = rendered(dg, Final(utterance=0, start=0.0, end=1.6, text="Yes. No. Maybe",
+                                words=words, speaker=1))
+    got = out["channel"]["alternatives"][0]["words"]
+    assert [(w.get("speaker"), w.get("speaker_confidence")) for w in got] == [
+        (1, 0.7), (0, 0.55), (None, None)]
+    assert "speaker" not in out and "speaker" not in out["channel"]  # only on words
+
+
+def test_without_diarize_words_carry_no_speaker() -> None:
+    (out,) = rendered(dialect(), final(0, 0.0, 1.0))
+    assert all(set(w) == {"word", "start", "end", "confidence", "punctuated_word"}
+               for w in out["channel"]["alternatives"][0]["words"])

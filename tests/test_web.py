@@ -6,6 +6,7 @@ Chromium or Playwright is missing; `.ci/run` installs both, so CI always runs th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -23,7 +24,7 @@ from rtasr.core import subtitles
 from rtasr.eval.wer import wer
 from rtasr.server import Server
 
-from .helpers import TRANSCRIPTS, clip_at, silence, trimmed
+from .helpers import TRANSCRIPTS, TWO_READERS, clip_at, conversation, silence, trimmed
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -73,7 +74,7 @@ class Page:
 
     async def final_text(self) -> str:
         texts = await self.page.locator("#finals li").evaluate_all(
-            "items => items.map(li => li.childNodes[1].textContent)")
+            "items => items.map(li => li.querySelector('.text').textContent)")
         return " ".join(texts)
 
     async def stop_and_check(self) -> None:
@@ -103,6 +104,13 @@ def mic_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 async def browser(mic_wav: Path) -> AsyncIterator[Any]:
+    async with chromium(mic_wav) as browser:
+        yield browser
+
+
+@contextlib.asynccontextmanager
+async def chromium(mic_wav: Path) -> AsyncIterator[Any]:
+    """Chromium whose fake microphone plays `mic_wav` once."""
     async with playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=CHROMIUM, headless=True,
@@ -112,8 +120,10 @@ async def browser(mic_wav: Path) -> AsyncIterator[Any]:
                   "--use-fake-device-for-media-stream",
                   f"--use-file-for-fake-audio-capture={mic_wav}%noloop",
                   "--autoplay-policy=no-user-gesture-required"])
-        yield browser
-        await browser.close()
+        try:
+            yield browser
+        finally:
+            await browser.close()
 
 
 async def open_client(browser: Any, server: Server, *, init_script: str = "",
@@ -388,9 +398,15 @@ async def test_text_meets_wcag_aa_contrast(browser: Any, server: Server) -> None
                   {"type": "speech_start", "utterance": 0, "start": 0.2},
                   {"type": "final", "utterance": 0, "start": 0.2, "end": 1.1,
                    "text": "One, two.", "words": [], "language": "en", "endpoint": True},
-                  {"type": "speech_start", "utterance": 1, "start": 1.8},
-                  {"type": "partial", "utterance": 1, "start": 1.8, "end": 2.4,
+                  *[{"type": "final", "utterance": 1 + n, "start": 1.2 + n, "end": 1.7 + n,
+                     "text": "Yes.", "speaker": n,
+                     "words": [{"word": "Yes.", "start": 1.2 + n, "end": 1.7 + n,
+                                "probability": 0.9, "speaker": n}]}
+                    for n in range(8)],  # every speaker's colour
+                  {"type": "speech_start", "utterance": 9, "start": 9.8},
+                  {"type": "partial", "utterance": 9, "start": 9.8, "end": 10.4,
                    "text": "three four", "committed": "three"})
+    assert await page.locator("#finals .speaker").count() == 8
     live = await page.evaluate(LOW_CONTRAST)
     assert (connecting, live) == ([], [])
 
@@ -419,3 +435,46 @@ async def test_language_and_translation_chosen_on_a_multilingual_model(
     assert "conference" in text and "conferencia" not in text, text
     assert await page.locator("#finals li").first.get_attribute("lang") == "en"
     assert client.problems == []
+
+
+LINES = """() => [...document.querySelectorAll('#finals li')].map((li) => ({
+  speaker: li.dataset.speaker ?? null, label: li.querySelector('.speaker')?.textContent ?? null,
+  colour: getComputedStyle(li).borderLeftColor, text: li.querySelector('.text').textContent,
+  labelColour: li.querySelector('.speaker') && getComputedStyle(li.querySelector('.speaker')).color,
+}))"""
+
+
+async def test_speakers_switch_sets_each_readers_turns_apart_in_their_colour(
+        diarizing: Server, tmp_path: Path) -> None:
+    """Two real readers taking turns through the microphone, the speakers switch on: each
+    turn a paragraph under its speaker's label, each speaker a colour of its own."""
+    audio, spans = conversation(TWO_READERS, [0.8, 1.0])
+    mic = write_wav(tmp_path / "two.wav", np.concatenate([audio, silence(3.0, 16000)]))
+    async with chromium(mic) as browser:
+        client = await open_client(browser, diarizing, model="base")
+        page = client.page
+        assert await page.locator("#speakers-note").is_hidden()
+        await page.check("#speakers")
+        await page.click("#start")
+        await page.wait_for_function(LAST_FINAL, arg=spans[-1][3] - 1.0, timeout=60_000)
+        await client.stop_and_check()
+        lines = await page.evaluate(LINES)
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "web-speakers.png"), full_page=True)
+    assert parse_qs(urlsplit(client.urls[-1]).query)["diarize"] == ["true"]
+    turns = [line for line in lines if line["label"] is not None]
+    assert [t["label"] for t in turns] == ["Speaker 1", "Speaker 2", "Speaker 1", "Speaker 2"]
+    assert all(line["speaker"] is not None for line in lines)
+    colours = {line["speaker"]: {x["colour"] for x in lines if x["speaker"] == line["speaker"]}
+               for line in lines}
+    assert all(len(c) == 1 for c in colours.values()) and colours["0"] != colours["1"]
+    assert all(t["labelColour"] == t["colour"] for t in turns)
+    english = " ".join(line["text"] for line in lines if line["speaker"] == "0")
+    assert wer(f"{TRANSCRIPTS['agent-pass']} {TRANSCRIPTS['vm-nobodyavail']}", english) <= 0.2
+
+
+async def test_the_speakers_switch_is_off_with_a_note_without_diarize(browser: Any,
+                                                                      server: Server) -> None:
+    client = await open_client(browser, server)
+    assert await client.page.locator("#speakers").is_disabled()
+    assert await client.page.locator("#speakers-note").is_visible()

@@ -5,7 +5,8 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   start: $("start"), stop: $("stop"), file: $("file"), language: $("language"),
   languageLabel: $("language-label"), translate: $("translate"),
-  translateLabel: $("translate-label"), state: $("state"), speech: $("speech"), level: $("level"),
+  translateLabel: $("translate-label"), speakers: $("speakers"), speakersNote: $("speakers-note"),
+  state: $("state"), speech: $("speech"), level: $("level"),
   latency: $("latency"), message: $("message"), finals: $("finals"), partial: $("partial"),
   placeholder: $("placeholder"), drop: $("drop"), info: $("server-info"),
   clear: $("clear"), copy: $("copy"), txt: $("download-txt"), srt: $("download-srt"),
@@ -13,6 +14,9 @@ const ui = {
 
 const TARGET_RATE = 16000;
 const finals = []; // {utterance, start, end, text, latency}
+const SPEAKER_COLOURS = 8; // style.css: .speaker-0 ... .speaker-7
+let diarizeOffered = false; // the server runs with --diarize (/healthz)
+let lastSpeaker = null; // the speaker of the line shown last (null: none known)
 let run = null; // the live stream: {ws, context, source, node, media, sent, rate, ...}
 let partialUtterance = -1; // the utterance the partial line shows
 let openUtterance = -1; // the utterance the server last opened
@@ -30,6 +34,9 @@ async function loadServerInfo() {
       ui.languageLabel.hidden = false;
       ui.translateLabel.hidden = false;
     }
+    diarizeOffered = Boolean(health.diarize);
+    ui.speakersNote.hidden = diarizeOffered;
+    ui.speakers.disabled = !diarizeOffered || Boolean(run);
   } catch {
     ui.info.textContent = "The server is not answering.";
   }
@@ -56,6 +63,7 @@ function socketUrl(rate) {
   const params = new URLSearchParams({ sample_rate: String(rate), encoding: "pcm_s16le" });
   if (ui.language.value) params.set("language", ui.language.value);
   if (!ui.translateLabel.hidden && ui.translate.checked) params.set("task", "translate");
+  if (diarizeOffered && ui.speakers.checked) params.set("diarize", "true");
   const token = new URLSearchParams(location.search).get("token"); // servers with --api-key
   if (token) params.set("token", token);
   return `${scheme}//${location.host}/ws?${params}`;
@@ -199,6 +207,7 @@ async function startStream(makeSource, media, label, context) {
                   marks: [], rate: 0, stopping: false, ended: false, endSent: false };
   run = state;
   partialUtterance = openUtterance = -1; // a new session numbers its utterances from 0
+  lastSpeaker = null; // ... and its speakers: the first line of its own gets a label
   try {
     state.context = context ?? newContext();
     state.rate = state.context.sampleRate;
@@ -300,22 +309,63 @@ function addFinal(msg) {
   const latency = latencyOf(msg.end);
   finals.push({ utterance: msg.utterance, start: msg.start, end: msg.end, text: msg.text,
                 latency });
-  const li = document.createElement("li");
-  const time = document.createElement("span");
-  time.className = "time";
-  time.textContent = `${fmt(msg.start)} → ${fmt(msg.end)}`;
-  li.append(time, document.createTextNode(msg.text));
-  if (msg.language) li.lang = ui.translate.checked ? "en" : msg.language; // for screen readers
-  if (latency !== null) {
-    const lat = document.createElement("span");
-    lat.className = "lat";
-    lat.textContent = `${latency.toFixed(2)} s`;
-    lat.title = "final latency: arrival minus the moment its last sample was sent";
-    li.append(lat);
-    ui.latency.textContent = `last final ${latency.toFixed(2)} s after its audio`;
-  }
-  ui.finals.append(li);
+  const parts = speakerParts(msg);
+  parts.forEach((part, i) => {
+    const li = document.createElement("li");
+    if (part.speaker !== null) labelSpeaker(li, part.speaker);
+    const time = document.createElement("span");
+    time.className = "time";
+    time.textContent = `${fmt(part.start)} → ${fmt(part.end)}`;
+    const text = document.createElement("span");
+    text.className = "text";
+    text.textContent = part.text;
+    li.append(time, text);
+    if (msg.language) li.lang = ui.translate.checked ? "en" : msg.language; // screen readers
+    if (latency !== null && i === parts.length - 1) {
+      const lat = document.createElement("span");
+      lat.className = "lat";
+      lat.textContent = `${latency.toFixed(2)} s`;
+      lat.title = "final latency: arrival minus the moment its last sample was sent";
+      li.append(lat);
+      ui.latency.textContent = `last final ${latency.toFixed(2)} s after its audio`;
+    }
+    ui.finals.append(li);
+  });
   ui.placeholder.hidden = true;
+}
+
+// A final as lines of one speaker each: words carry their own speaker (diarize=true), which
+// may change inside a final; a final whose words all share one is one line with its text.
+function speakerParts(msg) {
+  const whole = { speaker: msg.speaker ?? null, start: msg.start, end: msg.end, text: msg.text };
+  const words = msg.words ?? [];
+  const runs = [];
+  for (const w of words) {
+    const speaker = w.speaker ?? msg.speaker ?? null;
+    const last = runs[runs.length - 1];
+    if (last && last.speaker === speaker) {
+      last.words.push(w.word);
+      last.end = w.end;
+    } else {
+      runs.push({ speaker, start: w.start, end: w.end, words: [w.word] });
+    }
+  }
+  if (runs.length < 2) return [{ ...whole, speaker: runs[0]?.speaker ?? whole.speaker }];
+  return runs.map((r) => ({ speaker: r.speaker, start: r.start, end: r.end,
+                            text: r.words.join(" ") }));
+}
+
+// Colour a line by its speaker; where the speaker changes, a new paragraph with its label.
+function labelSpeaker(li, speaker) {
+  li.dataset.speaker = String(speaker);
+  li.classList.add(`speaker-${speaker % SPEAKER_COLOURS}`);
+  if (speaker === lastSpeaker) return;
+  lastSpeaker = speaker;
+  li.classList.add("turn");
+  const label = document.createElement("span");
+  label.className = "speaker";
+  label.textContent = `Speaker ${speaker + 1}`;
+  li.prepend(label);
 }
 
 function showPartial(committed, text) {
@@ -370,6 +420,7 @@ function setBusy(busy) {
   ui.file.disabled = busy;
   ui.language.disabled = busy;
   ui.translate.disabled = busy;
+  ui.speakers.disabled = busy || !diarizeOffered;
   ui.stop.disabled = !busy;
 }
 
@@ -401,6 +452,7 @@ ui.drop.addEventListener("drop", (event) => {
 });
 ui.clear.addEventListener("click", () => {
   finals.length = 0;
+  lastSpeaker = null;
   ui.finals.replaceChildren();
   showPartial("", "");
   ui.latency.textContent = "";

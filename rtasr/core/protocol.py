@@ -187,6 +187,7 @@ class WireWord:
     end: float
     probability: float
     speaker: int | None = None  # with diarize=true: 0, 1, ... (left out of the JSON when None)
+    speaker_confidence: float | None = None  # 0..1, how clearly the voice chose `speaker`
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -206,6 +207,9 @@ class Final(_Message):
         for item in (data, *data["words"]):
             if item["speaker"] is None:
                 del item["speaker"]
+        for word in data["words"]:
+            if word["speaker_confidence"] is None:
+                del word["speaker_confidence"]
         return data
 
 

@@ -23,7 +23,7 @@ from ..config import SAMPLE_RATE_HZ
 from .actions import EmbedJob
 from .audio import Audio
 from .protocol import Final
-from .speakers import SpeakerOptions, SpeakerTracker
+from .speakers import SpeakerOptions, SpeakerTracker, speaker_confidence
 
 
 class SpeakerFinals:
@@ -68,11 +68,13 @@ class SpeakerFinals:
                 out.append(final)
                 continue
             try:
+                similarities = self.tracker.similarities(vector)
                 speaker = self.tracker.assign(vector, speech_s(final)).speaker
             except ValueError:  # a degenerate embedding (all zeros): no speaker
                 out.append(final)
                 continue
-            out.append(labelled(final, speaker))
+            sure = speaker_confidence(similarities, speaker, self.tracker.options.threshold)
+            out.append(labelled(final, speaker, sure))
         return out
 
 
@@ -101,7 +103,8 @@ def speech_s(final: Final) -> float:
     return max(0.0, final.words[-1].end - final.words[0].start)
 
 
-def labelled(final: Final, speaker: int) -> Final:
-    """`final` with `speaker` on it and on each of its words."""
-    words = [dataclasses.replace(w, speaker=speaker) for w in final.words]
+def labelled(final: Final, speaker: int, confidence: float | None = None) -> Final:
+    """`final` with `speaker` on it and on each of its words (with its `confidence`)."""
+    words = [dataclasses.replace(w, speaker=speaker, speaker_confidence=confidence)
+             for w in final.words]
     return dataclasses.replace(final, speaker=speaker, words=words)

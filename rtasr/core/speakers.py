@@ -94,9 +94,37 @@ class SpeakerTracker:
             raise ValueError(f"at most {self.options.max_speakers} speakers")
         return self._open(_unit(embedding)).speaker
 
+    def similarities(self, embedding: np.ndarray) -> np.ndarray:
+        """The cosine similarity of a turn's embedding to each known speaker's centroid, in
+        speaker order (empty before the first turn); read only, nothing changes."""
+        unit = _unit(embedding)
+        if not self._speakers:
+            return np.zeros(0)
+        similarities: np.ndarray = np.stack([s.centroid() for s in self._speakers]) @ unit
+        return similarities
+
     def _open(self, unit: np.ndarray) -> Assignment:
         self._speakers.append(_Speaker(unit.copy()))
         return Assignment(len(self._speakers) - 1, 1.0, new=True)
+
+
+def speaker_confidence(similarities: np.ndarray, speaker: int, threshold: float) -> float:
+    """How clearly a turn's voice chose `speaker`, 0..1 (Deepgram's `speaker_confidence`):
+    0.5 plus the turn's margin, in cosine similarity, to the nearest other outcome, clipped.
+    `similarities` are the turn's to the speakers known before it (`similarities()`). For a
+    known speaker the other outcomes are every other speaker and a new one (the threshold);
+    for a new speaker, the nearest known one. 1.0 for the session's first turn (no other
+    outcome); 0.5: on the edge; under 0.5: the turn sounded more like another outcome but
+    was given this speaker anyway (too short to open a new one, or past the speaker cap)."""
+    if len(similarities) == 0:
+        return 1.0
+    if speaker >= len(similarities):  # it opened a new speaker
+        margin = threshold - float(np.max(similarities))
+    else:
+        others = np.delete(similarities, speaker)
+        rival = max(threshold, float(np.max(others))) if len(others) else threshold
+        margin = float(similarities[speaker]) - rival
+    return round(min(1.0, max(0.0, 0.5 + margin)), 3)
 
 
 def _unit(embedding: np.ndarray) -> np.ndarray:

@@ -115,6 +115,7 @@ class Options:
     detect: bool  # language=multi or detect_language=true: say which language was heard
     punctuate: bool  # punctuate or smart_format: the transcript as spoken, punctuated
     prompt: str | None  # keyterm and keywords
+    diarize: bool  # diarize=true or diarize_model=...: a speaker on every word
 
     @classmethod
     def parse(cls, query: str, default_language: str | None) -> Options:
@@ -128,7 +129,11 @@ class Options:
         detect = multi or flag_option(values, "detect_language", False)
         punctuate = (flag_option(values, "punctuate", False)
                      or flag_option(values, "smart_format", False))
-        return cls(values, None if detect else language, detect, punctuate, _terms(lists))
+        # diarize_model (latest, v1, ...) names Deepgram's diarizer and turns it on: rtasr has one
+        diarize = (flag_option(values, "diarize", False)
+                   or bool(limits.text(values.get("diarize_model"), "diarize_model").strip()))
+        return cls(values, None if detect else language, detect, punctuate, _terms(lists),
+                   diarize)
 
 
 def plain(word: str) -> str:
@@ -137,12 +142,19 @@ def plain(word: str) -> str:
 
 
 def words_json(words: list[WireWord], language: str | None) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = [
-        {"word": plain(w.word), "start": w.start, "end": w.end, "confidence": w.probability,
-         "punctuated_word": w.word} for w in words]
-    if language:
-        for word in out:
+    """Deepgram's words; with diarize on, each word's own `speaker` and
+    `speaker_confidence` (a word whose voice could not be embedded has neither)."""
+    out: list[dict[str, Any]] = []
+    for w in words:
+        word: dict[str, Any] = {"word": plain(w.word), "start": w.start, "end": w.end,
+                                "confidence": w.probability, "punctuated_word": w.word}
+        if language:
             word["language"] = language
+        if w.speaker is not None:
+            word["speaker"] = w.speaker
+            if w.speaker_confidence is not None:
+                word["speaker_confidence"] = w.speaker_confidence
+        out.append(word)
     return out
 
 
@@ -193,7 +205,8 @@ class DeepgramDialect(Dialect):
         self.params = StreamParams(
             sample_rate=limits.sample_rate_hz(values.get("sample_rate", "16000")),
             encoding=ENCODINGS[encoding], language=options.language, prompt=options.prompt,
-            interim_results=flag_option(values, "interim_results", False))
+            interim_results=flag_option(values, "interim_results", False),
+            diarize=options.diarize)
         self._request_id = str(uuid.uuid4())
         self._model_name = "whisper"
         self._model_uuid = ""

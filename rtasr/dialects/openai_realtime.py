@@ -78,6 +78,10 @@ class OpenAIRealtimeDialect(Dialect):
             raise ParameterError(f"intent={intent[:40]!r}: rtasr serves transcription sessions "
                                  "only (?intent=transcription)", param="intent")
         model = limits.text(values.get("model"), "model")  # accepted; the server's answers
+        if limits.flag(values.get("diarize"), "diarize", False):  # docs/diarization.md
+            raise ParameterError("diarize=true: OpenAI's realtime API has no speaker field; ask "
+                                 "for speakers on /ws?diarize=true or Deepgram's "
+                                 "/v1/listen?diarize=true", param="diarize")
         self.settings = openai_settings.initial(default_language, model)
         self.params = self.settings.params
         self._default_language = default_language

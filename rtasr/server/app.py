@@ -223,6 +223,7 @@ class Server:
             "device": self.engine.device,
             "multilingual": self.engine.multilingual,
             "languages": self.engine.languages,
+            "diarize": self.gateway.embed is not None,  # sessions may ask for diarize=true
             "sessions": len(self.gateway.connections),
             "max_sessions": self.max_sessions,
             "engine": self.engine.stats(),

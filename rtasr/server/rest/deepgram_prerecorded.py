@@ -123,8 +123,11 @@ class DeepgramRest:
         try:
             settings = parse(request.query, model.language)
             params = StreamParams(language=settings.options.language,
-                                  prompt=settings.options.prompt, interim_results=False)
+                                  prompt=settings.options.prompt, interim_results=False,
+                                  diarize=settings.options.diarize)
             model.check(params.language, params.task)
+            if params.diarize and self.files.embed is None:
+                raise ParameterError("diarize=true needs a server started with --diarize")
         except ParameterError as exc:
             raise RequestError(400, str(exc)) from None
         body, sha256 = await read_body(request, MAX_UPLOAD_BYTES)
@@ -165,7 +168,8 @@ def response_body(finals: list[Final], settings: PrerecordedSettings, meta: dict
         results["utterances"] = [
             {"start": f.start, "end": f.end, "confidence": confidence(ws), "channel": 0,
              "transcript": text, "words": ws, "id": str(uuid.uuid4()),
-             **({"languages": [f.language]} if options.detect and f.language else {})}
+             **({"languages": [f.language]} if options.detect and f.language else {}),
+             **({"speaker": f.speaker} if f.speaker is not None else {})}
             for f, ws, text in per_final]
     metadata = {"transaction_key": "deprecated", **meta, "created": created_now(),
                 "channels": 1, "models": [model_id],

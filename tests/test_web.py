@@ -177,9 +177,7 @@ async def test_file_picker_streams_a_file(browser: Any, server: Server,
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "web-client-phone.png"), full_page=True)
     assert {"type": "end"} in client.sent and client.types()[-1] == "end"
-    async with page.expect_download() as download:
-        await page.click("#download-srt")
-    srt = Path(await (await download.value).path()).read_text()
+    srt = await downloaded(page, "srt")
     first = srt.split("\n")
     assert first[0] == "1" and re.fullmatch(r"00:00:\d\d,\d{3} --> 00:00:\d\d,\d{3}", first[1])
     assert wer(TRANSCRIPTS["tt-weasels"], first[2]) <= 0.2
@@ -187,6 +185,13 @@ async def test_file_picker_streams_a_file(browser: Any, server: Server,
     finals = [SimpleNamespace(**m) for m in client.received if m["type"] == "final"]
     assert srt == subtitles.render(finals, "srt")
     assert client.problems == []
+
+
+async def downloaded(page: Any, fmt: str) -> str:
+    """What the page's Download .txt or .srt button saves."""
+    async with page.expect_download() as download:
+        await page.click(f"#download-{fmt}")
+    return Path(await (await download.value).path()).read_text()
 
 
 async def test_unreachable_server_is_reported(browser: Any, server: Server) -> None:
@@ -461,6 +466,7 @@ async def test_speakers_switch_sets_each_readers_turns_apart_in_their_colour(
         lines = await page.evaluate(LINES)
         ARTIFACTS.mkdir(exist_ok=True)
         await page.screenshot(path=str(ARTIFACTS / "web-speakers.png"), full_page=True)
+        txt, srt = await downloaded(page, "txt"), await downloaded(page, "srt")
     assert parse_qs(urlsplit(client.urls[-1]).query)["diarize"] == ["true"]
     turns = [line for line in lines if line["label"] is not None]
     assert [t["label"] for t in turns] == ["Speaker 1", "Speaker 2", "Speaker 1", "Speaker 2"]
@@ -471,6 +477,11 @@ async def test_speakers_switch_sets_each_readers_turns_apart_in_their_colour(
     assert all(t["labelColour"] == t["colour"] for t in turns)
     english = " ".join(line["text"] for line in lines if line["speaker"] == "0")
     assert wer(f"{TRANSCRIPTS['agent-pass']} {TRANSCRIPTS['vm-nobodyavail']}", english) <= 0.2
+    # the downloads label each turn as rtasr/core/subtitles.py does
+    finals = [m for m in client.received if m["type"] == "final"]
+    assert (txt, srt) == (subtitles.render(finals, "text"), subtitles.render(finals, "srt"))
+    assert "Speaker 1: " in txt and "Speaker 2: " in txt
+    assert "[Speaker 1] " in srt and "[Speaker 2] " in srt
 
 
 async def test_the_speakers_switch_is_off_with_a_note_without_diarize(browser: Any,
@@ -478,3 +489,38 @@ async def test_the_speakers_switch_is_off_with_a_note_without_diarize(browser: A
     client = await open_client(browser, server)
     assert await client.page.locator("#speakers").is_disabled()
     assert await client.page.locator("#speakers-note").is_visible()
+
+
+# A final whose speaker changes mid-way (its words' own speakers), one with a speaker and no
+# words, one without speakers: cues as rtasr/core/subtitles.py cuts and labels them.
+SPEAKER_FINALS = [
+    {"type": "final", "utterance": 0, "start": 0.2, "end": 2.95, "text": " Hello there. Hi!",
+     "speaker": 0, "words": [
+         {"word": " Hello", "start": 0.3, "end": 0.7, "probability": 0.9, "speaker": 0},
+         {"word": " there.", "start": 0.7, "end": 1.1, "probability": 0.9, "speaker": 0},
+         {"word": " Hi!", "start": 1.5, "end": 1.9, "probability": 0.9, "speaker": 1},
+         {"word": " Yes.", "start": 2.2, "end": 2.6, "probability": 0.9}]},
+    {"type": "final", "utterance": 1, "start": 3.5, "end": 4.0, "text": "Fine.",
+     "speaker": 1, "words": []},
+    {"type": "final", "utterance": 2, "start": 4.5, "end": 5.0, "text": "Thanks.",
+     "words": [{"word": " Thanks.", "start": 4.5, "end": 5.0, "probability": 0.9}]},
+]
+
+
+async def test_downloads_label_each_speakers_turn_as_subtitles_render_does(
+        browser: Any, server: Server) -> None:
+    client = await live_on_fake_socket(browser, server)
+    page = client.page
+    await receive(page, *SPEAKER_FINALS)
+    lines = await page.evaluate(LINES)
+    assert [(x["speaker"], x["label"], x["text"]) for x in lines] == [
+        ("0", "Speaker 1", "Hello there."), ("1", "Speaker 2", "Hi!"), ("0", "Speaker 1", "Yes."),
+        ("1", "Speaker 2", "Fine."), (None, None, "Thanks.")]
+    txt, srt = await downloaded(page, "txt"), await downloaded(page, "srt")
+    assert txt == subtitles.render(SPEAKER_FINALS, "text")
+    assert srt == subtitles.render(SPEAKER_FINALS, "srt")
+    assert txt.startswith("Speaker 1: Hello there.\nSpeaker 2: Hi!\nSpeaker 1: Yes.\n")
+    assert srt.startswith("1\n00:00:00,200 --> 00:00:01,100\n[Speaker 1] Hello there.\n\n"
+                          "2\n00:00:01,500 --> 00:00:01,900\n[Speaker 2] Hi!\n\n")
+    assert srt.endswith("5\n00:00:04,500 --> 00:00:05,000\nThanks.\n\n")
+    assert client.problems == []

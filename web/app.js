@@ -13,7 +13,7 @@ const ui = {
 };
 
 const TARGET_RATE = 16000;
-const finals = []; // {utterance, start, end, text, latency}
+const finals = []; // {utterance, start, end, text, speaker, words, latency}: the downloads' finals
 const SPEAKER_COLOURS = 8; // style.css: .speaker-0 ... .speaker-7
 let diarizeOffered = false; // the server runs with --diarize (/healthz)
 let lastSpeaker = null; // the speaker of the line shown last (null: none known)
@@ -308,8 +308,8 @@ function latencyOf(end) {
 function addFinal(msg) {
   const latency = latencyOf(msg.end);
   finals.push({ utterance: msg.utterance, start: msg.start, end: msg.end, text: msg.text,
-                latency });
-  const parts = speakerParts(msg);
+                speaker: msg.speaker ?? null, words: msg.words ?? [], latency });
+  const parts = turns(msg);
   parts.forEach((part, i) => {
     const li = document.createElement("li");
     if (part.speaker !== null) labelSpeaker(li, part.speaker);
@@ -334,27 +334,6 @@ function addFinal(msg) {
   ui.placeholder.hidden = true;
 }
 
-// A final as lines of one speaker each: words carry their own speaker (diarize=true), which
-// may change inside a final; a final whose words all share one is one line with its text.
-function speakerParts(msg) {
-  const whole = { speaker: msg.speaker ?? null, start: msg.start, end: msg.end, text: msg.text };
-  const words = msg.words ?? [];
-  const runs = [];
-  for (const w of words) {
-    const speaker = w.speaker ?? msg.speaker ?? null;
-    const last = runs[runs.length - 1];
-    if (last && last.speaker === speaker) {
-      last.words.push(w.word);
-      last.end = w.end;
-    } else {
-      runs.push({ speaker, start: w.start, end: w.end, words: [w.word] });
-    }
-  }
-  if (runs.length < 2) return [{ ...whole, speaker: runs[0]?.speaker ?? whole.speaker }];
-  return runs.map((r) => ({ speaker: r.speaker, start: r.start, end: r.end,
-                            text: r.words.join(" ") }));
-}
-
 // Colour a line by its speaker; where the speaker changes, a new paragraph with its label.
 function labelSpeaker(li, speaker) {
   li.dataset.speaker = String(speaker);
@@ -364,7 +343,7 @@ function labelSpeaker(li, speaker) {
   li.classList.add("turn");
   const label = document.createElement("span");
   label.className = "speaker";
-  label.textContent = `Speaker ${speaker + 1}`;
+  label.textContent = speakerLabel(speaker);
   li.prepend(label);
 }
 
@@ -375,25 +354,76 @@ function showPartial(committed, text) {
   if (text) ui.placeholder.hidden = true;
 }
 
-// The downloads mirror rtasr/core/subtitles.py: `stamp` and `cue` are its functions of the
-// same names (tests/test_web.py compares a download with the module's output).
-function stamp(seconds, format) {
+// The shown lines and the downloads mirror rtasr/core/subtitles.py: `turns`, `stamp`, `cue`,
+// `finalCues` and `transcript` are its `turns`, `stamp`, `cue`, `final_cues` and `render`
+// (tests/test_web.py compares the downloads with the module's output).
+
+// People count from 1: the wire's speaker 0 is "Speaker 1".
+function speakerLabel(speaker) {
+  return `Speaker ${speaker + 1}`;
+}
+
+// A final cut where its words' speaker changes (a word without one has the final's): the
+// first turn starts at the final's start, the last ends at its end. A final whose words all
+// have one speaker (or none) is one turn, its own span and text.
+function turns(final) {
+  const own = final.speaker ?? null;
+  const runs = []; // {speaker, words}
+  for (const w of final.words ?? []) {
+    const speaker = w.speaker ?? own;
+    const last = runs[runs.length - 1];
+    if (last && last.speaker === speaker) last.words.push(w);
+    else runs.push({ speaker, words: [w] });
+  }
+  if (runs.length < 2) {
+    return [{ start: final.start, end: final.end, text: final.text.trim(),
+              speaker: runs.length ? runs[0].speaker : own }];
+  }
+  return runs.map(({ speaker, words }, k) => ({
+    start: k === 0 ? final.start : words[0].start,
+    end: k === runs.length - 1 ? final.end : words[words.length - 1].end,
+    text: words.map((w) => String(w.word).trim()).join(" "),
+    speaker,
+  }));
+}
+
+// hh:mm:ss,mmm, rounded to the millisecond, halves up (the page offers text and SRT, so
+// only SRT's stamp).
+function stamp(seconds) {
   const ms = Math.round(seconds * 1000);
   const pad = (n, w = 2) => String(n).padStart(w, "0");
   const h = Math.floor(ms / 3600000), m = Math.floor(ms / 60000) % 60;
   const s = Math.floor(ms / 1000) % 60;
-  return `${pad(h)}:${pad(m)}:${pad(s)}${format === "srt" ? "," : "."}${pad(ms % 1000, 3)}`;
+  return `${pad(h)}:${pad(m)}:${pad(s)},${pad(ms % 1000, 3)}`;
 }
 
-function cue(number, start, end, text, format) {
-  text = text.trim();
-  if (format === "text") return `${text}\n`;
-  const span = `${stamp(start, format)} --> ${stamp(end, format)}`;
-  return format === "srt" ? `${number}\n${span}\n${text}\n\n` : `${span}\n${text}\n\n`;
+// A cue per format: the `number`th (from 1), of `text` from `start` to `end` (seconds);
+// `label` (or null) names its speaker.
+function textCue(number, start, end, text, label) {
+  return label === null ? `${text}\n` : `${label}: ${text}\n`;
+}
+
+function srtCue(number, start, end, text, label) {
+  const line = label === null ? text : `[${label}] ${text}`;
+  return `${number}\n${stamp(start)} --> ${stamp(end)}\n${line}\n\n`;
+}
+
+const CUES = { text: textCue, srt: srtCue };
+
+function cue(number, start, end, text, format, label = null) {
+  return CUES[format](number, start, end, text.trim(), label);
+}
+
+// A final as cues numbered from `first`: one, or one per turn when it has speakers.
+function finalCues(first, final, format) {
+  return turns(final).map((t, i) => cue(first + i, t.start, t.end, t.text, format,
+                                        t.speaker === null ? null : speakerLabel(t.speaker)));
 }
 
 function transcript(format) {
-  return finals.map((f, i) => cue(i + 1, f.start, f.end, f.text, format)).join("");
+  const cues = [];
+  for (const final of finals) cues.push(...finalCues(cues.length + 1, final, format));
+  return cues.join("");
 }
 
 function download(name, text) {

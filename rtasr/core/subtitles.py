@@ -3,8 +3,9 @@ speaker labels when the finals carry speakers.
 
 The one renderer of `rtasr transcribe --format` (client.py, as finals arrive), OpenAI's
 `response_format=text|srt|vtt` (server/rest/openai_audio.py) and the web page's downloads
-(web/app.js mirrors `stamp` and `cue`). A file is `header(fmt)` and then one `cue` per
-final, each cue ending in a blank line (SRT, WebVTT) or a newline (text).
+(web/app.js mirrors `turns`, `stamp`, `cue`, `final_cues` and `render` for text and SRT). A
+file is `header(fmt)` and then one `cue` per final, each cue ending in a blank line (SRT,
+WebVTT) or a newline (text).
 
 With speakers (diarize=true) a final is cut into `turns`: each run of its words with one
 speaker (a word without a speaker of its own has the final's). Each turn is a cue of its own,

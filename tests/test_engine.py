@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ import pytest
 import rtasr
 from rtasr.core.engine_api import DecodeRequest, Priority, Transcript
 from rtasr.engine import Engine
+from rtasr.engine import engine as engine_module
 from rtasr.engine.decoder import prep_threads
 from rtasr.errors import EngineError
 
@@ -194,6 +196,32 @@ async def test_waiting_requests_are_batched_through_the_scheduler(
     assert max(grown) > 1, f"no batch formed: {dict(grown)}"
     for name, result in zip(names, results, strict=True):
         assert result is not None and word_errors(TRANSCRIPTS[name], result.text) == 0
+
+
+@pytest.mark.parametrize(("waited_s", "beam"), [(0.0, True), (engine_module.BEAM_WAIT_S + 0.1,
+                                                                False)])
+async def test_finals_keep_the_beam_in_batches_while_the_engine_keeps_up(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch, waited_s: float, beam: bool) -> None:
+    """A batch of finals gets the final beam while no real-time final waited longer than
+    BEAM_WAIT_S lately; past that, greedy, so the engine catches up."""
+    asked: dict[str, bool] = {}
+    decode = engine.decode_batch
+
+    def recorded(requests: list[DecodeRequest], **kwargs: Any) -> list[Transcript]:
+        asked.update((r.session, kwargs["final_beam"]) for r in requests)
+        return decode(requests, **kwargs)
+
+    monkeypatch.setattr(engine, "decode_batch", recorded)
+    monkeypatch.setattr(engine.scheduler, "recent_final_wait_s", lambda: waited_s)
+    monkeypatch.setattr(engine.scheduler, "max_batch_size", 4)
+    held = HeldWorkers(engine, monkeypatch)
+    await held.hold()
+    names = ["tt-weasels", "conf-onlyperson"]
+    waiting = [asyncio.create_task(engine.transcribe(req(n, session=n))) for n in names]
+    await asyncio.sleep(0)
+    await held.release()
+    await asyncio.gather(*waiting)
+    assert [asked[n] for n in names] == [beam, beam], asked
 
 
 async def test_a_failing_request_does_not_fail_its_batch(
@@ -466,6 +494,31 @@ def test_a_final_decoded_with_capacity_to_spare_gets_the_spare_beam(
     assert counting.beams == [5, 1, 1]
     for text in texts:
         assert word_errors(TRANSCRIPTS["vm-mismatch"], text) <= 2, text  # "password", "re-enter"
+
+
+def test_finals_in_a_batch_keep_the_beam_beside_greedy_partials(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the engine keeps up (`final_beam`), each final at a pause in a batch gets the
+    spare-capacity beam and each partial its greedy decode: one encoder pass, one generate
+    call per beam, and every text what its request gets decoded alone with that beam. A
+    final cut out of run-on speech (spare_ok False) stays greedy."""
+    monkeypatch.setattr(engine.decoder, "config", engine.config.replace(spare_beam_size=5))
+    names = ["vm-mismatch", "transfer", "conf-onlyperson", "tt-weasels"]
+    requests = [req(names[0], session="a"), req(names[1], Priority.PARTIAL, session="b"),
+                dataclasses.replace(req(names[2], session="c"), spare_ok=False),
+                req(names[3], session="d")]
+    assert len({engine.batch_key(r) for r in requests}) == 1
+    alone = [engine.decode_batch([r], spare=r.priority is Priority.FINAL and r.spare_ok)[0].text
+             for r in requests]
+    counting = CountingModel(engine.decoder.model.model)
+    monkeypatch.setattr(engine.decoder.model, "model", counting)
+    batched = engine.decode_batch(requests, final_beam=True)
+    assert counting.calls["encode"] == 1
+    assert sorted(counting.beams) == [1, 5]  # the partial and the cut final; the two finals
+    assert [b.text for b in batched] == alone
+    counting.beams.clear()
+    engine.decode_batch(requests)  # the engine is behind: every item greedy, one call
+    assert counting.beams == [1]
 
 
 def test_a_batch_of_eight_with_different_prompts_is_one_model_call(

@@ -81,6 +81,10 @@ def effective_config(config: Config) -> Config:
 # sentence context's third more per decode would then make finals queue (docs/benchmarks.md).
 BEHIND_SHARE = 0.7
 BEHIND_EVERY_S = 0.5  # how often `Engine.behind` asks the scheduler (it looks back 10 s)
+# Finals at a pause get the spare-capacity beam in batches too while no real-time final has
+# waited longer than this lately (scheduler.recent_final_wait_s): a final's decode starts at
+# the pause (150 ms) and goes out at the endpoint (500 ms), so such a wait costs no latency.
+BEAM_WAIT_S = 0.3
 
 
 class _Queued(NamedTuple):
@@ -230,10 +234,12 @@ class Engine:
         return self.decoder.batch_key(request)
 
     def decode_batch(self, requests: list[DecodeRequest], *, gate: bool = True, spare: bool = False,
-                     prompt_ids: Sequence[list[int]] | None = None) -> list[Transcript]:
+                     final_beam: bool = False, prompt_ids: Sequence[list[int]] | None = None
+                     ) -> list[Transcript]:
         """Decode requests that share a batch key in one model call, in the calling thread
         (BatchDecoder.decode_batch): what each worker calls for each batch."""
-        return self.decoder.decode_batch(requests, gate=gate, spare=spare, prompt_ids=prompt_ids)
+        return self.decoder.decode_batch(requests, gate=gate, spare=spare, final_beam=final_beam,
+                                         prompt_ids=prompt_ids)
 
     def transcribe_whole(self, audio: Audio, *, language: str | None, task: Task = "transcribe",
                          beam_size: int = 5) -> str:
@@ -256,12 +262,14 @@ class Engine:
         requests = [job.payload.request for job in batch]
         waited = time.monotonic() - min(job.submitted for job in batch)
         # Spare capacity buys accuracy: a final decoded while no other final decodes or waits
-        # gets the wider encoder window and beam, where set (docs/benchmarks.md); under load,
-        # the narrow ones, and every batch the same.
+        # gets the wider encoder window and beam, where set (docs/benchmarks.md). Finals at a
+        # pause keep the beam in batches while the engine keeps up with them: a final's words
+        # should not depend on how many others are talking. Past that, greedy, to catch up.
         spare = (len(batch) == 1 and not batch[0].partial and requests[0].spare_ok
                  and self.scheduler.lone_final)
+        final_beam = spare or self.scheduler.recent_final_wait_s() <= BEAM_WAIT_S
         try:
-            results = self.decode_batch(requests, spare=spare,
+            results = self.decode_batch(requests, spare=spare, final_beam=final_beam,
                                         prompt_ids=[job.payload.prompt_ids for job in batch])
         except Exception as exc:
             if len(batch) == 1:

@@ -9,15 +9,18 @@ batches. The policy lives here and nowhere else:
   last few seconds goes first, then the oldest final. Finals are never dropped.
 - A session has at most one queued partial: a newer one replaces it (the old one resolves to
   None). Partials that may bring an utterance's first words go before those that refresh
-  words already shown (`refresh`). A partial is dropped at once when a final is already
-  waiting (the engine is behind), and dropped when it has waited longer than
+  words already shown (`refresh`). A refresh is dropped at once when a final is already
+  waiting (the engine is behind), and any partial when it has waited longer than
   `partial_max_wait_s`.
 - Partials run on spare capacity only: not while a final decodes, and never on the last free
   worker, so a final that arrives starts at once and has the CPU to itself.
 - A batch is the most urgent job plus, in priority order, the waiting jobs that can share its
   model call (same `key`), up to `max_batch_size`; a batch takes no job of a lower class (a
-  batch of finals no partials, a real-time batch no file finals: they would slow it). When
-  fewer are waiting, a worker may wait up to `batch_window_s` for more.
+  batch of finals no refreshes, a real-time batch no file finals: they would slow it), except
+  that a partial that may bring an utterance's first words rides along a batch of real-time
+  finals: it takes no worker of its own and costs the batch one more item of the shared
+  encoder pass, so under load an utterance's first words need not wait for the finals to
+  thin out. When fewer are waiting, a worker may wait up to `batch_window_s` for more.
 - Load figures for admission and for the partial cadence: the age of the oldest waiting
   real-time final, the longest real-time final wait of the last few seconds (a file's backlog
   is its own business), and the queue length per worker; and, for what sessions may leave out
@@ -82,6 +85,12 @@ class Job:
             self.loop.call_soon_threadsafe(_deliver, self.future, result)
 
 
+def _rides_along(job: Job, first: Job) -> bool:
+    """`job` may join the batch of `first`, a class above it: an utterance's first words
+    beside real-time finals."""
+    return job.partial and not job.refresh and job.realtime and first.realtime
+
+
 def _deliver(future: asyncio.Future[Any], result: Any) -> None:
     if future.done():
         return
@@ -130,7 +139,7 @@ class Scheduler:
                 if stale is not None:
                     stale.dropped = True
                     _deliver(stale.future, None)
-                if self._finals_waiting and self._busy >= self.workers:
+                if job.refresh and self._finals_waiting and self._busy >= self.workers:
                     self.dropped_partials += 1
                     _deliver(job.future, None)
                     return True
@@ -279,7 +288,8 @@ class Scheduler:
             for job in self._ranked():
                 if job.dropped or job.future.done():
                     self._forget(job)
-                elif len(batch) < self.max_batch_size and job.key == key and job.tier <= tier:
+                elif (len(batch) < self.max_batch_size and job.key == key
+                      and (job.tier <= tier or _rides_along(job, batch[0]))):
                     self._forget(job)
                     if self._wanted(job, now):
                         batch.append(job)

@@ -21,6 +21,7 @@ from rtasr.core.engine_api import DecodeRequest, Priority, Transcript
 from rtasr.engine import Engine
 from rtasr.engine import engine as engine_module
 from rtasr.engine.decoder import prep_threads
+from rtasr.engine.scheduler import Job
 from rtasr.errors import EngineError
 
 from .helpers import TRANSCRIPTS, CountingModel, clip_at, silence, trimmed, word_errors
@@ -222,6 +223,31 @@ async def test_finals_keep_the_beam_in_batches_while_the_engine_keeps_up(
     await held.release()
     await asyncio.gather(*waiting)
     assert [asked[n] for n in names] == [beam, beam], asked
+
+
+async def test_a_lone_final_keeps_the_beam_beside_a_riding_partial(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A final that no other final waits for gets the beam however long finals waited a
+    moment ago, with an utterance's first words riding in its batch; the wider window only
+    alone (one window per batch)."""
+    asked: list[dict[str, Any]] = []
+    decode = engine.decode_batch
+
+    def recorded(requests: list[DecodeRequest], **kwargs: Any) -> list[Transcript]:
+        asked.append(kwargs)
+        return decode(requests, **kwargs)
+
+    monkeypatch.setattr(engine, "decode_batch", recorded)
+    monkeypatch.setattr(engine.scheduler, "recent_final_wait_s",
+                        lambda: engine_module.BEAM_WAIT_S + 1)
+    loop = asyncio.get_running_loop()
+    final, partial = req("tt-weasels", session="a"), req("transfer", Priority.PARTIAL, "b")
+    jobs = [Job(engine_module._Queued(r, []), partial=r.priority is Priority.PARTIAL,
+                session=r.session, key="k", loop=loop) for r in (final, partial)]
+    engine._run(jobs)  # no other final decodes or waits: lone
+    assert asked[-1]["final_beam"] and not asked[-1]["spare"]
+    engine._run(jobs[:1])
+    assert asked[-1]["final_beam"] and asked[-1]["spare"]
 
 
 async def test_a_failing_request_does_not_fail_its_batch(

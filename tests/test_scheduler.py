@@ -254,6 +254,23 @@ def test_final_share_is_the_workers_time_that_finals_took_lately(
     assert s.final_share() == 0.0
 
 
+def test_first_words_riding_along_do_not_count_as_finals_time(
+        loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch of one final and one first-words partial counts half its time: riders must
+    not make the engine look `behind` (which drops the context after a pause)."""
+    now = [100.0]
+    monkeypatch.setattr(scheduler, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    s = Scheduler(workers=1, max_batch_size=4)
+    s.submit(make(loop, "f"))
+    s.submit(make(loop, "first", partial=True, session="b"))
+    batch = s.take()
+    assert names(batch) == ["f", "first"]
+    now[0] += 2.0
+    assert s.final_share() == pytest.approx(1.0 / BUSY_S)  # running
+    s.done(batch)
+    assert s.final_share() == pytest.approx(1.0 / BUSY_S)
+
+
 def drain(s: Scheduler, n: int) -> list[str]:
     """Take and finish `n` batches; the payloads in the order they were handed out."""
     order = []

@@ -262,12 +262,14 @@ class Engine:
         requests = [job.payload.request for job in batch]
         waited = time.monotonic() - min(job.submitted for job in batch)
         # Spare capacity buys accuracy: a final decoded while no other final decodes or waits
-        # gets the wider encoder window and beam, where set (docs/benchmarks.md). Finals at a
-        # pause keep the beam in batches while the engine keeps up with them: a final's words
-        # should not depend on how many others are talking. Past that, greedy, to catch up.
-        spare = (len(batch) == 1 and not batch[0].partial and requests[0].spare_ok
-                 and self.scheduler.lone_final)
-        final_beam = spare or self.scheduler.recent_final_wait_s() <= BEAM_WAIT_S
+        # gets the beam, and alone in its batch the wider encoder window, where set
+        # (docs/benchmarks.md). Finals at a pause keep the beam in batches too while the
+        # engine keeps up with them: a final's words should not depend on how many others
+        # are talking. Past that, greedy, to catch up.
+        finals = sum(not job.partial for job in batch)
+        lone = finals == 1 and self.scheduler.lone_final
+        spare = lone and len(batch) == 1 and requests[0].spare_ok
+        final_beam = lone or self.scheduler.recent_final_wait_s() <= BEAM_WAIT_S
         try:
             results = self.decode_batch(requests, spare=spare, final_beam=final_beam,
                                         prompt_ids=[job.payload.prompt_ids for job in batch])

@@ -117,8 +117,10 @@ class Scheduler:
         self._partial_busy = 0  # workers busy with a batch of partials
         self._recent_waits: collections.deque[tuple[float, float]] = collections.deque()
         # batches of finals: when they started and ended, for `final_share`
-        self._final_spans: collections.deque[tuple[float, float]] = collections.deque()
-        self._running_finals: dict[int, float] = {}  # a running batch's first seq: its start
+        # (start, end, the finals' share of the batch: first words may ride along)
+        self._final_spans: collections.deque[tuple[float, float, float]] = collections.deque()
+        # a running batch of finals, by its first job's seq: its start and its finals' share
+        self._running_finals: dict[int, tuple[float, float]] = {}
         # finals started in the last RECENT_S, for turn-taking between sessions
         self._starts: collections.deque[tuple[float, str]] = collections.deque()
         self._started_recently: collections.Counter[str] = collections.Counter()
@@ -197,7 +199,8 @@ class Scheduler:
                 self._busy += 1
                 self._partial_busy += first.partial
                 if not first.partial:
-                    self._running_finals[first.seq] = now
+                    share = sum(not job.partial for job in batch) / len(batch)
+                    self._running_finals[first.seq] = (now, share)
                 self.batches += 1
                 self.batched_jobs += len(batch)
                 self.batch_sizes[len(batch)] += 1
@@ -216,7 +219,8 @@ class Scheduler:
             self._partial_busy -= batch[0].partial
             if not batch[0].partial:
                 now = time.monotonic()
-                self._final_spans.append((self._running_finals.pop(batch[0].seq, now), now))
+                start, share = self._running_finals.pop(batch[0].seq, (now, 1.0))
+                self._final_spans.append((start, now, share))
             self._cond.notify_all()
 
     def close(self) -> list[Job]:
@@ -320,15 +324,18 @@ class Scheduler:
         return max(recent, self.oldest_final_age_s())
 
     def final_share(self) -> float:
-        """The share of the workers' time in the last `BUSY_S` that went to batches of
-        finals, finished or running: 1.0 means finals alone kept every worker busy."""
+        """The share of the workers' time in the last `BUSY_S` that went to finals, finished
+        or running (a batch's time in the share of its items that are finals, not the first
+        words riding along): 1.0 means finals alone kept every worker busy."""
         now = time.monotonic()
         since = now - BUSY_S
         with self._cond:
             while self._final_spans and self._final_spans[0][1] <= since:
                 self._final_spans.popleft()
-            spans = [*self._final_spans, *((s, now) for s in self._running_finals.values())]
-        return sum(end - max(start, since) for start, end in spans) / (self.workers * BUSY_S)
+            spans = [*self._final_spans,
+                     *((start, now, share) for start, share in self._running_finals.values())]
+        return sum((end - max(start, since)) * share
+                   for start, end, share in spans) / (self.workers * BUSY_S)
 
     @property
     def queue_depth(self) -> int:

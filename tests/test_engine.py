@@ -199,37 +199,11 @@ async def test_waiting_requests_are_batched_through_the_scheduler(
         assert result is not None and word_errors(TRANSCRIPTS[name], result.text) == 0
 
 
-@pytest.mark.parametrize(("waited_s", "beam"), [(0.0, True), (engine_module.BEAM_WAIT_S + 0.1,
-                                                                False)])
-async def test_finals_keep_the_beam_in_batches_while_the_engine_keeps_up(
-        engine: Engine, monkeypatch: pytest.MonkeyPatch, waited_s: float, beam: bool) -> None:
-    """A batch of finals gets the final beam while no real-time final waited longer than
-    BEAM_WAIT_S lately; past that, greedy, so the engine catches up."""
-    asked: dict[str, bool] = {}
-    decode = engine.decode_batch
-
-    def recorded(requests: list[DecodeRequest], **kwargs: Any) -> list[Transcript]:
-        asked.update((r.session, kwargs["final_beam"]) for r in requests)
-        return decode(requests, **kwargs)
-
-    monkeypatch.setattr(engine, "decode_batch", recorded)
-    monkeypatch.setattr(engine.scheduler, "recent_final_wait_s", lambda: waited_s)
-    monkeypatch.setattr(engine.scheduler, "max_batch_size", 4)
-    held = HeldWorkers(engine, monkeypatch)
-    await held.hold()
-    names = ["tt-weasels", "conf-onlyperson"]
-    waiting = [asyncio.create_task(engine.transcribe(req(n, session=n))) for n in names]
-    await asyncio.sleep(0)
-    await held.release()
-    await asyncio.gather(*waiting)
-    assert [asked[n] for n in names] == [beam, beam], asked
-
-
 async def test_a_lone_final_keeps_the_beam_beside_a_riding_partial(
         engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A final that no other final waits for gets the beam however long finals waited a
-    moment ago, with an utterance's first words riding in its batch; the wider window only
-    alone (one window per batch)."""
+    """A final that no other final decodes or waits for gets the beam with an utterance's
+    first words riding in its batch; the wider window only alone (one window per batch).
+    Finals batched with finals are greedy."""
     asked: list[dict[str, Any]] = []
     decode = engine.decode_batch
 
@@ -238,8 +212,6 @@ async def test_a_lone_final_keeps_the_beam_beside_a_riding_partial(
         return decode(requests, **kwargs)
 
     monkeypatch.setattr(engine, "decode_batch", recorded)
-    monkeypatch.setattr(engine.scheduler, "recent_final_wait_s",
-                        lambda: engine_module.BEAM_WAIT_S + 1)
     loop = asyncio.get_running_loop()
     final, partial = req("tt-weasels", session="a"), req("transfer", Priority.PARTIAL, "b")
     jobs = [Job(engine_module._Queued(r, []), partial=r.priority is Priority.PARTIAL,
@@ -248,6 +220,10 @@ async def test_a_lone_final_keeps_the_beam_beside_a_riding_partial(
     assert asked[-1]["final_beam"] and not asked[-1]["spare"]
     engine._run(jobs[:1])
     assert asked[-1]["final_beam"] and asked[-1]["spare"]
+    other = Job(engine_module._Queued(req("transfer", session="c"), []), partial=False,
+                session="c", key="k", loop=loop)
+    engine._run([jobs[0], other])  # two finals
+    assert not asked[-1]["final_beam"] and not asked[-1]["spare"]
 
 
 async def test_a_failing_request_does_not_fail_its_batch(

@@ -201,8 +201,9 @@ class BatchDecoder:
         batched: every item is padded to the same encoder window either way, and each is
         generated with its own beam. `spare`: a lone final on spare capacity, which gets the
         spare-capacity window and beam (--spare-encoder-window-s, --spare-beam-size);
-        `final_beam`: the engine keeps up, so every final at a pause in the batch gets the
-        spare-capacity beam (in the batch's window). `prompt_ids`: each request's
+        `final_beam`: a lone final with first words riding in its batch, which gets the
+        spare-capacity beam in the batch's window (so would every final at a pause in the
+        batch). `prompt_ids`: each request's
         prompt_tokens, when the caller has them (the engine, from submit time).
         """
         if prompt_ids is None:

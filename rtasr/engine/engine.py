@@ -81,10 +81,6 @@ def effective_config(config: Config) -> Config:
 # sentence context's third more per decode would then make finals queue (docs/benchmarks.md).
 BEHIND_SHARE = 0.7
 BEHIND_EVERY_S = 0.5  # how often `Engine.behind` asks the scheduler (it looks back 10 s)
-# Finals at a pause get the spare-capacity beam in batches too while no real-time final has
-# waited longer than this lately (scheduler.recent_final_wait_s): a final's decode starts at
-# the pause (150 ms) and goes out at the endpoint (500 ms), so such a wait costs no latency.
-BEAM_WAIT_S = 0.3
 
 
 class _Queued(NamedTuple):
@@ -262,16 +258,14 @@ class Engine:
         requests = [job.payload.request for job in batch]
         waited = time.monotonic() - min(job.submitted for job in batch)
         # Spare capacity buys accuracy: a final decoded while no other final decodes or waits
-        # gets the beam, and alone in its batch the wider encoder window, where set
-        # (docs/benchmarks.md). Finals at a pause keep the beam in batches too while the
-        # engine keeps up with them: a final's words should not depend on how many others
-        # are talking. Past that, greedy, to catch up.
-        finals = sum(not job.partial for job in batch)
-        lone = finals == 1 and self.scheduler.lone_final
+        # gets the beam, even with an utterance's first words riding in its batch, and alone
+        # in its batch the wider encoder window, where set (docs/benchmarks.md). Finals
+        # batched with finals are greedy: on 2 cores the beam in batches cost final latency
+        # under load for no fewer errors (docs/benchmarks.md, "Many streams").
+        lone = sum(not job.partial for job in batch) == 1 and self.scheduler.lone_final
         spare = lone and len(batch) == 1 and requests[0].spare_ok
-        final_beam = lone or self.scheduler.recent_final_wait_s() <= BEAM_WAIT_S
         try:
-            results = self.decode_batch(requests, spare=spare, final_beam=final_beam,
+            results = self.decode_batch(requests, spare=spare, final_beam=lone,
                                         prompt_ids=[job.payload.prompt_ids for job in batch])
         except Exception as exc:
             if len(batch) == 1:

@@ -500,10 +500,10 @@ def test_a_final_decoded_with_capacity_to_spare_gets_the_spare_beam(
 
 def test_finals_in_a_batch_keep_the_beam_beside_greedy_partials(
         engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    """While the engine keeps up (`final_beam`), each final at a pause in a batch gets the
-    spare-capacity beam and each partial its greedy decode: one encoder pass, one generate
-    call per beam, and every text what its request gets decoded alone with that beam. A
-    final cut out of run-on speech (spare_ok False) stays greedy."""
+    """With `final_beam`, each final at a pause in a batch gets the spare-capacity beam and
+    each partial its greedy decode: one encoder pass, one generate call per beam (and for the partials), and every
+    text what its request gets decoded alone with that beam. A final cut out of run-on
+    speech (spare_ok False) stays greedy. Finals are delivered before partials."""
     monkeypatch.setattr(engine.decoder, "config", engine.config.replace(spare_beam_size=5))
     names = ["vm-mismatch", "transfer", "conf-onlyperson", "tt-weasels"]
     requests = [req(names[0], session="a"), req(names[1], Priority.PARTIAL, session="b"),
@@ -516,11 +516,15 @@ def test_finals_in_a_batch_keep_the_beam_beside_greedy_partials(
     monkeypatch.setattr(engine.decoder.model, "model", counting)
     batched = engine.decode_batch(requests, final_beam=True)
     assert counting.calls["encode"] == 1
-    assert sorted(counting.beams) == [1, 5]  # the partial and the cut final; the two finals
+    # the cut final greedy, the two finals with the beam, the partial greedy and last
+    assert counting.beams == [1, 5, 1] or counting.beams == [5, 1, 1]
     assert [b.text for b in batched] == alone
     counting.beams.clear()
-    engine.decode_batch(requests)  # the engine is behind: every item greedy, one call
-    assert counting.beams == [1]
+    engine.decode_batch(requests)  # no final beam: every item greedy, finals first
+    assert counting.beams == [1, 1]
+    order: list[int] = []
+    engine.decode_batch(requests, final_beam=True, delivered=lambda i, _: order.append(i))
+    assert sorted(order) == [0, 1, 2, 3] and order[-1] == 1  # the partial's words come last
 
 
 def test_a_batch_of_eight_with_different_prompts_is_one_model_call(

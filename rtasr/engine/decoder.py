@@ -18,7 +18,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -193,7 +193,8 @@ class BatchDecoder:
         return tok
 
     def decode_batch(self, requests: list[DecodeRequest], *, gate: bool = True, spare: bool = False,
-                     final_beam: bool = False, prompt_ids: Sequence[list[int]] | None = None
+                     final_beam: bool = False, prompt_ids: Sequence[list[int]] | None = None,
+                     delivered: Callable[[int, Transcript], None] | None = None
                      ) -> list[Transcript]:
         """Decode requests that share a batch key in one model call; one Transcript each.
 
@@ -203,8 +204,10 @@ class BatchDecoder:
         spare-capacity window and beam (--spare-encoder-window-s, --spare-beam-size);
         `final_beam`: a lone final with first words riding in its batch, which gets the
         spare-capacity beam in the batch's window (so would every final at a pause in the
-        batch). `prompt_ids`: each request's
-        prompt_tokens, when the caller has them (the engine, from submit time).
+        batch). `prompt_ids`: each request's prompt_tokens, when the caller has them (the
+        engine, from submit time). `delivered(i, transcript)`: called as each request's
+        transcript is ready, finals' before partials' (their generate calls run first), so a
+        final need not wait for the partials riding in its batch.
         """
         if prompt_ids is None:
             prompt_ids = [self.prompt_tokens(r) for r in requests]
@@ -217,8 +220,10 @@ class BatchDecoder:
                 else [self._prepare(r, gate) for r in requests])
         todo = [(i, mel) for i, mel in enumerate(mels) if mel is not None]
         if todo:
+            ready = None if delivered is None else (
+                lambda j, result: delivered(todo[j][0], result))
             decoded = self._decode([requests[i] for i, _ in todo], [mel for _, mel in todo],
-                                   [prompt_ids[i] for i, _ in todo], spare, final_beam)
+                                   [prompt_ids[i] for i, _ in todo], spare, final_beam, ready)
             for (i, _), result in zip(todo, decoded, strict=True):
                 results[i] = result
         with self._counts_lock:
@@ -236,8 +241,8 @@ class BatchDecoder:
         return mel
 
     def _decode(self, requests: list[DecodeRequest], mels: list[np.ndarray],
-                prompt_ids: list[list[int]], spare: bool = False,
-                final_beam: bool = False) -> list[Transcript]:
+                prompt_ids: list[list[int]], spare: bool = False, final_beam: bool = False,
+                ready: Callable[[int, Transcript], None] | None = None) -> list[Transcript]:
         """One encoder pass; the language detected on it for the requests that have none, its
         token put in their prompts; then one generate call per beam size for requests that
         share a batch key (whatever their languages and tasks), and per prompt length for a
@@ -261,9 +266,10 @@ class BatchDecoder:
                    for tokens, tok in zip(prompt_ids, toks, strict=True)]
         beams = [self._beam(r, spare or final_beam) for r in requests]
         results: list[Transcript] = [EMPTY] * len(requests)
-        groups = group_indices([(p.index(toks[0].sot), beam)
-                                for p, beam in zip(prompts, beams, strict=True)])
-        for idx in groups.values():
+        # finals' generate calls first: a final's words need not wait for riding partials
+        groups = group_indices([(r.priority is Priority.PARTIAL, p.index(toks[0].sot), beam)
+                                for r, p, beam in zip(requests, prompts, beams, strict=True)])
+        for _, idx in sorted(groups.items(), key=lambda group: bool(group[0][0])):  # type: ignore[index]
             if len(idx) == len(requests):
                 part = encoded
             elif self.config.device == "cpu":
@@ -276,6 +282,8 @@ class BatchDecoder:
             for i, result in zip(idx, done, strict=True):
                 results[i] = dataclasses.replace(result, language=languages[i],
                                                  detected=detected[i])
+                if ready is not None:
+                    ready(i, results[i])
         return results
 
     def _languages(self, requests: list[DecodeRequest], encoded: Any

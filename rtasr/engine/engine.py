@@ -230,12 +230,13 @@ class Engine:
         return self.decoder.batch_key(request)
 
     def decode_batch(self, requests: list[DecodeRequest], *, gate: bool = True, spare: bool = False,
-                     final_beam: bool = False, prompt_ids: Sequence[list[int]] | None = None
+                     final_beam: bool = False, prompt_ids: Sequence[list[int]] | None = None,
+                     delivered: Callable[[int, Transcript], None] | None = None
                      ) -> list[Transcript]:
         """Decode requests that share a batch key in one model call, in the calling thread
         (BatchDecoder.decode_batch): what each worker calls for each batch."""
         return self.decoder.decode_batch(requests, gate=gate, spare=spare, final_beam=final_beam,
-                                         prompt_ids=prompt_ids)
+                                         prompt_ids=prompt_ids, delivered=delivered)
 
     def transcribe_whole(self, audio: Audio, *, language: str | None, task: Task = "transcribe",
                          beam_size: int = 5) -> str:
@@ -265,8 +266,13 @@ class Engine:
         lone = sum(not job.partial for job in batch) == 1 and self.scheduler.lone_final
         spare = lone and len(batch) == 1 and requests[0].spare_ok
         try:
-            results = self.decode_batch(requests, spare=spare, final_beam=lone,
-                                        prompt_ids=[job.payload.prompt_ids for job in batch])
+            results = self.decode_batch(
+                requests, spare=spare, final_beam=lone,
+                prompt_ids=[job.payload.prompt_ids for job in batch],
+                # a final goes back as soon as its words are ready, before the partials
+                # riding in its batch are generated (a second resolve does nothing)
+                delivered=(lambda i, result: batch[i].resolve(result)) if len(batch) > 1
+                else None)
         except Exception as exc:
             if len(batch) == 1:
                 log.exception("decode failed for session %s", batch[0].session)

@@ -500,10 +500,10 @@ def test_a_final_decoded_with_capacity_to_spare_gets_the_spare_beam(
 
 def test_finals_in_a_batch_keep_the_beam_beside_greedy_partials(
         engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With `final_beam`, each final at a pause in a batch gets the spare-capacity beam and
-    each partial its greedy decode: one encoder pass, one generate call per beam (and for the partials), and every
-    text what its request gets decoded alone with that beam. A final cut out of run-on
-    speech (spare_ok False) stays greedy. Finals are delivered before partials."""
+    """With `final_beam`, each final at a pause in a batch gets the spare-capacity beam and each
+    partial its greedy decode: one encoder pass, one generate call per beam (and for the
+    partials), and every text what its request gets decoded alone with that beam. A final cut
+    out of run-on speech (spare_ok False) stays greedy. Finals are delivered before partials."""
     monkeypatch.setattr(engine.decoder, "config", engine.config.replace(spare_beam_size=5))
     names = ["vm-mismatch", "transfer", "conf-onlyperson", "tt-weasels"]
     requests = [req(names[0], session="a"), req(names[1], Priority.PARTIAL, session="b"),

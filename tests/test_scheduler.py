@@ -114,6 +114,25 @@ def test_first_words_ride_along_a_batch_of_finals(loop: asyncio.AbstractEventLoo
     assert names(s.take()) == ["final", "first"]
 
 
+def test_first_words_stop_riding_once_finals_wait_too_long(
+        loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past RIDE_WAIT_S of final waits the engine is saturated: riders would only make every
+    final later, so first words neither ride nor escape shedding."""
+    now = [100.0]
+    monkeypatch.setattr(scheduler, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    s = Scheduler(workers=1, max_batch_size=4)
+    s.submit(make(loop, "running"))
+    running = s.take()
+    s.submit(make(loop, "late", session="b"))
+    now[0] += scheduler.RIDE_WAIT_S + 0.1
+    shed = make(loop, "shed", partial=True, session="c")
+    s.submit(shed)
+    assert shed.future.done() and shed.future.result() is None
+    s.done(running)
+    s.submit(make(loop, "first", partial=True, session="d"))
+    assert names(s.take()) == ["late"]  # it waited too long: nobody rides along
+
+
 def test_first_words_do_not_ride_along_a_files_finals(loop: asyncio.AbstractEventLoop) -> None:
     s = Scheduler(workers=1, max_batch_size=4)
     s.submit(make(loop, "file final", realtime=False))

@@ -9,18 +9,20 @@ batches. The policy lives here and nowhere else:
   last few seconds goes first, then the oldest final. Finals are never dropped.
 - A session has at most one queued partial: a newer one replaces it (the old one resolves to
   None). Partials that may bring an utterance's first words go before those that refresh
-  words already shown (`refresh`). A refresh is dropped at once when a final is already
-  waiting (the engine is behind), and any partial when it has waited longer than
-  `partial_max_wait_s`.
+  words already shown (`refresh`). A partial is dropped at once when a final is already
+  waiting and every worker is busy (first words only if they may not ride along), and when
+  it has waited longer than `partial_max_wait_s`.
 - Partials run on spare capacity only: not while a final decodes, and never on the last free
   worker, so a final that arrives starts at once and has the CPU to itself.
-- A batch is the most urgent job plus, in priority order, the waiting jobs that can share its
+- - A batch is the most urgent job plus, in priority order, the waiting jobs that can share its
   model call (same `key`), up to `max_batch_size`; a batch takes no job of a lower class (a
   batch of finals no refreshes, a real-time batch no file finals: they would slow it), except
-  that a partial that may bring an utterance's first words rides along a batch of real-time
-  finals: it takes no worker of its own and costs the batch one more item of the shared
-  encoder pass, so under load an utterance's first words need not wait for the finals to
-  thin out. When fewer are waiting, a worker may wait up to `batch_window_s` for more.
+  that, while the engine keeps up with its finals (`RIDE_WAIT_S`), a partial that may bring an
+  utterance's first words rides along a batch of real-time finals: it takes no worker of its own
+  and costs the batch one more item of the shared encoder pass (its words are generated after
+  the finals', which go back first), so under load an utterance's first words need not wait for
+  the finals to thin out. When fewer are waiting, a worker may wait up to `batch_window_s` for
+  more.
 - Load figures for admission and for the partial cadence: the age of the oldest waiting
   real-time final, the longest real-time final wait of the last few seconds (a file's backlog
   is its own business), and the queue length per worker; and, for what sessions may leave out
@@ -39,6 +41,10 @@ from collections.abc import Hashable
 from typing import Any
 
 RECENT_S = 5.0  # how far back `recent_final_wait_s` looks
+# An utterance's first words ride along batches of finals (and are not shed while finals
+# wait) only while no real-time final waited longer than this lately: past it the engine is
+# saturated, and riders would only make every final later (docs/benchmarks.md).
+RIDE_WAIT_S = 0.3
 BUSY_S = 10.0  # how far back `final_share` looks
 
 
@@ -141,7 +147,8 @@ class Scheduler:
                 if stale is not None:
                     stale.dropped = True
                     _deliver(stale.future, None)
-                if job.refresh and self._finals_waiting and self._busy >= self.workers:
+                if (self._finals_waiting and self._busy >= self.workers
+                        and (job.refresh or not self._riders_welcome(None))):
                     self.dropped_partials += 1
                     _deliver(job.future, None)
                     return True
@@ -264,6 +271,13 @@ class Scheduler:
         else:
             self._finals_waiting -= 1
 
+    def _riders_welcome(self, first: Job | None) -> bool:
+        """First words may ride along finals: the engine keeps up with its finals (those of
+        the last few seconds, and `first`, the batch's own, waited no longer than
+        RIDE_WAIT_S)."""
+        waited = 0.0 if first is None else time.monotonic() - first.submitted
+        return max(waited, self.recent_final_wait_s()) <= RIDE_WAIT_S
+
     def _peek_live(self) -> Job | None:
         """The most urgent job still wanted, dropping the dead and the stale on the way."""
         now = time.monotonic()
@@ -285,6 +299,7 @@ class Scheduler:
     def _fill(self, batch: list[Job]) -> None:
         """Add compatible waiting jobs to `batch`, waiting up to the batch window for them."""
         deadline = time.monotonic() + self.batch_window_s
+        ride = self._riders_welcome(batch[0])
         while True:
             key, tier = batch[0].key, batch[0].tier
             keep: list[Job] = []
@@ -293,7 +308,7 @@ class Scheduler:
                 if job.dropped or job.future.done():
                     self._forget(job)
                 elif (len(batch) < self.max_batch_size and job.key == key
-                      and (job.tier <= tier or _rides_along(job, batch[0]))):
+                      and (job.tier <= tier or (ride and _rides_along(job, batch[0])))):
                     self._forget(job)
                     if self._wanted(job, now):
                         batch.append(job)

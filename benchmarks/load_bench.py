@@ -175,14 +175,14 @@ async def run_level(url: str, streams: list[Stream], clients: int,
 Stream = tuple[np.ndarray, list[Span], list[Clip]]
 
 
-def alone_level(url: str, streams: list[Stream], count: int, cache: Path | None
-                ) -> dict[str, object]:
+def alone_level(url: str, streams: list[Stream], count: int, cache: Path | None,
+                seed: int) -> dict[str, object]:
     """Each of the first `count` streams sent alone, one after another: what each session's
     words are at one session, the reference for the same streams under load. `cache` keeps
     them (for load policies that do not change what a lone session gets)."""
     if cache is not None and cache.exists():
         level: dict[str, object] = json.loads(cache.read_text())
-        if len(level["session_errors"]) >= count:  # type: ignore[arg-type]
+        if level.get("seed") == seed and len(level["session_errors"]) >= count:  # type: ignore[arg-type]
             print(f"one session each: from {cache}", flush=True)
             return level
     runs = []
@@ -200,7 +200,7 @@ def alone_level(url: str, streams: list[Stream], count: int, cache: Path | None
                 for key in ("final_p50", "first_p50", "first_p95", "partials_per_utt",
                             "decodes_per_utt", "mean_batch", "final_share")},
              **{key: sum(int(run[key]) for run in runs)  # type: ignore[call-overload]
-                for key in ("errors", "missing", "utterances")}}
+                for key in ("errors", "missing", "utterances")}, "seed": seed}
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(level))
@@ -222,11 +222,12 @@ def holds(level: dict[str, object], target_p95_s: float, timing_only: bool = Fal
             and (timing_only or level["missing"] == 0) and not level["errors"])
 
 
-def build_streams(clips: list[Clip], count: int, per_stream: int) -> list[Stream]:
+def build_streams(clips: list[Clip], count: int, per_stream: int, seed: int = 1
+                  ) -> list[Stream]:
     streams = []
     for i in range(count):
-        order = random.Random(100 + i).sample(clips, min(per_stream, len(clips)))
-        audio, spans = build_stream(order, pause_s=(0.8, 2.0), seed=200 + i)
+        order = random.Random(100 * seed + i).sample(clips, min(per_stream, len(clips)))
+        audio, spans = build_stream(order, pause_s=(0.8, 2.0), seed=200 * seed + i)
         streams.append((audio, spans, order))
     return streams
 
@@ -289,6 +290,9 @@ def main() -> None:
     ap.add_argument("--clients", default="1,4,8,12,16", help="concurrency levels to sweep")
     ap.add_argument("--clips", type=int, default=60, help="distinct speech clips in the pool")
     ap.add_argument("--per-stream", type=int, default=12, help="clips each session speaks")
+    ap.add_argument("--seed", type=int, default=1,
+                    help="which clips and streams (another seed: speech the defaults were not "
+                         "chosen on)")
     ap.add_argument("--stagger-s", type=float, default=5.0, help="spread of session starts")
     ap.add_argument("--target-p95-s", type=float, default=1.5)
     ap.add_argument("--no-yardstick", action="store_true", help="skip the yardstick")
@@ -311,8 +315,8 @@ def main() -> None:
     ap.add_argument("server_args", nargs="*", help="extra `rtasr serve` arguments (after --)")
     args = ap.parse_args()
 
-    clips = load_clips(args.clips)
-    streams = build_streams(clips, 8, args.per_stream)
+    clips = load_clips(args.clips, seed=args.seed)
+    streams = build_streams(clips, 8, args.per_stream, args.seed)
     print(f"{len(clips)} clips; each session streams {len(streams[0][0]) / RATE:.0f} s "
           f"({args.per_stream} utterances)", flush=True)
     results: dict[str, object] = {"target_p95_s": args.target_p95_s, "levels": [],
@@ -333,7 +337,8 @@ def main() -> None:
         levels = [int(x) for x in args.clients.split(",")]
         alone = None
         if args.alone and not args.timing_only:
-            alone = alone_level(url, streams, min(len(streams), max(levels)), args.alone_json)
+            alone = alone_level(url, streams, min(len(streams), max(levels)), args.alone_json,
+                                args.seed)
             if proc:
                 alone["server_cpu"] = float("nan")
             alone["wer_alone"] = alone["wer"]

@@ -97,9 +97,9 @@ class Config:
         "other final decoding or waiting), e.g. 15; 0: the full 30 s; -1: auto (off: the "
         "--encoder-window-s)")
     spare_beam_size: int = option(
-        MODEL, 0, "the beam a final gets while the engine has capacity to spare (no other "
-        "final decoding or waiting); partials then no longer serve as finals; a final inside "
-        "run-on speech never gets it; 0: auto (5)")
+        MODEL, 0, "the beam a final at a pause gets while the engine has capacity to spare (no "
+        "other final decoding or waiting; first words may ride in its batch); partials then "
+        "no longer serve as finals; a final inside run-on speech never gets it; 0: auto (5)")
     max_tokens_per_s: float = option(
         MODEL, 0.0, "cap each decode at this many tokens per second of audio (plus 4), so a "
         "decode stuck in a loop stops early; 0: the model's limit, 224 generated tokens (the "

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +19,9 @@ import pytest
 import rtasr
 from rtasr.core.engine_api import DecodeRequest, Priority, Transcript
 from rtasr.engine import Engine
+from rtasr.engine import engine as engine_module
 from rtasr.engine.decoder import prep_threads
+from rtasr.engine.scheduler import Job
 from rtasr.errors import EngineError
 
 from .helpers import TRANSCRIPTS, CountingModel, clip_at, silence, trimmed, word_errors
@@ -194,6 +197,33 @@ async def test_waiting_requests_are_batched_through_the_scheduler(
     assert max(grown) > 1, f"no batch formed: {dict(grown)}"
     for name, result in zip(names, results, strict=True):
         assert result is not None and word_errors(TRANSCRIPTS[name], result.text) == 0
+
+
+async def test_a_lone_final_keeps_the_beam_beside_a_riding_partial(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A final that no other final decodes or waits for gets the beam with an utterance's
+    first words riding in its batch; the wider window only alone (one window per batch).
+    Finals batched with finals are greedy."""
+    asked: list[dict[str, Any]] = []
+    decode = engine.decode_batch
+
+    def recorded(requests: list[DecodeRequest], **kwargs: Any) -> list[Transcript]:
+        asked.append(kwargs)
+        return decode(requests, **kwargs)
+
+    monkeypatch.setattr(engine, "decode_batch", recorded)
+    loop = asyncio.get_running_loop()
+    final, partial = req("tt-weasels", session="a"), req("transfer", Priority.PARTIAL, "b")
+    jobs = [Job(engine_module._Queued(r, []), partial=r.priority is Priority.PARTIAL,
+                session=r.session, key="k", loop=loop) for r in (final, partial)]
+    engine._run(jobs)  # no other final decodes or waits: lone
+    assert asked[-1]["final_beam"] and not asked[-1]["spare"]
+    engine._run(jobs[:1])
+    assert asked[-1]["final_beam"] and asked[-1]["spare"]
+    other = Job(engine_module._Queued(req("transfer", session="c"), []), partial=False,
+                session="c", key="k", loop=loop)
+    engine._run([jobs[0], other])  # two finals
+    assert not asked[-1]["final_beam"] and not asked[-1]["spare"]
 
 
 async def test_a_failing_request_does_not_fail_its_batch(
@@ -466,6 +496,35 @@ def test_a_final_decoded_with_capacity_to_spare_gets_the_spare_beam(
     assert counting.beams == [5, 1, 1]
     for text in texts:
         assert word_errors(TRANSCRIPTS["vm-mismatch"], text) <= 2, text  # "password", "re-enter"
+
+
+def test_finals_in_a_batch_keep_the_beam_beside_greedy_partials(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With `final_beam`, each final at a pause in a batch gets the spare-capacity beam and each
+    partial its greedy decode: one encoder pass, one generate call per beam (and for the
+    partials), and every text what its request gets decoded alone with that beam. A final cut
+    out of run-on speech (spare_ok False) stays greedy. Finals are delivered before partials."""
+    monkeypatch.setattr(engine.decoder, "config", engine.config.replace(spare_beam_size=5))
+    names = ["vm-mismatch", "transfer", "conf-onlyperson", "tt-weasels"]
+    requests = [req(names[0], session="a"), req(names[1], Priority.PARTIAL, session="b"),
+                dataclasses.replace(req(names[2], session="c"), spare_ok=False),
+                req(names[3], session="d")]
+    assert len({engine.batch_key(r) for r in requests}) == 1
+    alone = [engine.decode_batch([r], spare=r.priority is Priority.FINAL and r.spare_ok)[0].text
+             for r in requests]
+    counting = CountingModel(engine.decoder.model.model)
+    monkeypatch.setattr(engine.decoder.model, "model", counting)
+    batched = engine.decode_batch(requests, final_beam=True)
+    assert counting.calls["encode"] == 1
+    # the cut final greedy, the two finals with the beam, the partial greedy and last
+    assert counting.beams == [1, 5, 1] or counting.beams == [5, 1, 1]
+    assert [b.text for b in batched] == alone
+    counting.beams.clear()
+    engine.decode_batch(requests)  # no final beam: every item greedy, finals first
+    assert counting.beams == [1, 1]
+    order: list[int] = []
+    engine.decode_batch(requests, final_beam=True, delivered=lambda i, _: order.append(i))
+    assert sorted(order) == [0, 1, 2, 3] and order[-1] == 1  # the partial's words come last
 
 
 def test_a_batch_of_eight_with_different_prompts_is_one_model_call(

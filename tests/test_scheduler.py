@@ -87,12 +87,57 @@ def test_partial_is_shed_while_finals_wait_and_workers_are_busy(
     running = s.take()
     assert names(running) == ["running"]  # the only worker is busy now
     s.submit(make(loop, "final", session="b"))
-    shed = make(loop, "partial", partial=True, session="c")
+    shed = make(loop, "partial", partial=True, session="c", refresh=True)
     s.submit(shed)
     assert shed.future.done() and shed.future.result() is None
     assert s.dropped_partials == 1
     s.done(running)
     assert names(s.take()) == ["final"]
+
+
+def test_first_words_ride_along_a_batch_of_finals(loop: asyncio.AbstractEventLoop) -> None:
+    """Under load finals keep every worker busy and partials never find spare capacity: an
+    utterance's first words then join a batch of real-time finals (same key, room left)
+    instead of waiting or being shed. A refresh does not, nor a batch of a file's finals."""
+    s = Scheduler(workers=1, max_batch_size=4)
+    s.submit(make(loop, "running"))
+    running = s.take()
+    s.submit(make(loop, "final", session="b"))
+    first = make(loop, "first", partial=True, session="c")
+    refresh = make(loop, "refresh", partial=True, session="d", refresh=True)
+    other = make(loop, "other key", partial=True, session="e", key="other")
+    for job in (first, refresh, other):
+        s.submit(job)
+    assert not first.future.done()  # queued, not shed, though a final waits
+    assert refresh.future.done() and refresh.future.result() is None  # shed
+    s.done(running)
+    assert names(s.take()) == ["final", "first"]
+
+
+def test_first_words_stop_riding_once_finals_wait_too_long(
+        loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past RIDE_WAIT_S of final waits the engine is saturated: riders would only make every
+    final later, so first words neither ride nor escape shedding."""
+    now = [100.0]
+    monkeypatch.setattr(scheduler, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    s = Scheduler(workers=1, max_batch_size=4)
+    s.submit(make(loop, "running"))
+    running = s.take()
+    s.submit(make(loop, "late", session="b"))
+    now[0] += scheduler.RIDE_WAIT_S + 0.1
+    shed = make(loop, "shed", partial=True, session="c")
+    s.submit(shed)
+    assert shed.future.done() and shed.future.result() is None
+    s.done(running)
+    s.submit(make(loop, "first", partial=True, session="d"))
+    assert names(s.take()) == ["late"]  # it waited too long: nobody rides along
+
+
+def test_first_words_do_not_ride_along_a_files_finals(loop: asyncio.AbstractEventLoop) -> None:
+    s = Scheduler(workers=1, max_batch_size=4)
+    s.submit(make(loop, "file final", realtime=False))
+    s.submit(make(loop, "first", partial=True, session="c"))
+    assert names(s.take()) == ["file final"]
 
 
 def test_partial_queues_when_a_worker_is_free(loop: asyncio.AbstractEventLoop) -> None:
@@ -144,11 +189,11 @@ def test_cancelled_job_is_skipped(loop: asyncio.AbstractEventLoop) -> None:
 
 def test_batch_takes_compatible_jobs_in_priority_order(loop: asyncio.AbstractEventLoop) -> None:
     s = Scheduler(workers=1, max_batch_size=3)
-    s.submit(make(loop, "p-a", partial=True, session="a"))
+    s.submit(make(loop, "p-a", partial=True, session="a", refresh=True))
     s.submit(make(loop, "f-other", session="b", key="other"))
     s.submit(make(loop, "f-b", session="c"))
     s.submit(make(loop, "f-c", session="d"))
-    s.submit(make(loop, "p-e", partial=True, session="e"))
+    s.submit(make(loop, "p-e", partial=True, session="e", refresh=True))
     s.submit(make(loop, "f-d", session="f"))
     s.submit(make(loop, "f-e", session="g"))
     first = s.take()
@@ -228,6 +273,23 @@ def test_final_share_is_the_workers_time_that_finals_took_lately(
     assert s.final_share() == 0.0
 
 
+def test_first_words_riding_along_do_not_count_as_finals_time(
+        loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch of one final and one first-words partial counts half its time: riders must
+    not make the engine look `behind` (which drops the context after a pause)."""
+    now = [100.0]
+    monkeypatch.setattr(scheduler, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    s = Scheduler(workers=1, max_batch_size=4)
+    s.submit(make(loop, "f"))
+    s.submit(make(loop, "first", partial=True, session="b"))
+    batch = s.take()
+    assert names(batch) == ["f", "first"]
+    now[0] += 2.0
+    assert s.final_share() == pytest.approx(1.0 / BUSY_S)  # running
+    s.done(batch)
+    assert s.final_share() == pytest.approx(1.0 / BUSY_S)
+
+
 def drain(s: Scheduler, n: int) -> list[str]:
     """Take and finish `n` batches; the payloads in the order they were handed out."""
     order = []
@@ -245,7 +307,7 @@ def test_realtime_finals_go_before_a_faster_than_real_time_backlog(
     for i in range(6):
         s.submit(make(loop, f"file{i}", session="file", realtime=False))
     s.submit(make(loop, "live", session="live"))
-    s.submit(make(loop, "live-partial", session="live2", partial=True))
+    s.submit(make(loop, "live-partial", session="live2", partial=True, refresh=True))
     first = s.take()
     assert names(first) == ["live"]  # alone: a realtime batch takes no file finals (slower)
     assert first is not None

@@ -13,10 +13,17 @@ What CTranslate2 (4.8) allows, read from its Whisper source and measured:
 - `align` takes one start sequence (<|startoftranscript|>, language, task) for the whole call:
   one alignment per (language, task) in a batch (one for an English-only model).
 
+- `generate` takes one beam size per call, but several calls may read one encoder output: the
+  items of a batch are encoded together, then generated one call per beam size, the finals'
+  calls before the partials' (a lone final with its beam, then the first words of other
+  utterances riding in its batch), so a final goes back before the partials are generated.
+  Batched, a beam of 5 cost tiny.en 18 % more time than greedy at 4 items a batch, 32 % alone
+  (docs/benchmarks.md).
+
 So the batch key, computed when a request is submitted (`BatchDecoder.batch_key`, called by
-`Engine.transcribe`), holds the beam size, the encoder window and the prompt's position
-(`prompt_position`); the scheduler forms batches on it, and the engine decodes each in one
-`generate` call. Pure functions; no model.
+`Engine.transcribe`), holds the encoder window and the prompt's position (`prompt_position`);
+the scheduler forms batches on it, and the engine decodes each in one encoder pass and a
+`generate` call per beam size (and one for the partials). Pure functions; no model.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -136,13 +136,12 @@ class BatchDecoder:
     def batch_key(self, request: DecodeRequest, prompt_ids: list[int] | None = None
                   ) -> tuple[object, ...]:
         """Computed when a request is submitted: requests with equal keys share one model call
-        (one encoder pass, one generate call), whatever their languages and tasks: the beam
-        size, the encoder window and the prompt's length (batch_plan.py). `prompt_ids`: the
+        (one encoder pass; one generate call per beam size), whatever their languages and
+        tasks: the encoder window and the prompt's length (batch_plan.py). `prompt_ids`: the
         request's prompt_tokens, when the caller has them already."""
         if prompt_ids is None:
             prompt_ids = self.prompt_tokens(request)
-        return (request.beam_size, self._window_frames(len(request.audio)),
-                prompt_position(len(prompt_ids)))
+        return (self._window_frames(len(request.audio)), prompt_position(len(prompt_ids)))
 
     def prompt_tokens(self, request: DecodeRequest) -> list[int]:
         """The prompt's text before <|startoftranscript|>: the session's own prompt (bounded),
@@ -194,14 +193,21 @@ class BatchDecoder:
         return tok
 
     def decode_batch(self, requests: list[DecodeRequest], *, gate: bool = True, spare: bool = False,
-                     prompt_ids: Sequence[list[int]] | None = None) -> list[Transcript]:
+                     final_beam: bool = False, prompt_ids: Sequence[list[int]] | None = None,
+                     delivered: Callable[[int, Transcript], None] | None = None
+                     ) -> list[Transcript]:
         """Decode requests that share a batch key in one model call; one Transcript each.
 
         The same code path decodes a batch of one, so a request gets the same text alone or
-        batched: every item is padded to the same encoder window either way (`spare`: the
-        spare-capacity window and a final's spare-capacity beam, --spare-encoder-window-s and
-        --spare-beam-size). `prompt_ids`: each request's
-        prompt_tokens, when the caller has them (the engine, from submit time).
+        batched: every item is padded to the same encoder window either way, and each is
+        generated with its own beam. `spare`: a lone final on spare capacity, which gets the
+        spare-capacity window and beam (--spare-encoder-window-s, --spare-beam-size);
+        `final_beam`: a lone final with first words riding in its batch, which gets the
+        spare-capacity beam in the batch's window (so would every final at a pause in the
+        batch). `prompt_ids`: each request's prompt_tokens, when the caller has them (the
+        engine, from submit time). `delivered(i, transcript)`: called as each request's
+        transcript is ready, finals' before partials' (their generate calls run first), so a
+        final need not wait for the partials riding in its batch.
         """
         if prompt_ids is None:
             prompt_ids = [self.prompt_tokens(r) for r in requests]
@@ -214,8 +220,10 @@ class BatchDecoder:
                 else [self._prepare(r, gate) for r in requests])
         todo = [(i, mel) for i, mel in enumerate(mels) if mel is not None]
         if todo:
+            ready = None if delivered is None else (
+                lambda j, result: delivered(todo[j][0], result))
             decoded = self._decode([requests[i] for i, _ in todo], [mel for _, mel in todo],
-                                   [prompt_ids[i] for i, _ in todo], spare)
+                                   [prompt_ids[i] for i, _ in todo], spare, final_beam, ready)
             for (i, _), result in zip(todo, decoded, strict=True):
                 results[i] = result
         with self._counts_lock:
@@ -233,11 +241,12 @@ class BatchDecoder:
         return mel
 
     def _decode(self, requests: list[DecodeRequest], mels: list[np.ndarray],
-                prompt_ids: list[list[int]], spare: bool = False) -> list[Transcript]:
+                prompt_ids: list[list[int]], spare: bool = False, final_beam: bool = False,
+                ready: Callable[[int, Transcript], None] | None = None) -> list[Transcript]:
         """One encoder pass; the language detected on it for the requests that have none, its
-        token put in their prompts; then one generate call for requests that share a batch key
-        (whatever their languages and tasks), one per prompt length for a caller that mixes
-        them (batch_plan.py)."""
+        token put in their prompts; then one generate call per beam size for requests that
+        share a batch key (whatever their languages and tasks), and per prompt length for a
+        caller that mixes them (batch_plan.py)."""
         from faster_whisper.audio import pad_or_trim
 
         model = self.model
@@ -255,8 +264,12 @@ class BatchDecoder:
         prompts = [model.get_prompt(tok, tokens,
                                     without_timestamps=not self.config.timestamp_tokens)
                    for tokens, tok in zip(prompt_ids, toks, strict=True)]
+        beams = [self._beam(r, spare or final_beam) for r in requests]
         results: list[Transcript] = [EMPTY] * len(requests)
-        for idx in group_indices([p.index(toks[0].sot) for p in prompts]).values():
+        # finals' generate calls first: a final's words need not wait for riding partials
+        groups = group_indices([(r.priority is Priority.PARTIAL, p.index(toks[0].sot), beam)
+                                for r, p, beam in zip(requests, prompts, beams, strict=True)])
+        for _, idx in sorted(groups.items(), key=lambda group: bool(group[0][0])):  # type: ignore[index]
             if len(idx) == len(requests):
                 part = encoded
             elif self.config.device == "cpu":
@@ -265,10 +278,12 @@ class BatchDecoder:
             else:  # no slicing on the GPU without a tensor library: encode the group again
                 part = model.encode(batch[idx])
             done = self._generate(part, [requests[i] for i in idx], [prompts[i] for i in idx],
-                                  [frames[i] for i in idx], [toks[i] for i in idx], spare)
+                                  [frames[i] for i in idx], [toks[i] for i in idx], beams[idx[0]])
             for i, result in zip(idx, done, strict=True):
                 results[i] = dataclasses.replace(result, language=languages[i],
                                                  detected=detected[i])
+                if ready is not None:
+                    ready(i, results[i])
         return results
 
     def _languages(self, requests: list[DecodeRequest], encoded: Any
@@ -290,12 +305,16 @@ class BatchDecoder:
                 self.detections += len(todo)
         return [language or "en" for language in languages], detected
 
+    def _beam(self, request: DecodeRequest, spare: bool) -> int:
+        """The request's beam: its own, or the spare-capacity beam for a final at a pause
+        (`spare`: the engine has the time for it)."""
+        if spare and request.priority is Priority.FINAL and request.spare_ok:
+            return max(request.beam_size, self.config.spare_beam_size)
+        return request.beam_size
+
     def _generate(self, encoded: Any, requests: list[DecodeRequest], prompts: list[list[int]],
-                  frames: list[int], toks: list[Any], spare: bool = False) -> list[Transcript]:
+                  frames: list[int], toks: list[Any], beam: int) -> list[Transcript]:
         text_only = not self.config.timestamp_tokens
-        beam = requests[0].beam_size
-        if spare and requests[0].priority is Priority.FINAL:
-            beam = max(beam, self.config.spare_beam_size)
         outputs = self.model.model.generate(
             encoded, prompts, beam_size=beam, patience=1.0,
             length_penalty=1.0, max_length=self._max_length(prompts, frames), return_scores=True,

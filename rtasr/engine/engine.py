@@ -230,10 +230,13 @@ class Engine:
         return self.decoder.batch_key(request)
 
     def decode_batch(self, requests: list[DecodeRequest], *, gate: bool = True, spare: bool = False,
-                     prompt_ids: Sequence[list[int]] | None = None) -> list[Transcript]:
+                     final_beam: bool = False, prompt_ids: Sequence[list[int]] | None = None,
+                     delivered: Callable[[int, Transcript], None] | None = None
+                     ) -> list[Transcript]:
         """Decode requests that share a batch key in one model call, in the calling thread
         (BatchDecoder.decode_batch): what each worker calls for each batch."""
-        return self.decoder.decode_batch(requests, gate=gate, spare=spare, prompt_ids=prompt_ids)
+        return self.decoder.decode_batch(requests, gate=gate, spare=spare, final_beam=final_beam,
+                                         prompt_ids=prompt_ids, delivered=delivered)
 
     def transcribe_whole(self, audio: Audio, *, language: str | None, task: Task = "transcribe",
                          beam_size: int = 5) -> str:
@@ -256,13 +259,20 @@ class Engine:
         requests = [job.payload.request for job in batch]
         waited = time.monotonic() - min(job.submitted for job in batch)
         # Spare capacity buys accuracy: a final decoded while no other final decodes or waits
-        # gets the wider encoder window and beam, where set (docs/benchmarks.md); under load,
-        # the narrow ones, and every batch the same.
-        spare = (len(batch) == 1 and not batch[0].partial and requests[0].spare_ok
-                 and self.scheduler.lone_final)
+        # gets the beam, even with an utterance's first words riding in its batch, and alone
+        # in its batch the wider encoder window, where set (docs/benchmarks.md). Finals
+        # batched with finals are greedy: on 2 cores the beam in batches cost final latency
+        # under load for no fewer errors (docs/benchmarks.md, "Many streams").
+        lone = sum(not job.partial for job in batch) == 1 and self.scheduler.lone_final
+        spare = lone and len(batch) == 1 and requests[0].spare_ok
         try:
-            results = self.decode_batch(requests, spare=spare,
-                                        prompt_ids=[job.payload.prompt_ids for job in batch])
+            results = self.decode_batch(
+                requests, spare=spare, final_beam=lone,
+                prompt_ids=[job.payload.prompt_ids for job in batch],
+                # a final goes back as soon as its words are ready, before the partials
+                # riding in its batch are generated (a second resolve does nothing)
+                delivered=(lambda i, result: batch[i].resolve(result)) if len(batch) > 1
+                else None)
         except Exception as exc:
             if len(batch) == 1:
                 log.exception("decode failed for session %s", batch[0].session)

@@ -10,14 +10,19 @@ batches. The policy lives here and nowhere else:
 - A session has at most one queued partial: a newer one replaces it (the old one resolves to
   None). Partials that may bring an utterance's first words go before those that refresh
   words already shown (`refresh`). A partial is dropped at once when a final is already
-  waiting (the engine is behind), and dropped when it has waited longer than
-  `partial_max_wait_s`.
+  waiting and every worker is busy (first words only if they may not ride along), and when
+  it has waited longer than `partial_max_wait_s`.
 - Partials run on spare capacity only: not while a final decodes, and never on the last free
   worker, so a final that arrives starts at once and has the CPU to itself.
-- A batch is the most urgent job plus, in priority order, the waiting jobs that can share its
+- - A batch is the most urgent job plus, in priority order, the waiting jobs that can share its
   model call (same `key`), up to `max_batch_size`; a batch takes no job of a lower class (a
-  batch of finals no partials, a real-time batch no file finals: they would slow it). When
-  fewer are waiting, a worker may wait up to `batch_window_s` for more.
+  batch of finals no refreshes, a real-time batch no file finals: they would slow it), except
+  that, while the engine keeps up with its finals (`RIDE_WAIT_S`), a partial that may bring an
+  utterance's first words rides along a batch of real-time finals: it takes no worker of its own
+  and costs the batch one more item of the shared encoder pass (its words are generated after
+  the finals', which go back first), so under load an utterance's first words need not wait for
+  the finals to thin out. When fewer are waiting, a worker may wait up to `batch_window_s` for
+  more.
 - Load figures for admission and for the partial cadence: the age of the oldest waiting
   real-time final, the longest real-time final wait of the last few seconds (a file's backlog
   is its own business), and the queue length per worker; and, for what sessions may leave out
@@ -36,6 +41,10 @@ from collections.abc import Hashable
 from typing import Any
 
 RECENT_S = 5.0  # how far back `recent_final_wait_s` looks
+# An utterance's first words ride along batches of finals (and are not shed while finals
+# wait) only while no real-time final waited longer than this lately: past it the engine is
+# saturated, and riders would only make every final later (docs/benchmarks.md).
+RIDE_WAIT_S = 0.3
 BUSY_S = 10.0  # how far back `final_share` looks
 
 
@@ -82,6 +91,12 @@ class Job:
             self.loop.call_soon_threadsafe(_deliver, self.future, result)
 
 
+def _rides_along(job: Job, first: Job) -> bool:
+    """`job` may join the batch of `first`, a class above it: an utterance's first words
+    beside real-time finals."""
+    return job.partial and not job.refresh and job.realtime and first.realtime
+
+
 def _deliver(future: asyncio.Future[Any], result: Any) -> None:
     if future.done():
         return
@@ -108,8 +123,10 @@ class Scheduler:
         self._partial_busy = 0  # workers busy with a batch of partials
         self._recent_waits: collections.deque[tuple[float, float]] = collections.deque()
         # batches of finals: when they started and ended, for `final_share`
-        self._final_spans: collections.deque[tuple[float, float]] = collections.deque()
-        self._running_finals: dict[int, float] = {}  # a running batch's first seq: its start
+        # (start, end, the finals' share of the batch: first words may ride along)
+        self._final_spans: collections.deque[tuple[float, float, float]] = collections.deque()
+        # a running batch of finals, by its first job's seq: its start and its finals' share
+        self._running_finals: dict[int, tuple[float, float]] = {}
         # finals started in the last RECENT_S, for turn-taking between sessions
         self._starts: collections.deque[tuple[float, str]] = collections.deque()
         self._started_recently: collections.Counter[str] = collections.Counter()
@@ -130,7 +147,8 @@ class Scheduler:
                 if stale is not None:
                     stale.dropped = True
                     _deliver(stale.future, None)
-                if self._finals_waiting and self._busy >= self.workers:
+                if (self._finals_waiting and self._busy >= self.workers
+                        and (job.refresh or not self._riders_welcome(None))):
                     self.dropped_partials += 1
                     _deliver(job.future, None)
                     return True
@@ -188,7 +206,8 @@ class Scheduler:
                 self._busy += 1
                 self._partial_busy += first.partial
                 if not first.partial:
-                    self._running_finals[first.seq] = now
+                    share = sum(not job.partial for job in batch) / len(batch)
+                    self._running_finals[first.seq] = (now, share)
                 self.batches += 1
                 self.batched_jobs += len(batch)
                 self.batch_sizes[len(batch)] += 1
@@ -207,7 +226,8 @@ class Scheduler:
             self._partial_busy -= batch[0].partial
             if not batch[0].partial:
                 now = time.monotonic()
-                self._final_spans.append((self._running_finals.pop(batch[0].seq, now), now))
+                start, share = self._running_finals.pop(batch[0].seq, (now, 1.0))
+                self._final_spans.append((start, now, share))
             self._cond.notify_all()
 
     def close(self) -> list[Job]:
@@ -251,6 +271,13 @@ class Scheduler:
         else:
             self._finals_waiting -= 1
 
+    def _riders_welcome(self, first: Job | None) -> bool:
+        """First words may ride along finals: the engine keeps up with its finals (those of
+        the last few seconds, and `first`, the batch's own, waited no longer than
+        RIDE_WAIT_S)."""
+        waited = 0.0 if first is None else time.monotonic() - first.submitted
+        return max(waited, self.recent_final_wait_s()) <= RIDE_WAIT_S
+
     def _peek_live(self) -> Job | None:
         """The most urgent job still wanted, dropping the dead and the stale on the way."""
         now = time.monotonic()
@@ -272,6 +299,7 @@ class Scheduler:
     def _fill(self, batch: list[Job]) -> None:
         """Add compatible waiting jobs to `batch`, waiting up to the batch window for them."""
         deadline = time.monotonic() + self.batch_window_s
+        ride = self._riders_welcome(batch[0])
         while True:
             key, tier = batch[0].key, batch[0].tier
             keep: list[Job] = []
@@ -279,7 +307,8 @@ class Scheduler:
             for job in self._ranked():
                 if job.dropped or job.future.done():
                     self._forget(job)
-                elif len(batch) < self.max_batch_size and job.key == key and job.tier <= tier:
+                elif (len(batch) < self.max_batch_size and job.key == key
+                      and (job.tier <= tier or (ride and _rides_along(job, batch[0])))):
                     self._forget(job)
                     if self._wanted(job, now):
                         batch.append(job)
@@ -310,15 +339,18 @@ class Scheduler:
         return max(recent, self.oldest_final_age_s())
 
     def final_share(self) -> float:
-        """The share of the workers' time in the last `BUSY_S` that went to batches of
-        finals, finished or running: 1.0 means finals alone kept every worker busy."""
+        """The share of the workers' time in the last `BUSY_S` that went to finals, finished
+        or running (a batch's time in the share of its items that are finals, not the first
+        words riding along): 1.0 means finals alone kept every worker busy."""
         now = time.monotonic()
         since = now - BUSY_S
         with self._cond:
             while self._final_spans and self._final_spans[0][1] <= since:
                 self._final_spans.popleft()
-            spans = [*self._final_spans, *((s, now) for s in self._running_finals.values())]
-        return sum(end - max(start, since) for start, end in spans) / (self.workers * BUSY_S)
+            spans = [*self._final_spans,
+                     *((start, now, share) for start, share in self._running_finals.values())]
+        return sum((end - max(start, since)) * share
+                   for start, end, share in spans) / (self.workers * BUSY_S)
 
     @property
     def queue_depth(self) -> int:

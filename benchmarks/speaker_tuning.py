@@ -24,6 +24,7 @@ import os
 import random
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -93,8 +94,12 @@ def track(options: SpeakerOptions,
     return right / total, long_right / long_total, labels / len(runs)
 
 
+CPU_S = {"pieces": 0.0, "whole": 0.0, "speech": 0.0}  # embedding CPU time, speech embedded
+
+
 def run_ons(voices: dict[str, list[Turn]], embed: object, seed: int = 5) -> list[dict]:
-    """Run-on pairs and triples: their pieces' spans and embeddings, and their gaps."""
+    """Run-on pairs and triples: their pieces' spans and embeddings, and their gaps; the CPU
+    time of embedding the pieces and of embedding the speech whole (as one piece)."""
     rng = random.Random(seed)
     names = sorted(voices)
     out = []
@@ -117,8 +122,15 @@ def run_ons(voices: dict[str, list[Turn]], embed: object, seed: int = 5) -> list
                 at += gap_s
         parts.append(np.zeros(RATE // 10, np.float32))
         pieces = speaker_changes.pieces(np.concatenate(parts))
+        started = time.process_time()
+        vectors = [embed(p.audio) for p in pieces]  # type: ignore[operator]
+        CPU_S["pieces"] += time.process_time() - started
+        started = time.process_time()
+        embed(np.concatenate([p.audio for p in pieces]))  # type: ignore[operator]
+        CPU_S["whole"] += time.process_time() - started
+        CPU_S["speech"] += sum(len(p.audio) for p in pieces) / RATE
         out.append({"same": same, "gaps": gaps, "spans": [(p.start_s, p.end_s) for p in pieces],
-                    "vectors": [embed(p.audio) for p in pieces]})  # type: ignore[operator]
+                    "vectors": vectors})
     return out
 
 
@@ -158,6 +170,9 @@ def main() -> None:
         print(f"  threshold {threshold:.2f}: 2 speakers {a2:.1%} / {l2:.1%} / {n2:.2f}; "
               f"4 speakers {a4:.1%} / {l4:.1%} / {n4:.2f}")
     rows = run_ons(voices, model.embed)
+    print(f"CPU per second of speech (one thread): {CPU_S['pieces'] / CPU_S['speech'] * 1000:.1f}"
+          f" ms in pieces, {CPU_S['whole'] / CPU_S['speech'] * 1000:.1f} ms whole "
+          f"({sum(len(r['vectors']) for r in rows) / len(rows):.1f} pieces per run-on)")
     print("changes in run-on turns (pairs and triples):")
     for side_s in args.min_side_s:
         for split in args.split_threshold:

@@ -2,13 +2,14 @@
 benchmarks/speaker_choice.py's speakers (never on diarize_bench.py's streams, which report).
 
 Speakers: the Asterisk readers en, fr, it, ru and the five espeak-ng and flite voices (es is
-Allison again: left out), 30 turns of 0.8-4 s each, built as speaker_choice.py builds them
-(seed 7) and embedded with rtasr's CAM++ (rtasr.engine.speakers). Two measurements:
+Allison again: left out; nine voices), 30 turns of 0.8-4 s each, built as speaker_choice.py
+builds them (seed 7) and embedded with rtasr's CAM++ (rtasr.engine.speakers). Two measurements:
 
 - tracker: 150 streams of 20 alternating turns (no speaker twice in a row) of 2 and of 4
-  speakers drawn at random; rtasr.core.speakers.SpeakerTracker labels each turn online; the
-  share of turns (and of turns of 1.5 s or more) right under the best one-to-one mapping of
-  labels to speakers, and the labels opened, for each threshold.
+  speakers drawn at random (from all nine voices, and from the four human readers alone);
+  rtasr.core.speakers.SpeakerTracker labels each turn online; the share of turns (and of
+  turns of 1.5 s or more) right under the best one-to-one mapping of labels to speakers, and
+  the labels opened, for each threshold.
 - changes: 200 run-on pairs (two turns 0.2-0.5 s apart, half of them one speaker's) and 160
   run-on triples (A-B-A or A-B-C, or one speaker's three), cut into pieces and embedded as the
   server does (rtasr.core.speaker_changes); the changes found (a cut inside the gap, +/- 0.1 s)
@@ -54,12 +55,12 @@ def turns(per_speaker: int, min_s: float, max_s: float) -> dict[str, list[np.nda
     return found
 
 
-def streams(voices: dict[str, list[Turn]], speakers: int, count: int,
+def streams(voices: dict[str, list[Turn]], names: list[str], speakers: int, count: int,
             seed: int) -> list[list[tuple[str, np.ndarray, float]]]:
     rng = random.Random(seed)
     out = []
     for _ in range(count):
-        who = rng.sample(sorted(voices), speakers)
+        who = rng.sample(names, speakers)
         pools = {w: rng.sample(range(len(voices[w])), len(voices[w])) for w in who}
         last, seq = "", []
         for _ in range(20):
@@ -162,13 +163,16 @@ def main() -> None:
     model = CamPlusPlus()
     voices = {name: [(a, model.embed(a)) for a in clips]
               for name, clips in turns(30, 0.8, 4.0).items()}
-    two, four = streams(voices, 2, 150, 1), streams(voices, 4, 150, 2)
     print("tracker: turns right / turns >= 1.5 s right / labels per stream")
-    for threshold in args.threshold:
-        options = SpeakerOptions(threshold=threshold)
-        (a2, l2, n2), (a4, l4, n4) = track(options, two), track(options, four)
-        print(f"  threshold {threshold:.2f}: 2 speakers {a2:.1%} / {l2:.1%} / {n2:.2f}; "
-              f"4 speakers {a4:.1%} / {l4:.1%} / {n4:.2f}")
+    for kind, names in (("all nine voices", sorted(voices)),
+                        ("the four readers", [n for n in sorted(voices) if ":" not in n])):
+        two, four = streams(voices, names, 2, 150, 1), streams(voices, names, 4, 150, 2)
+        print(f" {kind}:")
+        for threshold in args.threshold:
+            options = SpeakerOptions(threshold=threshold)
+            (a2, l2, n2), (a4, l4, n4) = track(options, two), track(options, four)
+            print(f"  threshold {threshold:.2f}: 2 speakers {a2:.1%} / {l2:.1%} / {n2:.2f}; "
+                  f"4 speakers {a4:.1%} / {l4:.1%} / {n4:.2f}")
     rows = run_ons(voices, model.embed)
     print(f"CPU per second of speech (one thread): {CPU_S['pieces'] / CPU_S['speech'] * 1000:.1f}"
           f" ms in pieces, {CPU_S['whole'] / CPU_S['speech'] * 1000:.1f} ms whole "

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 from collections import deque
 from collections.abc import Sequence
 
@@ -30,6 +31,8 @@ from .audio import Audio
 from .protocol import Final
 from .speaker_changes import ChangeOptions, changes, pieces, side_vector
 from .speakers import SpeakerOptions, SpeakerTracker
+
+log = logging.getLogger(__name__)
 
 Span = tuple[float, float]  # start and end (s, on the stream's clock)
 
@@ -111,8 +114,11 @@ class SpeakerFinals:
         for lo, hi in itertools.pairwise(bounds):
             speech_s = sum(durations_s[lo:hi])
             vector = side_vector(durations_s[lo:hi], vectors[lo:hi])
-            speaker = self.tracker.assign(vector, speech_s).speaker
-            sides.append(Side(spans[lo][0], spans[hi - 1][1], speaker, speech_s))
+            assignment = self.tracker.assign(vector, speech_s)
+            log.debug("speech %.2f-%.2f s (%.2f s): speaker %d, cosine %.2f%s", spans[lo][0],
+                      spans[hi - 1][1], speech_s, assignment.speaker, assignment.similarity,
+                      " (new)" if assignment.new else "")
+            sides.append(Side(spans[lo][0], spans[hi - 1][1], assignment.speaker, speech_s))
         return sides
 
 

@@ -29,7 +29,7 @@ class SpeakerOptions:
     # cosine similarity to a speaker's centroid at or above which a turn is that speaker's;
     # chosen for the packaged embedder on benchmarks/speaker_choice.py's speakers
     # (docs/diarization.md)
-    threshold: float = 0.60
+    threshold: float = 0.62
     max_speakers: int = 8
     min_new_s: float = 1.0  # a shorter turn joins its nearest speaker (it opens none)
     min_update_s: float = 0.5  # a shorter turn leaves its speaker's centroid as it is

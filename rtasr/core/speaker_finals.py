@@ -26,10 +26,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..config import SAMPLE_RATE_HZ
 from .actions import EmbedJob
 from .audio import Audio
 from .protocol import Final
-from .speaker_changes import ChangeOptions, changes, pieces, side_vector
+from .speaker_changes import HOP_SAMPLES as HOP
+from .speaker_changes import QUIET, ChangeOptions, changes, pieces, side_vector
 from .speakers import SpeakerOptions, SpeakerTracker
 
 log = logging.getLogger(__name__)
@@ -98,7 +100,7 @@ class SpeakerFinals:
                 sides = None if vectors is None else self._sides(spans, vectors)
             except ValueError:
                 sides = None
-            out.append(final if sides is None else labelled(final, sides))
+            out.append(final if sides is None else labelled_sides(final, sides))
         return out
 
     def _sides(self, spans: list[Span], vectors: list[np.ndarray]) -> list[Side]:
@@ -122,11 +124,15 @@ class SpeakerFinals:
         return sides
 
 
-def labelled(final: Final, sides: list[Side] | int) -> Final:
+def labelled(final: Final, speaker: int) -> Final:
+    """`final` with `speaker` on it and on each of its words."""
+    words = [dataclasses.replace(w, speaker=speaker) for w in final.words]
+    return dataclasses.replace(final, speaker=speaker, words=words)
+
+
+def labelled_sides(final: Final, sides: list[Side]) -> Final:
     """`final` with a speaker on each word (the side its middle lies in; past a change, the
     middle of the pause is the border) and, on the final, the speaker of most of its speech."""
-    if isinstance(sides, int):
-        sides = [Side(final.start, final.end, sides, 1.0)]
     borders = [(a.end_s + b.start_s) / 2 for a, b in itertools.pairwise(sides)]
     words = [dataclasses.replace(w, speaker=sides[_side(borders, (w.start + w.end) / 2)].speaker)
              for w in final.words]
@@ -135,6 +141,21 @@ def labelled(final: Final, sides: list[Side] | int) -> Final:
         speech[side.speaker] = speech.get(side.speaker, 0.0) + side.speech_s
     most = max(speech, key=lambda k: speech[k])  # the first of equals: dicts keep order
     return dataclasses.replace(final, speaker=most, words=words)
+
+
+def speech_audio(audio: Audio) -> Audio:
+    """`audio` less its quiet head and tail (10 ms hops under QUIET of the loudest hop's
+    peak); all of it when that leaves under 0.25 s (a reference clip's speech, embedded
+    whole)."""
+    hops = len(audio) // HOP
+    if hops == 0:
+        return audio
+    peaks = np.abs(audio[: hops * HOP]).reshape(hops, HOP).max(axis=1)
+    loud = np.flatnonzero(peaks >= QUIET * float(peaks.max()))
+    if not len(loud):
+        return audio
+    speech = audio[int(loud[0]) * HOP : (int(loud[-1]) + 1) * HOP]
+    return speech if len(speech) >= SAMPLE_RATE_HZ // 4 else audio
 
 
 def _side(borders: list[float], at_s: float) -> int:

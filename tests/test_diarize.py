@@ -68,6 +68,28 @@ async def test_each_reader_keeps_one_speaker_and_readers_differ(diarizing: Serve
     assert result.close_code == 1000
 
 
+async def test_a_reply_sooner_than_the_endpoint_is_split_off_with_its_words(
+        diarizing: Server) -> None:
+    """Allison, then June 0.25 s later (under the 500 ms endpoint silence, and short enough
+    not to be cut at a pause: one utterance, one final): the final's words are split at the
+    change, each side with its reader's words."""
+    english, french = trimmed("something-terribly-wrong"), trimmed("fr/conf-full")
+    change_s = 0.5 + len(english) / 16000 + 0.125  # the middle of the gap
+    audio = np.concatenate([silence(0.5, 16000), english, silence(0.25, 16000), french,
+                            silence(1.0, 16000)])
+    result = await stream(diarizing.url, audio, query="diarize=true", speed=4.0)
+    (final,) = result.of("final")
+    words = final["words"]
+    first = [w for w in words if (w["start"] + w["end"]) / 2 < change_s]
+    second = [w for w in words if (w["start"] + w["end"]) / 2 >= change_s]
+    assert {w["speaker"] for w in first} == {0}, words
+    assert {w["speaker"] for w in second} == {1}, words
+    assert wer(TRANSCRIPTS["something-terribly-wrong"],
+               " ".join(w["word"] for w in first)) <= 0.15
+    assert len(second) >= 3  # June's words (in French or in English, as base decodes them)
+    assert final["speaker"] in (0, 1)
+
+
 async def test_without_diarize_true_finals_carry_no_speaker(diarizing: Server) -> None:
     result = await stream(diarizing.url, np.concatenate([trimmed("agent-pass"),
                                                          silence(1.0, 16000)]))

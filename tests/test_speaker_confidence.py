@@ -53,8 +53,9 @@ def test_each_word_carries_its_turns_confidence_and_the_json_says_so() -> None:
              WireWord(word="there", start=1.0, end=2.0, probability=0.9)]
     turns = [Final(utterance=u, start=0.0, end=2.0, text="hi there", words=words)
              for u in range(3)]
+    speech = np.full(2 * 16000, 0.1, np.float32)  # 2 s of voice: long enough to open a speaker
     for u in range(3):
-        finals.embed(u, np.zeros(1, np.float32))
+        finals.embed(u, speech)
     finals.queue(turns)
     out = [*finals.label(0, voice(1)), *finals.label(1, voice(1, 2)),
            *finals.label(2, voice(1, 0.2))]

@@ -56,9 +56,11 @@ def test_a_final_waits_for_its_speaker_which_is_on_it_and_on_each_word() -> None
     jobs = two_turns(d)
     assert [j.utterance for j in jobs] == [0, 1]
     assert d.of(Final) == [] and d.session.awaiting_finals
-    # the embedding is of the final's speech, without the silence before and after it
+    # the embeddings are of the final's speech, without the silence before and after it,
+    # in pieces cut at its pause ("Weasels ... have eaten our phone system.")
     speech = len(trimmed("tt-weasels"))
-    assert 0.9 * speech <= len(jobs[0].audio) <= speech
+    assert 0.75 * speech <= len(jobs[0].audio) <= speech
+    assert len(jobs[0].pieces) == 2 and 0.5 <= len(jobs[0].pieces[0]) / 16000 <= 0.8
     d.take(d.session.on_embedding(0, VOICE_A))
     d.take(d.session.on_embedding(1, VOICE_B))
     first, second = d.of(Final)

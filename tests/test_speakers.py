@@ -81,3 +81,32 @@ def test_an_empty_embedding_is_refused(bad: np.ndarray) -> None:
 def test_bad_options_are_a_config_error(options: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         SpeakerOptions(**options)  # type: ignore[arg-type]
+
+
+def test_a_turn_unlike_every_speaker_that_cannot_open_one_leaves_the_centroids_alone() -> None:
+    """A turn long enough to move a centroid but too short to open a speaker joins its
+    nearest one for its label only: a stray voice never drags a centroid toward itself."""
+    rng = np.random.default_rng(5)
+    v = voices(2)
+    tracker = SpeakerTracker(SpeakerOptions(min_new_s=1.0, min_update_s=0.5))
+    tracker.assign(turn(v[0], rng), 2.0)
+    before = tracker._speakers[0].total.copy()
+    stray = tracker.assign(turn(v[1], rng), 0.8)
+    assert (stray.speaker, stray.new) == (0, False)
+    assert stray.similarity < SpeakerOptions().threshold
+    assert np.array_equal(tracker._speakers[0].total, before)
+    assert tracker.assign(turn(v[0], rng), 0.8).similarity >= SpeakerOptions().threshold
+
+
+def test_a_voice_heard_while_speakers_are_capped_does_not_move_their_centroids() -> None:
+    rng = np.random.default_rng(6)
+    v = voices(3)
+    tracker = SpeakerTracker(SpeakerOptions(max_speakers=2))
+    tracker.assign(turn(v[0], rng), 2.0)
+    tracker.assign(turn(v[1], rng), 2.0)
+    before = [s.total.copy() for s in tracker._speakers]
+    for _ in range(20):
+        tracker.assign(turn(v[2], rng), 2.0)
+    assert all(np.array_equal(s.total, b) for s, b in zip(tracker._speakers, before,
+                                                          strict=True))
+    assert tracker.assign(turn(v[0], rng), 2.0).speaker == 0

@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from ..config import SAMPLE_RATE_HZ
 from .audio import Audio
 from .engine_api import DecodeRequest, Transcript
@@ -65,11 +67,17 @@ class Cancel:
 
 @dataclass(eq=False)
 class EmbedJob:
-    """The speaker embedding of one final's speech (diarize=true): the transport embeds
-    `audio` (engine/speakers.py) and hands the vector back with `Session.on_embedding`."""
+    """The speaker embeddings of one final's speech (diarize=true), cut at its pauses into
+    `pieces` (speaker_changes.py): the transport embeds each piece (engine/speakers.py) and
+    hands the vectors back, in order, with `Session.on_embedding`."""
 
     utterance: int
-    audio: Audio
+    pieces: tuple[Audio, ...]
+
+    @property
+    def audio(self) -> Audio:
+        """The speech embedded: the pieces end to end."""
+        return np.concatenate(self.pieces) if self.pieces else np.zeros(0, np.float32)
 
 
 Action = ServerMessage | DecodeJob | Cancel | EmbedJob

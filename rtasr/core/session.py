@@ -33,13 +33,15 @@ Policies:
   begins with them too. Committed words that the head's decode lacks after a cut (spoken just
   after it) stay in the head's final and are removed from the next utterance's text.
 - Finals go out in utterance order; an utterance whose decode has no words gets no final.
-- Speakers (diarize=true): each final's speech is embedded (an `EmbedJob`, handed back with
-  `on_embedding`) and the final goes out with its speaker (speaker_finals.py).
+- Speakers (diarize=true): each final's speech is embedded in pieces cut at its pauses (an
+  `EmbedJob`, handed back with `on_embedding`) and the final goes out with a speaker on it and
+  on each word, split where the voice changes inside it (speaker_finals.py).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -59,7 +61,7 @@ from .protocol import (
     WireWord,
 )
 from .session_cuts import RunOnCuts
-from .speaker_finals import SpeakerFinals, speech_audio
+from .speaker_finals import SpeakerFinals
 from .utterance import Utterance
 
 log = logging.getLogger(__name__)
@@ -417,7 +419,7 @@ class Session(RunOnCuts):
         if self._speakers is None:
             self._speakers = SpeakerFinals()
         if final is not None and self.params.diarize:
-            actions.append(self._speakers.embed(utt.index, speech_audio(job.own_audio)))
+            actions.append(self._speakers.embed(utt.index, job.own_audio, final.start))
         actions += self._speakers.queue(due)
 
     def enroll_speakers(self, vectors: list[np.ndarray]) -> None:
@@ -428,12 +430,14 @@ class Session(RunOnCuts):
         for vector in vectors:
             self._speakers.tracker.enroll(vector)
 
-    def on_embedding(self, utterance: int, vector: np.ndarray | None) -> list[Action]:
-        """The speaker embedding of `utterance`'s final's speech (None: it could not be
-        computed; the final goes out without a speaker)."""
+    def on_embedding(self, utterance: int,
+                     vectors: Sequence[np.ndarray] | np.ndarray | None) -> list[Action]:
+        """The speaker embeddings of `utterance`'s final's speech, one per piece of its
+        `EmbedJob` (None: they could not be computed; the final goes out without a
+        speaker)."""
         if self._speakers is None:
             return []
-        return list(self._speakers.label(utterance, vector))
+        return list(self._speakers.label(utterance, vectors))
 
     def _final_words(self, utt: Utterance, result: Transcript, offset: float,
                      end: float, by_text: bool = False) -> list[WireWord]:

@@ -1,21 +1,28 @@
-"""Finals and their speakers (diarize=true): who said each final, then out in order.
+"""Finals and their speakers (diarize=true): who said each final, and each of its words.
 
-With diarize on, a session asks for the embedding of each final's speech as soon as the final
+With diarize on, a session asks for the embeddings of each final's speech as soon as the final
 is decoded (`embed`: an `EmbedJob` for the transport), and its finals, once due in utterance
-order (finals.py), wait here (`queue`) for their embeddings (`label`). The session's
-`SpeakerTracker` (speakers.py) sees the turns in utterance order, whatever order the
-embeddings come back in, so a label once sent never changes and numbers count up in order of
-first appearance. The speaker is stamped on the final and on each of its words. A final whose
-embedding failed goes out without a speaker: no words are lost. Only the final's speech is
-embedded (`speech_audio`: the audio less its quiet head and tail), not the pre-roll and pause
-around it: silence pulls every turn's embedding toward the same point and merges speakers.
-(Word timestamps are not used for this: on speech the model half understands they drift.)
+order (finals.py), wait here (`queue`) for them (`label`). Only speech is embedded, not the
+pre-roll and pause around it (silence pulls every turn's embedding toward the same point and
+merges speakers), and it is embedded in pieces cut at its pauses (speaker_changes.py), so that
+a reply that came sooner than the endpoint silence, and shares the final, is found: the final's
+speech splits where the pieces' voices change, each side is one turn for the session's
+`SpeakerTracker` (speakers.py), and each word gets the speaker of the side its middle lies in.
+
+The tracker sees the turns in utterance order, whatever order the embeddings come back in, so
+a label once sent never changes and numbers count up in order of first appearance. A final
+keeps one message per utterance whatever its speakers: `speaker` on each word says who said
+it, and the final's `speaker` is the one who said most of its speech. A final whose embedding
+failed goes out without a speaker: no words are lost.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import logging
 from collections import deque
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -23,37 +30,62 @@ from ..config import SAMPLE_RATE_HZ
 from .actions import EmbedJob
 from .audio import Audio
 from .protocol import Final
+from .speaker_changes import HOP_SAMPLES as HOP
+from .speaker_changes import QUIET, ChangeOptions, changes, pieces, side_vector
 from .speakers import SpeakerOptions, SpeakerTracker, speaker_confidence
+
+log = logging.getLogger(__name__)
+
+Span = tuple[float, float]  # start and end (s, on the stream's clock)
+
+
+@dataclasses.dataclass(frozen=True)
+class Side:
+    """Speech of one voice inside a final: its pieces' span and its speaker."""
+
+    start_s: float
+    end_s: float
+    speaker: int
+    speech_s: float
+    confidence: float  # how clearly the voice chose the speaker (speakers.speaker_confidence)
 
 
 class SpeakerFinals:
-    def __init__(self, options: SpeakerOptions | None = None) -> None:
+    def __init__(self, options: SpeakerOptions | None = None,
+                 change_options: ChangeOptions | None = None) -> None:
         self.tracker = SpeakerTracker(options or SpeakerOptions())
+        self.change_options = change_options or ChangeOptions()
         self._due: deque[Final] = deque()  # finals in utterance order, waiting for a speaker
-        self._vectors: dict[int, np.ndarray | None] = {}  # None: its embedding failed
-        self._asked: set[int] = set()  # utterances whose embedding has not come back
+        self._vectors: dict[int, list[np.ndarray] | None] = {}  # None: its embedding failed
+        self._asked: dict[int, list[Span]] = {}  # utterance → its pieces, not back yet
+        self._spans: dict[int, list[Span]] = {}  # utterance → its pieces, back
 
     @property
     def waiting(self) -> bool:
         """True while a final waits for its speaker."""
         return bool(self._due)
 
-    def embed(self, utterance: int, audio: Audio) -> EmbedJob:
-        """Ask for the embedding of `utterance`'s final's speech."""
-        self._asked.add(utterance)
-        return EmbedJob(utterance, audio)
+    def embed(self, utterance: int, audio: Audio, start_s: float = 0.0) -> EmbedJob:
+        """Ask for the embeddings of `utterance`'s final's speech (`audio`, from `start_s`)."""
+        cut = pieces(audio, self.change_options)
+        self._asked[utterance] = [(start_s + p.start_s, start_s + p.end_s) for p in cut]
+        return EmbedJob(utterance, tuple(p.audio for p in cut))
 
     def queue(self, finals: list[Final]) -> list[Final]:
-        """Finals now due, in utterance order; returns those whose speaker is known."""
+        """Finals now due, in utterance order; returns those whose speakers are known."""
         self._due.extend(finals)
         return self._release()
 
-    def label(self, utterance: int, vector: np.ndarray | None) -> list[Final]:
-        """`utterance`'s embedding (None: it failed); returns the finals now labelled."""
+    def label(self, utterance: int,
+              vectors: Sequence[np.ndarray] | np.ndarray | None) -> list[Final]:
+        """`utterance`'s embeddings, one per piece of its job (one array: the speech as one
+        piece; None: they failed); returns the finals now labelled."""
         if utterance not in self._asked:
             return []
-        self._asked.discard(utterance)
-        self._vectors[utterance] = vector
+        self._spans[utterance] = self._asked.pop(utterance)
+        if isinstance(vectors, np.ndarray) and vectors.ndim == 1:
+            vectors = [vectors]
+        self._vectors[utterance] = None if vectors is None else list(vectors)
         return self._release()
 
     def _release(self) -> list[Final]:
@@ -61,30 +93,59 @@ class SpeakerFinals:
         while self._due:
             final = self._due[0]
             if final.utterance in self._asked:
-                break  # its embedding is still on its way
+                break  # its embeddings are still on their way
             self._due.popleft()
-            vector = self._vectors.pop(final.utterance, None)
-            if vector is None:  # failed (or never asked for): sent without a speaker
-                out.append(final)
-                continue
-            try:
-                similarities = self.tracker.similarities(vector)
-                speaker = self.tracker.assign(vector, speech_s(final)).speaker
-            except ValueError:  # a degenerate embedding (all zeros): no speaker
-                out.append(final)
-                continue
-            sure = speaker_confidence(similarities, speaker, self.tracker.options.threshold)
-            out.append(labelled(final, speaker, sure))
+            vectors = self._vectors.pop(final.utterance, None)
+            spans = self._spans.pop(final.utterance, [])
+            try:  # failed, never asked for, or degenerate (all zeros): sent without a speaker
+                sides = None if vectors is None else self._sides(spans, vectors)
+            except ValueError:
+                sides = None
+            out.append(final if sides is None else labelled_sides(final, sides))
         return out
 
+    def _sides(self, spans: list[Span], vectors: list[np.ndarray]) -> list[Side]:
+        """The final's voices in order, each given its speaker by the tracker."""
+        if len(vectors) != len(spans):  # one vector for the whole speech
+            spans = [(spans[0][0], spans[-1][1])] if spans else [(0.0, 0.0)]
+            vectors = vectors[:1]
+            if len(vectors) != 1:
+                raise ValueError("one embedding per piece")
+        durations_s = [max(end - start, 0.0) for start, end in spans]
+        bounds = [0, *changes(durations_s, vectors, self.change_options), len(spans)]
+        sides = []
+        for lo, hi in itertools.pairwise(bounds):
+            speech_s = sum(durations_s[lo:hi])
+            vector = side_vector(durations_s[lo:hi], vectors[lo:hi])
+            similarities = self.tracker.similarities(vector)
+            assignment = self.tracker.assign(vector, speech_s)
+            sure = speaker_confidence(similarities, assignment.speaker,
+                                      self.tracker.options.threshold)
+            log.debug("speech %.2f-%.2f s (%.2f s): speaker %d, cosine %.2f%s", spans[lo][0],
+                      spans[hi - 1][1], speech_s, assignment.speaker, assignment.similarity,
+                      " (new)" if assignment.new else "")
+            sides.append(Side(spans[lo][0], spans[hi - 1][1], assignment.speaker, speech_s, sure))
+        return sides
 
-HOP = SAMPLE_RATE_HZ // 100  # 10 ms
-QUIET = 0.05  # a hop whose peak is under this share of the utterance's loudest hop is quiet
+
+def labelled_sides(final: Final, sides: list[Side]) -> Final:
+    """`final` with a speaker on each word (the side its middle lies in; past a change, the
+    middle of the pause is the border) and, on the final, the speaker of most of its speech."""
+    borders = [(a.end_s + b.start_s) / 2 for a, b in itertools.pairwise(sides)]
+    mine = [sides[_side(borders, (w.start + w.end) / 2)] for w in final.words]
+    words = [dataclasses.replace(w, speaker=side.speaker, speaker_confidence=side.confidence)
+             for w, side in zip(final.words, mine, strict=True)]
+    speech: dict[int, float] = {}
+    for side in sides:
+        speech[side.speaker] = speech.get(side.speaker, 0.0) + side.speech_s
+    most = max(speech, key=lambda k: speech[k])  # the first of equals: dicts keep order
+    return dataclasses.replace(final, speaker=most, words=words)
 
 
 def speech_audio(audio: Audio) -> Audio:
     """`audio` less its quiet head and tail (10 ms hops under QUIET of the loudest hop's
-    peak); all of it when that leaves under 0.25 s."""
+    peak); all of it when that leaves under 0.25 s (a reference clip's speech, embedded
+    whole)."""
     hops = len(audio) // HOP
     if hops == 0:
         return audio
@@ -96,15 +157,12 @@ def speech_audio(audio: Audio) -> Audio:
     return speech if len(speech) >= SAMPLE_RATE_HZ // 4 else audio
 
 
-def speech_s(final: Final) -> float:
-    """How long the final's words took (the turn's length the tracker weighs)."""
-    if not final.words:
-        return final.end - final.start
-    return max(0.0, final.words[-1].end - final.words[0].start)
-
-
 def labelled(final: Final, speaker: int, confidence: float | None = None) -> Final:
     """`final` with `speaker` on it and on each of its words (with its `confidence`)."""
     words = [dataclasses.replace(w, speaker=speaker, speaker_confidence=confidence)
              for w in final.words]
     return dataclasses.replace(final, speaker=speaker, words=words)
+
+
+def _side(borders: list[float], at_s: float) -> int:
+    return sum(at_s >= b for b in borders)

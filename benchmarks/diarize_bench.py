@@ -194,23 +194,18 @@ def main() -> None:
     four, four_turns = build(["en", "fr", "it", "ru"], args.turns, args.seed + 1, (lo, hi))
     results: dict[str, Any] = {"model": args.model or "tiny.en"}
     serve = [*(["--model", args.model] if args.model else []), *args.serve_args]
-    proc, url = start_server([*serve, "--diarize"])
-    try:
-        results["2 speakers"] = asyncio.run(run(url, two, two_turns, 1, True))
-        results["4 speakers"] = asyncio.run(run(url, four, four_turns, 1, True))
-        if args.sessions:
-            results[f"4 speakers, {args.sessions} sessions"] = many(
-                url, four, four_turns, args.sessions, True)
-    finally:
-        stop_server(proc)
-    proc, url = start_server(serve)
-    try:
-        results["4 speakers, no --diarize"] = asyncio.run(run(url, four, four_turns, 1, False))
-        if args.sessions:
-            results[f"4 speakers, {args.sessions} sessions, no --diarize"] = many(
-                url, four, four_turns, args.sessions, False)
-    finally:
-        stop_server(proc)
+    for diarize in (True, False):  # the same streams with speakers, then without
+        without = "" if diarize else ", no --diarize"
+        proc, url = start_server([*serve, *(["--diarize"] if diarize else [])])
+        try:
+            if diarize:
+                results["2 speakers"] = asyncio.run(run(url, two, two_turns, 1, True))
+            results[f"4 speakers{without}"] = asyncio.run(run(url, four, four_turns, 1, diarize))
+            if args.sessions:
+                results[f"4 speakers, {args.sessions} sessions{without}"] = many(
+                    url, four, four_turns, args.sessions, diarize)
+        finally:
+            stop_server(proc)
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

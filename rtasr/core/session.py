@@ -11,7 +11,7 @@ Policies:
 - Partials: every `partial_interval_ms` of new speech (stretched by `partial_backoff` while the
   engine is loaded, but not for an utterance's first words), decode the open utterance
   greedily. An utterance's first partial comes sooner, after `_FIRST_TRY` of speech (0.3 s,
-  with the 0.3 s pre-roll before it: tiny.en has a word in 9 of 10 such decodes); one
+  with the 0.3 s pre-roll before it: tiny.en has a word in 11 of 12 such decodes); one
   opened by a cut goes on from words already shown and waits the interval.
   `committed` grows by LocalAgreement-2: the longest common word prefix of two consecutive
   hypotheses, and never shrinks (utterance.py: what an utterance makes of its transcripts).

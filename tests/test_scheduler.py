@@ -117,7 +117,9 @@ def test_first_words_ride_along_a_batch_of_finals(loop: asyncio.AbstractEventLoo
 def test_first_words_stop_riding_once_finals_wait_too_long(
         loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch) -> None:
     """Past RIDE_WAIT_S of final waits the engine is saturated: riders would only make every
-    final later, so first words neither ride nor escape shedding."""
+    final later, so first words no longer ride. They are not shed either: they keep their
+    place until a worker is spare (shed, they would come back an interval of speech later,
+    at the end of the queue)."""
     now = [100.0]
     monkeypatch.setattr(scheduler, "time", SimpleNamespace(monotonic=lambda: now[0]))
     s = Scheduler(workers=1, max_batch_size=4)
@@ -125,12 +127,15 @@ def test_first_words_stop_riding_once_finals_wait_too_long(
     running = s.take()
     s.submit(make(loop, "late", session="b"))
     now[0] += scheduler.RIDE_WAIT_S + 0.1
-    shed = make(loop, "shed", partial=True, session="c")
-    s.submit(shed)
-    assert shed.future.done() and shed.future.result() is None
+    kept = make(loop, "kept", partial=True, session="c")
+    s.submit(kept)
+    assert not kept.future.done() and s.dropped_partials == 0
     s.done(running)
     s.submit(make(loop, "first", partial=True, session="d"))
-    assert names(s.take()) == ["late"]  # it waited too long: nobody rides along
+    late = s.take()
+    assert names(late) == ["late"]  # it waited too long: nobody rides along
+    s.done(late)
+    assert names(s.take()) == ["kept", "first"]
 
 
 def test_first_words_do_not_ride_along_a_files_finals(loop: asyncio.AbstractEventLoop) -> None:
@@ -165,7 +170,7 @@ def test_an_utterances_first_partial_goes_before_later_ones(
 
 def test_stale_partial_is_dropped(loop: asyncio.AbstractEventLoop) -> None:
     s = Scheduler(workers=1, partial_max_wait_s=0.01)
-    stale = make(loop, "stale", partial=True)
+    stale = make(loop, "stale", partial=True, refresh=True)
     s.submit(stale)
     time.sleep(0.02)
     s.submit(make(loop, "final", session="b"))
@@ -176,6 +181,36 @@ def test_stale_partial_is_dropped(loop: asyncio.AbstractEventLoop) -> None:
     assert s.take() is None  # the stale partial was skipped; nothing else to do
     settle(loop)
     assert stale.future.result() is None
+
+
+def test_first_words_wait_past_the_partial_max_wait(loop: asyncio.AbstractEventLoop) -> None:
+    """A refresh that waited too long is moot (a newer one shows more); an utterance's first
+    words are not: dropped, the next try would queue again from the back."""
+    s = Scheduler(workers=1, partial_max_wait_s=0.01)
+    first = make(loop, "first", partial=True)
+    s.submit(first)
+    time.sleep(0.02)
+    s.submit(make(loop, "final", session="b"))
+    final = s.take()
+    assert names(final) == ["final"]
+    s.done(final)
+    threading.Timer(1.0, s.close).start()  # a dropped partial would leave take() waiting
+    assert names(s.take()) == ["first"]
+    assert s.dropped_partials == 0
+
+
+def test_a_batch_of_first_words_takes_no_refreshes(loop: asyncio.AbstractEventLoop) -> None:
+    """On a CPU every item makes a batch slower: first words go in a batch of their own, and
+    the refreshes that waited with them follow in the next."""
+    s = Scheduler(workers=1, max_batch_size=4)
+    s.submit(make(loop, "refresh-a", partial=True, session="a", refresh=True))
+    s.submit(make(loop, "first-b", partial=True, session="b"))
+    s.submit(make(loop, "first-c", partial=True, session="c"))
+    s.submit(make(loop, "refresh-d", partial=True, session="d", refresh=True))
+    batch = s.take()
+    assert names(batch) == ["first-b", "first-c"]
+    s.done(batch)
+    assert names(s.take()) == ["refresh-a", "refresh-d"]
 
 
 def test_cancelled_job_is_skipped(loop: asyncio.AbstractEventLoop) -> None:

@@ -9,20 +9,24 @@ batches. The policy lives here and nowhere else:
   last few seconds goes first, then the oldest final. Finals are never dropped.
 - A session has at most one queued partial: a newer one replaces it (the old one resolves to
   None). Partials that may bring an utterance's first words go before those that refresh
-  words already shown (`refresh`). A partial is dropped at once when a final is already
-  waiting and every worker is busy (first words only if they may not ride along), and when
-  it has waited longer than `partial_max_wait_s`.
+  words already shown (`refresh`). A refresh is dropped at once when a final is already
+  waiting and every worker is busy, and when it has waited longer than `partial_max_wait_s`
+  (a newer one will show more). First words are never dropped: they keep their place until
+  spare capacity or a batch of finals takes them, or their session cancels them (the
+  utterance paused: its final decode makes them moot); dropped, they would come back at the
+  end of the queue an interval of speech later.
 - Partials run on spare capacity only: not while a final decodes, and never on the last free
   worker, so a final that arrives starts at once and has the CPU to itself.
-- - A batch is the most urgent job plus, in priority order, the waiting jobs that can share its
+- A batch is the most urgent job plus, in priority order, the waiting jobs that can share its
   model call (same `key`), up to `max_batch_size`; a batch takes no job of a lower class (a
-  batch of finals no refreshes, a real-time batch no file finals: they would slow it), except
-  that, while the engine keeps up with its finals (`RIDE_WAIT_S`), a partial that may bring an
-  utterance's first words rides along a batch of real-time finals: it takes no worker of its own
-  and costs the batch one more item of the shared encoder pass (its words are generated after
-  the finals', which go back first), so under load an utterance's first words need not wait for
-  the finals to thin out. When fewer are waiting, a worker may wait up to `batch_window_s` for
-  more.
+  batch of finals no refreshes, a real-time batch no file finals, a batch of first words no
+  refreshes: they would slow it; on a CPU a batch of four takes 2.5 times as long as one
+  decode), except that, while the engine keeps up with its finals (`RIDE_WAIT_S`), a partial
+  that may bring an utterance's first words rides along a batch of real-time finals: it takes
+  no worker of its own and costs the batch one more item of the shared encoder pass (its words
+  are generated after the finals', which go back first), so under load an utterance's first
+  words need not wait for the finals to thin out. When fewer are waiting, a worker may wait up
+  to `batch_window_s` for more.
 - Load figures for admission and for the partial cadence: the age of the oldest waiting
   real-time final, the longest real-time final wait of the last few seconds (a file's backlog
   is its own business), and the queue length per worker; and, for what sessions may leave out
@@ -91,6 +95,14 @@ class Job:
             self.loop.call_soon_threadsafe(_deliver, self.future, result)
 
 
+def _joins(job: Job, first: Job, ride: bool) -> bool:
+    """`job` may join the batch led by `first` (same key, room left): a job of its class or
+    above, but no refresh beside first words; and, where `ride`, first words beside finals."""
+    if first.partial and not first.refresh and job.refresh:
+        return False
+    return job.tier <= first.tier or (ride and _rides_along(job, first))
+
+
 def _rides_along(job: Job, first: Job) -> bool:
     """`job` may join the batch of `first`, a class above it: an utterance's first words
     beside real-time finals."""
@@ -147,8 +159,7 @@ class Scheduler:
                 if stale is not None:
                     stale.dropped = True
                     _deliver(stale.future, None)
-                if (self._finals_waiting and self._busy >= self.workers
-                        and (job.refresh or not self._riders_welcome(None))):
+                if job.refresh and self._finals_waiting and self._busy >= self.workers:
                     self.dropped_partials += 1
                     _deliver(job.future, None)
                     return True
@@ -271,11 +282,11 @@ class Scheduler:
         else:
             self._finals_waiting -= 1
 
-    def _riders_welcome(self, first: Job | None) -> bool:
+    def _riders_welcome(self, first: Job) -> bool:
         """First words may ride along finals: the engine keeps up with its finals (those of
         the last few seconds, and `first`, the batch's own, waited no longer than
         RIDE_WAIT_S)."""
-        waited = 0.0 if first is None else time.monotonic() - first.submitted
+        waited = time.monotonic() - first.submitted
         return max(waited, self.recent_final_wait_s()) <= RIDE_WAIT_S
 
     def _peek_live(self) -> Job | None:
@@ -290,7 +301,7 @@ class Scheduler:
     def _wanted(self, job: Job, now: float) -> bool:
         if job.dropped or job.future.done():
             return False
-        if job.partial and now - job.submitted > self.partial_max_wait_s:
+        if job.refresh and now - job.submitted > self.partial_max_wait_s:
             self.dropped_partials += 1
             job.resolve(None)
             return False
@@ -301,14 +312,13 @@ class Scheduler:
         deadline = time.monotonic() + self.batch_window_s
         ride = self._riders_welcome(batch[0])
         while True:
-            key, tier = batch[0].key, batch[0].tier
             keep: list[Job] = []
             now = time.monotonic()
             for job in self._ranked():
                 if job.dropped or job.future.done():
                     self._forget(job)
-                elif (len(batch) < self.max_batch_size and job.key == key
-                      and (job.tier <= tier or (ride and _rides_along(job, batch[0])))):
+                elif (len(batch) < self.max_batch_size and job.key == batch[0].key
+                      and _joins(job, batch[0], ride)):
                     self._forget(job)
                     if self._wanted(job, now):
                         batch.append(job)

@@ -34,8 +34,9 @@ Policies:
   after it) stay in the head's final and are removed from the next utterance's text.
 - Finals go out in utterance order; an utterance whose decode has no words gets no final.
 - Speakers (diarize=true): each final's speech is embedded in pieces cut at its pauses (an
-  `EmbedJob`, handed back with `on_embedding`) and the final goes out with a speaker on it and
-  on each word, split where the voice changes inside it (speaker_finals.py).
+  `EmbedJob`, asked for when the utterance ends or is cut, so it runs beside the final's decode,
+  handed back with `on_embedding`) and the final goes out with a speaker on it and on each
+  word, split where the voice changes inside it (speaker_finals.py).
 """
 
 from __future__ import annotations
@@ -233,6 +234,7 @@ class Session(RunOnCuts):
         self._last_ended = (utt.index, event.end, event.audio)
         if utt.endpoint:
             actions.append(SpeechEnd(utterance=utt.index, end=_s(event.end)))
+        self._embed(utt, event.start, event.audio, actions)
         if utt.inflight is not None and self._serves_as_final(utt.inflight, event.start,
                                                                event.end):
             utt.final_job = utt.inflight
@@ -416,19 +418,30 @@ class Session(RunOnCuts):
         if not self.params.diarize and self._speakers is None:
             actions += due
             return
+        speakers = self._speaker_finals()
+        if final is None:
+            speakers.forget(utt.index)
+        elif not utt.embedded:
+            self._embed(utt, job.start_sample, job.own_audio, actions)
+        actions += speakers.queue(due)
+
+    def _embed(self, utt: Utterance, start: int, audio: Audio, actions: list[Action]) -> None:
+        """Ask for the embeddings of `utt`'s final's speech (diarize=true), once: as soon as
+        its span is known (its end, or its cut), so they are computed while it decodes."""
+        if self.params.diarize and not utt.embedded:
+            utt.embedded = True
+            actions.append(self._speaker_finals().embed(utt.index, audio, _s(start)))
+
+    def _speaker_finals(self) -> SpeakerFinals:
         if self._speakers is None:
             self._speakers = SpeakerFinals()
-        if final is not None and self.params.diarize:
-            actions.append(self._speakers.embed(utt.index, job.own_audio, final.start))
-        actions += self._speakers.queue(due)
+        return self._speakers
 
     def enroll_speakers(self, vectors: list[np.ndarray]) -> None:
         """Known voices (diarize=true, before any audio): speakers 0, 1, ... in this order,
         matched like any other (speakers.py's `enroll`)."""
-        if self._speakers is None:
-            self._speakers = SpeakerFinals()
         for vector in vectors:
-            self._speakers.tracker.enroll(vector)
+            self._speaker_finals().tracker.enroll(vector)
 
     def on_embedding(self, utterance: int,
                      vectors: Sequence[np.ndarray] | np.ndarray | None) -> list[Action]:

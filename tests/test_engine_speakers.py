@@ -73,3 +73,16 @@ async def test_concurrent_requests_share_batches(model: CamPlusPlus) -> None:
             assert np.allclose(vector, model.embed(clip), atol=1e-5)
     finally:
         embedder.stop()
+
+
+def test_onnxruntime_runs_the_model_with_torch_s_embeddings(model: CamPlusPlus) -> None:
+    """CAM++ is exported to ONNX at load and run there: the same voice print as torch's."""
+    import torch
+
+    assert model.runtime == "onnxruntime"
+    for name in ("agent-pass", "fr/conf-full"):
+        feats = model.features(trimmed(name))[None]
+        with torch.inference_mode():
+            reference = model._model(torch.from_numpy(feats))[0].numpy()
+        reference /= np.linalg.norm(reference)
+        assert float(model.embed(trimmed(name)) @ reference) > 0.9999

@@ -42,7 +42,6 @@ Policies:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -62,6 +61,7 @@ from .protocol import (
     WireWord,
 )
 from .session_cuts import RunOnCuts
+from .session_speakers import SpeakerLabels
 from .speaker_finals import SpeakerFinals
 from .utterance import Utterance
 
@@ -76,7 +76,7 @@ def _s(samples: int) -> float:
     return round(samples / SAMPLE_RATE_HZ, 3)
 
 
-class Session(RunOnCuts):
+class Session(SpeakerLabels, RunOnCuts):
     def __init__(self, config: Config, params: StreamParams, session_id: str,
                  language: str | None) -> None:
         self.id = session_id
@@ -415,42 +415,7 @@ class Session(RunOnCuts):
                           language=self.language, endpoint=utt.endpoint)
         del self._utts[utt.index]
         due = self._finals.put(utt.index, final, self.config.context_chars)
-        if not self.params.diarize and self._speakers is None:
-            actions += due
-            return
-        speakers = self._speaker_finals()
-        if final is None:
-            speakers.forget(utt.index)
-        elif not utt.embedded:
-            self._embed(utt, job.start_sample, job.own_audio, actions)
-        actions += speakers.queue(due)
-
-    def _embed(self, utt: Utterance, start: int, audio: Audio, actions: list[Action]) -> None:
-        """Ask for the embeddings of `utt`'s final's speech (diarize=true), once: as soon as
-        its span is known (its end, or its cut), so they are computed while it decodes."""
-        if self.params.diarize and not utt.embedded:
-            utt.embedded = True
-            actions.append(self._speaker_finals().embed(utt.index, audio, _s(start)))
-
-    def _speaker_finals(self) -> SpeakerFinals:
-        if self._speakers is None:
-            self._speakers = SpeakerFinals()
-        return self._speakers
-
-    def enroll_speakers(self, vectors: list[np.ndarray]) -> None:
-        """Known voices (diarize=true, before any audio): speakers 0, 1, ... in this order,
-        matched like any other (speakers.py's `enroll`)."""
-        for vector in vectors:
-            self._speaker_finals().tracker.enroll(vector)
-
-    def on_embedding(self, utterance: int,
-                     vectors: Sequence[np.ndarray] | np.ndarray | None) -> list[Action]:
-        """The speaker embeddings of `utterance`'s final's speech, one per piece of its
-        `EmbedJob` (None: they could not be computed; the final goes out without a
-        speaker)."""
-        if self._speakers is None:
-            return []
-        return list(self._speakers.label(utterance, vectors))
+        actions += self._labelled(utt, job, final, due, actions)
 
     def _final_words(self, utt: Utterance, result: Transcript, offset: float,
                      end: float, by_text: bool = False) -> list[WireWord]:

@@ -86,3 +86,14 @@ def test_onnxruntime_runs_the_model_with_torch_s_embeddings(model: CamPlusPlus) 
             reference = model._model(torch.from_numpy(feats))[0].numpy()
         reference /= np.linalg.norm(reference)
         assert float(model.embed(trimmed(name)) @ reference) > 0.9999
+
+
+async def test_the_engine_is_told_while_embeddings_are_asked_for(model: CamPlusPlus) -> None:
+    told: list[bool] = []
+    embedder = SpeakerEmbedder(model, busy=told.append)
+    try:
+        await asyncio.gather(*(embedder.embed(trimmed(n)) for n in ALLISON[:3]))
+    finally:
+        embedder.stop()
+    assert told.count(True) == told.count(False) == 3
+    assert told[0] is True

@@ -24,7 +24,7 @@ import io
 import logging
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,8 +135,12 @@ class _Pending:
 class SpeakerEmbedder:
     """Embeds utterances for every session on one worker thread, batching what waits."""
 
-    def __init__(self, model: CamPlusPlus | None = None) -> None:
+    def __init__(self, model: CamPlusPlus | None = None,
+                 busy: Callable[[bool], None] | None = None) -> None:
         self._model = model or CamPlusPlus()
+        # told of each request asked for (True) and done (False): the engine's scheduler,
+        # which starts no partial meanwhile (Scheduler.side_work)
+        self._busy = busy
         self._pending: list[_Pending] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -155,6 +159,8 @@ class SpeakerEmbedder:
             if self._stopped:
                 raise RuntimeError("the speaker embedder is stopped")
             self._pending.append(_Pending(np.asarray(audio, np.float32), future))
+            if self._busy is not None:
+                self._busy(True)
         self._wake.set()
         return await future
 
@@ -185,6 +191,10 @@ class SpeakerEmbedder:
             for item in batch:
                 _settle(item.future, error=e)
             return
+        finally:
+            if self._busy is not None:
+                for _ in batch:
+                    self._busy(False)
         for item, vector in zip(batch, vectors, strict=True):
             _settle(item.future, value=vector)
 

@@ -64,7 +64,7 @@ class Asr:
         if config.diarize:  # torch is imported only now
             from .engine.speakers import SpeakerEmbedder
 
-            self.speakers = SpeakerEmbedder()
+            self.speakers = SpeakerEmbedder(busy=self.engine.scheduler.side_work)
             self.speakers.warm_up()
 
     def setup(self) -> tuple[ModelInfo, Config]:

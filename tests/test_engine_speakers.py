@@ -73,3 +73,27 @@ async def test_concurrent_requests_share_batches(model: CamPlusPlus) -> None:
             assert np.allclose(vector, model.embed(clip), atol=1e-5)
     finally:
         embedder.stop()
+
+
+def test_onnxruntime_runs_the_model_with_torch_s_embeddings(model: CamPlusPlus) -> None:
+    """CAM++ is exported to ONNX at load and run there: the same voice print as torch's."""
+    import torch
+
+    assert model.runtime == "onnxruntime"
+    for name in ("agent-pass", "fr/conf-full"):
+        feats = model.features(trimmed(name))[None]
+        with torch.inference_mode():
+            reference = model._model(torch.from_numpy(feats))[0].numpy()
+        reference /= np.linalg.norm(reference)
+        assert float(model.embed(trimmed(name)) @ reference) > 0.9999
+
+
+async def test_the_engine_is_told_while_embeddings_are_asked_for(model: CamPlusPlus) -> None:
+    told: list[bool] = []
+    embedder = SpeakerEmbedder(model, busy=told.append)
+    try:
+        await asyncio.gather(*(embedder.embed(trimmed(n)) for n in ALLISON[:3]))
+    finally:
+        embedder.stop()
+    assert told.count(True) == told.count(False) == 3
+    assert told[0] is True

@@ -469,3 +469,19 @@ def test_lone_final_reads_the_counts_under_the_lock(loop: asyncio.AbstractEventL
         asked.join(0.2)
         assert asked.is_alive(), "lone_final read the queue without the lock"
     asked.join(1)
+
+
+def test_no_partial_starts_while_a_final_waits_for_side_work(
+        loop: asyncio.AbstractEventLoop) -> None:
+    """A speaker embedding that a final waits for runs beside the decodes: while one is asked
+    for, partials wait, so it has the CPU a partial would take."""
+    s = Scheduler(workers=2)
+    s.side_work(True)
+    s.submit(make(loop, "p1", partial=True, session="a"))
+    threading.Timer(0.2, lambda: s.side_work(False)).start()
+    t0 = time.monotonic()
+    assert names(s.take()) == ["p1"]
+    assert time.monotonic() - t0 >= 0.15
+    s.side_work(True)
+    s.submit(make(loop, "final", session="b"))
+    assert names(s.take()) == ["final"]  # finals do not wait for it

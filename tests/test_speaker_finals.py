@@ -13,6 +13,7 @@ from rtasr.core.actions import EmbedJob
 from rtasr.core.engine_api import Word
 from rtasr.core.protocol import Final, StreamParams, WireWord
 from rtasr.core.session import Session
+from rtasr.core.speaker_finals import SpeakerFinals
 from rtasr.errors import ParameterError
 
 from .helpers import clip_at, silence, trimmed
@@ -124,3 +125,47 @@ def test_words_without_a_speaker_serialize_as_before() -> None:
 
 def test_diarize_is_off_by_default_in_the_config() -> None:
     assert Config().diarize is False
+
+
+def test_the_embedding_is_asked_for_when_the_utterance_ends_before_its_final_is_decoded() -> None:
+    """The final's speech is known at its endpoint: its embedding runs beside its decode, so a
+    final need not wait for it after the decode."""
+    d = driver()
+    d.feed(np.concatenate([silence(0.5, 16000), CLIP, silence(1, 16000)]))
+    (final_job,) = d.jobs  # the candidate decoded at the pause serves as the final
+    asked = d.of(EmbedJob)
+    assert [j.utterance for j in asked] == [0] and len(asked[0].pieces) == 2
+    d.take(d.session.on_embedding(0, VOICE_A))  # back before the decode
+    assert d.of(Final) == [] and d.session.awaiting_finals
+    d.answer(final_job, "Weasels have eaten our phone system.", WORDS)
+    (final,) = d.of(Final)
+    assert final.speaker == 0 and [w.speaker for w in final.words] == [0] * 6
+    assert len(d.of(EmbedJob)) == 1  # asked once
+    assert not d.session.awaiting_finals
+
+
+def test_an_utterance_without_words_forgets_its_embedding_and_holds_nothing_back() -> None:
+    d = driver()
+    d.feed(np.concatenate([silence(0.5, 16000), CLIP, silence(1, 16000), CLIP,
+                           silence(1, 16000)]))
+    first, second = d.jobs
+    d.jobs.clear()
+    d.answer(first, "")  # nothing heard: no final, and its embedding is not waited for
+    d.answer(second, "Weasels have eaten our phone system.", WORDS)
+    assert d.of(Final) == []  # utterance 1's own embedding is on its way
+    d.take(d.session.on_embedding(1, VOICE_B))
+    (final,) = d.of(Final)
+    assert (final.utterance, final.speaker) == (1, 0)
+    d.take(d.session.on_embedding(0, VOICE_A))  # late, for the utterance without words
+    assert len(d.of(Final)) == 1 and not d.session.awaiting_finals
+
+
+def test_forgotten_embeddings_are_not_held() -> None:
+    speakers = SpeakerFinals()
+    speakers.embed(0, CLIP)
+    speakers.embed(1, CLIP)
+    speakers.label(1, VOICE_A)  # back before its final
+    assert speakers.held == 2
+    speakers.forget(0)
+    speakers.forget(1)
+    assert speakers.held == 0 and speakers.label(0, VOICE_B) == []

@@ -36,14 +36,14 @@ Policies:
   after it) stay in the head's final and are removed from the next utterance's text.
 - Finals go out in utterance order; an utterance whose decode has no words gets no final.
 - Speakers (diarize=true): each final's speech is embedded in pieces cut at its pauses (an
-  `EmbedJob`, handed back with `on_embedding`) and the final goes out with a speaker on it and
-  on each word, split where the voice changes inside it (speaker_finals.py).
+  `EmbedJob`, asked for when the utterance ends or is cut, so it runs beside the final's decode,
+  handed back with `on_embedding`) and the final goes out with a speaker on it and on each
+  word, split where the voice changes inside it (speaker_finals.py).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -63,6 +63,7 @@ from .protocol import (
     WireWord,
 )
 from .session_cuts import RunOnCuts
+from .session_speakers import SpeakerLabels
 from .speaker_finals import SpeakerFinals
 from .utterance import Utterance
 
@@ -78,7 +79,7 @@ def _s(samples: int) -> float:
     return round(samples / SAMPLE_RATE_HZ, 3)
 
 
-class Session(RunOnCuts):
+class Session(SpeakerLabels, RunOnCuts):
     def __init__(self, config: Config, params: StreamParams, session_id: str,
                  language: str | None) -> None:
         self.id = session_id
@@ -239,6 +240,7 @@ class Session(RunOnCuts):
         self._last_ended = (utt.index, event.end, event.audio)
         if utt.endpoint:
             actions.append(SpeechEnd(utterance=utt.index, end=_s(event.end)))
+        self._embed(utt, event.start, event.audio, actions)
         if utt.inflight is not None and self._serves_as_final(utt.inflight, event.start,
                                                                event.end):
             utt.final_job = utt.inflight
@@ -419,31 +421,7 @@ class Session(RunOnCuts):
                           language=self.language, endpoint=utt.endpoint)
         del self._utts[utt.index]
         due = self._finals.put(utt.index, final, self.config.context_chars)
-        if not self.params.diarize and self._speakers is None:
-            actions += due
-            return
-        if self._speakers is None:
-            self._speakers = SpeakerFinals()
-        if final is not None and self.params.diarize:
-            actions.append(self._speakers.embed(utt.index, job.own_audio, final.start))
-        actions += self._speakers.queue(due)
-
-    def enroll_speakers(self, vectors: list[np.ndarray]) -> None:
-        """Known voices (diarize=true, before any audio): speakers 0, 1, ... in this order,
-        matched like any other (speakers.py's `enroll`)."""
-        if self._speakers is None:
-            self._speakers = SpeakerFinals()
-        for vector in vectors:
-            self._speakers.tracker.enroll(vector)
-
-    def on_embedding(self, utterance: int,
-                     vectors: Sequence[np.ndarray] | np.ndarray | None) -> list[Action]:
-        """The speaker embeddings of `utterance`'s final's speech, one per piece of its
-        `EmbedJob` (None: they could not be computed; the final goes out without a
-        speaker)."""
-        if self._speakers is None:
-            return []
-        return list(self._speakers.label(utterance, vectors))
+        actions += self._labelled(utt, job, final, due, actions)
 
     def _final_words(self, utt: Utterance, result: Transcript, offset: float,
                      end: float, by_text: bool = False) -> list[WireWord]:

@@ -51,6 +51,9 @@ class RunOnCuts:
              ahead: Audio | None = None) -> DecodeJob:
         raise NotImplementedError
 
+    def _embed(self, utt: Utterance, start: int, audio: Audio, actions: list[Action]) -> None:
+        raise NotImplementedError
+
     def _on_resumed(self, utt: Utterance, actions: list[Action]) -> None:
         """Speech resumed after a pause: in a long enough utterance the pause is a cut, and
         the speculative decode of the audio up to it is the head's final."""
@@ -116,4 +119,5 @@ class RunOnCuts:
                 actions.append(Cancel(job))
             utt.final_job = self._job("final", utt, utt.start, at, audio, ahead)
             actions.append(utt.final_job)
+            self._embed(utt, utt.start, audio, actions)
 

@@ -1,13 +1,15 @@
 """Finals and their speakers (diarize=true): who said each final, and each of its words.
 
-With diarize on, a session asks for the embeddings of each final's speech as soon as the final
-is decoded (`embed`: an `EmbedJob` for the transport), and its finals, once due in utterance
-order (finals.py), wait here (`queue`) for them (`label`). Only speech is embedded, not the
-pre-roll and pause around it (silence pulls every turn's embedding toward the same point and
-merges speakers), and it is embedded in pieces cut at its pauses (speaker_changes.py), so that
-a reply that came sooner than the endpoint silence, and shares the final, is found: the final's
-speech splits where the pieces' voices change, each side is one turn for the session's
-`SpeakerTracker` (speakers.py), and each word gets the speaker of the side its middle lies in.
+With diarize on, a session asks for the embeddings of each final's speech as soon as its span
+is known, at the utterance's end or cut, so they are computed while the final decodes (`embed`:
+an `EmbedJob` for the transport; `forget` when the decode finds no words), and its finals, once
+due in utterance order (finals.py), wait here (`queue`) for them (`label`). Only speech is
+embedded, not the pre-roll and pause around it (silence pulls every turn's embedding toward the
+same point and merges speakers), and it is embedded in pieces cut at its pauses
+(speaker_changes.py), so that a reply that came sooner than the endpoint silence, and shares
+the final, is found: the final's speech splits where the pieces' voices change, each side is
+one turn for the session's `SpeakerTracker` (speakers.py), and each word gets the speaker of
+the side its middle lies in.
 
 The tracker sees the turns in utterance order, whatever order the embeddings come back in, so
 a label once sent never changes and numbers count up in order of first appearance. A final
@@ -70,6 +72,18 @@ class SpeakerFinals:
         cut = pieces(audio, self.change_options)
         self._asked[utterance] = [(start_s + p.start_s, start_s + p.end_s) for p in cut]
         return EmbedJob(utterance, tuple(p.audio for p in cut))
+
+    def forget(self, utterance: int) -> None:
+        """`utterance` has no final (nothing heard): its embeddings, asked for or back, are
+        not wanted; one that comes back later is ignored."""
+        self._asked.pop(utterance, None)
+        self._vectors.pop(utterance, None)
+        self._spans.pop(utterance, None)
+
+    @property
+    def held(self) -> int:
+        """Utterances whose embeddings are asked for or held for their final."""
+        return len(self._asked) + len(self._vectors)
 
     def queue(self, finals: list[Final]) -> list[Final]:
         """Finals now due, in utterance order; returns those whose speakers are known."""

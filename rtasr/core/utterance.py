@@ -37,6 +37,7 @@ class Utterance:
     closed: bool = False
     endpoint: bool = False  # ended because the speaker paused (not flushed, cut or too long)
     voiced: bool = False  # a decode of its audio came back with words of its own
+    embedded: bool = False  # diarize=true: its speech's embeddings are asked for
 
     def own(self, job: DecodeJob, result: Transcript | None) -> Transcript | None:
         """The part of `job`'s transcript that is this utterance's: decoded with audio around

@@ -15,8 +15,9 @@ batches. The policy lives here and nowhere else:
   spare capacity or a batch of finals takes them, or their session cancels them (the
   utterance paused: its final decode makes them moot); dropped, they would come back at the
   end of the queue an interval of speech later.
-- Partials run on spare capacity only: not while a final decodes, and never on the last free
-  worker, so a final that arrives starts at once and has the CPU to itself.
+- Partials run on spare capacity only: not while a final decodes, nor while work that finals
+  wait for runs beside the decodes (`side_work`: speaker embeddings), and never on the last
+  free worker, so a final that arrives starts at once and has the CPU to itself.
 - A batch is the most urgent job plus, in priority order, the waiting jobs that can share its
   model call (same `key`), up to `max_batch_size`; a batch takes no job of a lower class (a
   batch of finals no refreshes, a real-time batch no file finals, a batch of first words no
@@ -133,6 +134,7 @@ class Scheduler:
         self._closed = False
         self._busy = 0
         self._partial_busy = 0  # workers busy with a batch of partials
+        self._side_busy = 0  # work beside the decodes that finals wait for (side_work)
         self._recent_waits: collections.deque[tuple[float, float]] = collections.deque()
         # batches of finals: when they started and ended, for `final_share`
         # (start, end, the finals' share of the batch: first words may ride along)
@@ -172,6 +174,15 @@ class Scheduler:
             # and a single notify() would then be lost to an idle worker.
             self._cond.notify_all()
             return True
+
+    def side_work(self, started: bool) -> None:
+        """A piece of work that a final waits for, run beside the decodes on a thread of its
+        own (a speaker embedding), was asked for (True) or is done (False): no partial starts
+        while any is asked for, so it has the CPU a partial would take."""
+        with self._cond:
+            self._side_busy = max(0, self._side_busy + (1 if started else -1))
+            if not self._side_busy:
+                self._cond.notify_all()
 
     def cancel(self, job: Job) -> None:
         """The submitter no longer wants `job` (its session closed): out of the queue and of
@@ -225,9 +236,9 @@ class Scheduler:
                 return batch
 
     def _partial_may_start(self) -> bool:
-        """Partials take spare capacity only: no final is decoding, and with more than one
-        worker the last free one stays free for the next final."""
-        finals_running = self._busy > self._partial_busy
+        """Partials take spare capacity only: no final is decoding or waiting for side work,
+        and with more than one worker the last free one stays free for the next final."""
+        finals_running = self._busy > self._partial_busy or self._side_busy
         return not finals_running and not 0 < self.workers - 1 <= self._partial_busy
 
     def done(self, batch: list[Job]) -> None:

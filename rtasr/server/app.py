@@ -53,12 +53,13 @@ SEND_SHARE = 0.25  # of --shutdown-grace-s, kept for sending the last finals and
 logging.getLogger("websockets").setLevel(logging.INFO)
 
 
-def _load_speakers() -> SpeakerEmbedder:
+def _load_speakers(engine: Engine) -> SpeakerEmbedder:
     """The speaker-embedding model (--diarize), loaded and warmed: only now is torch imported.
-    Raises ConfigError without the diarize extra."""
+    Raises ConfigError without the diarize extra. The engine starts no partial while an
+    embedding is asked for (Scheduler.side_work)."""
     from ..engine.speakers import SpeakerEmbedder
 
-    embedder = SpeakerEmbedder()
+    embedder = SpeakerEmbedder(busy=engine.scheduler.side_work)
     embedder.warm_up()
     log.info("speaker labels on (--diarize): CAM++ loaded")
     return embedder
@@ -138,7 +139,7 @@ class Server:
             await asyncio.to_thread(self.engine.start)
             self.gateway.model = self.engine.info  # what __init__ saw was the unloaded model
         if self.config.diarize and self.speakers is None:
-            self.speakers = await asyncio.to_thread(_load_speakers)
+            self.speakers = await asyncio.to_thread(_load_speakers, self.engine)
             self.gateway.embed = self.speakers.embed
         embed = None if self.speakers is None else self.speakers.embed
         files = self.files = FileTranscriber(self.config, self.engine, self.engine.info, embed)

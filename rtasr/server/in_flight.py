@@ -13,7 +13,8 @@ the session id and its traceback, and handed to the transport's `fail`, which en
 session (a websocket closes with 1011, an upload answers 500); other sessions carry on.
 
 With diarize on, the session also asks for speaker embeddings (`EmbedJob`: a final's speech in
-pieces): each runs as a task too, through `embed` (engine/speakers.py's
+pieces, asked for when the utterance ends, so it runs beside the final's decode): each runs as
+a task too, through `embed` (engine/speakers.py's
 `SpeakerEmbedder.embed`, off the loop, one call per piece), and its vectors go back with
 `Session.on_embedding`. A failed embedding costs only the speaker: the
 final goes out without one, and the failure is logged once per session.
@@ -75,17 +76,25 @@ class Decodes:
         """The decodes of utterances that ended, whichever kind serves as their final (the
         open utterance's partial or candidate is not one of them), and the embeddings that
         hold a final back (--diarize)."""
+        return list(self._finals().values())
+
+    def _finals(self) -> dict[DecodeJob | EmbedJob, asyncio.Task[None]]:
         speaking = self.session.segmenter.open_utterance
         open_index = None if speaking is None else speaking.index
-        return [task for job, task in self.tasks.items()
+        return {job: task for job, task in self.tasks.items()
                 if isinstance(job, EmbedJob) or job.kind == "final"
-                or job.utterance != open_index]
+                or job.utterance != open_index}
 
     async def room(self) -> None:
-        """Return once fewer than MAX_FINALS_WAITING finals wait on the engine (at once
-        unless the session is at the bound)."""
-        while len(finals := self.finals()) >= MAX_FINALS_WAITING:
-            await asyncio.wait(finals, return_when=asyncio.FIRST_COMPLETED)
+        """Return once fewer than MAX_FINALS_WAITING utterances' finals wait on the engine (at
+        once unless the session is at the bound); a final and its speaker embedding, which run
+        side by side, count once."""
+        while self.finals_waiting() >= MAX_FINALS_WAITING:
+            await asyncio.wait(self.finals(), return_when=asyncio.FIRST_COMPLETED)
+
+    def finals_waiting(self) -> int:
+        """Utterances whose finals are in flight (a decode, its embedding, or both)."""
+        return len({job.utterance for job in self._finals()})
 
     def cancel(self) -> None:
         """Cancel every decode in flight (the session is over)."""

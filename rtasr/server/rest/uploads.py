@@ -201,7 +201,7 @@ class FileTranscriber:
                          else session.end())
                 await asyncio.sleep(0)  # live sessions' turn
                 while not failed and decodes.tasks and (
-                        len(decodes.finals()) >= MAX_FINALS_WAITING or i >= len(pcm)):
+                        decodes.finals_waiting() >= MAX_FINALS_WAITING or i >= len(pcm)):
                     await asyncio.wait(decodes.tasks.values(),
                                        return_when=asyncio.FIRST_COMPLETED)
                     for final in ready:

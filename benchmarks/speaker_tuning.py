@@ -10,6 +10,9 @@ builds them (seed 7) and embedded with rtasr's CAM++ (rtasr.engine.speakers). Tw
   rtasr.core.speakers.SpeakerTracker labels each turn online; the share of turns (and of
   turns of 1.5 s or more) right under the best one-to-one mapping of labels to speakers, and
   the labels opened, for each threshold.
+- tracker on run-on finals: the same, with the server's defaults, but a third of the replies
+  share a final with the turn before (as at gaps under the endpoint silence), which is cut
+  into pieces and split where the voice changes before its sides are assigned.
 - changes: 200 run-on pairs (two turns 0.2-0.5 s apart, half of them one speaker's) and 160
   run-on triples (A-B-A or A-B-C, or one speaker's three), cut into pieces and embedded as the
   server does (rtasr.core.speaker_changes); the changes found (a cut inside the gap, +/- 0.1 s)
@@ -21,6 +24,7 @@ builds them (seed 7) and embedded with rtasr's CAM++ (rtasr.engine.speakers). Tw
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import random
 import sys
@@ -56,7 +60,8 @@ def turns(per_speaker: int, min_s: float, max_s: float) -> dict[str, list[np.nda
 
 
 def streams(voices: dict[str, list[Turn]], names: list[str], speakers: int, count: int,
-            seed: int) -> list[list[tuple[str, np.ndarray, float]]]:
+            seed: int, audio: bool = False) -> list[list[tuple[str, np.ndarray, float]]]:
+    """`count` streams of 20 alternating turns: (speaker, embedding or `audio`, seconds)."""
     rng = random.Random(seed)
     out = []
     for _ in range(count):
@@ -65,8 +70,8 @@ def streams(voices: dict[str, list[Turn]], names: list[str], speakers: int, coun
         last, seq = "", []
         for _ in range(20):
             name = rng.choice([w for w in who if w != last])
-            audio, vector = voices[name][pools[name].pop()]
-            seq.append((name, vector, len(audio) / RATE))
+            sound, vector = voices[name][pools[name].pop()]
+            seq.append((name, sound if audio else vector, len(sound) / RATE))
             last = name
         out.append(seq)
     return out
@@ -93,6 +98,59 @@ def track(options: SpeakerOptions,
         long_total += len(long_ok)
         labels += tracker.count
     return right / total, long_right / long_total, labels / len(runs)
+
+
+def track_run_on(voices: dict[str, list[Turn]], names: list[str], speakers: int, count: int,
+                 seed: int, embed: object) -> tuple[float, float, float]:
+    """`track`, but as the server sees a conversation: a third of the replies come sooner than
+    the endpoint silence and share a final with the turn before; each final's speech is in
+    pieces (each turn cut at its own pauses, turns apart), split where the voice changes
+    (speaker_changes.changes) and each side assigned; a turn's label is the one on most of its
+    speech. (turns right, turns of 1.5 s or more right, labels per stream)."""
+    rng = random.Random(seed)
+    cut: dict[int, tuple[list[float], list[np.ndarray]]] = {}  # a turn's pieces, by id
+
+    def pieces_of(audio: np.ndarray) -> tuple[list[float], list[np.ndarray]]:
+        if id(audio) not in cut:
+            found = speaker_changes.pieces(audio)
+            cut[id(audio)] = ([p.duration_s for p in found],
+                              [embed(p.audio) for p in found])  # type: ignore[operator]
+        return cut[id(audio)]
+
+    right = total = long_right = long_total = labels = 0
+    for seq in streams(voices, names, speakers, count, seed, audio=True):
+        finals: list[list[int]] = []
+        for i in range(len(seq)):
+            if finals and rng.random() < 1 / 3:
+                finals[-1].append(i)
+            else:
+                finals.append([i])
+        tracker = SpeakerTracker(SpeakerOptions())
+        heard: list[dict[int, float]] = [{} for _ in seq]
+        for final in finals:
+            owner = [i for i in final for _ in pieces_of(seq[i][1])[0]]
+            durations = [d for i in final for d in pieces_of(seq[i][1])[0]]
+            vectors = [v for i in final for v in pieces_of(seq[i][1])[1]]
+            bounds = [0, *speaker_changes.changes(durations, vectors), len(durations)]
+            for lo, hi in itertools.pairwise(bounds):
+                speaker = tracker.assign(speaker_changes.side_vector(durations[lo:hi],
+                                                                     vectors[lo:hi]),
+                                         sum(durations[lo:hi])).speaker
+                for j in range(lo, hi):
+                    heard[owner[j]][speaker] = heard[owner[j]].get(speaker, 0.0) + durations[j]
+        got = [max(h, key=lambda k, h=h: h[k]) for h in heard]
+        who = sorted({name for name, _, _ in seq})
+        table = np.zeros((len(who), tracker.count))
+        for (name, _, _), label in zip(seq, got, strict=True):
+            table[who.index(name), label] += 1
+        rows, cols = linear_sum_assignment(-table)
+        mapping = {int(c): who[r] for r, c in zip(rows, cols, strict=True)}
+        ok = [mapping.get(label) == name for (name, _, _), label in zip(seq, got, strict=True)]
+        long_ok = [o for o, (_, _, seconds) in zip(ok, seq, strict=True) if seconds >= 1.5]
+        right, total = right + sum(ok), total + len(ok)
+        long_right, long_total = long_right + sum(long_ok), long_total + len(long_ok)
+        labels += tracker.count
+    return right / total, long_right / long_total, labels / count
 
 
 CPU_S = {"pieces": 0.0, "whole": 0.0, "speech": 0.0}  # embedding CPU time, speech embedded
@@ -173,6 +231,10 @@ def main() -> None:
             (a2, l2, n2), (a4, l4, n4) = track(options, two), track(options, four)
             print(f"  threshold {threshold:.2f}: 2 speakers {a2:.1%} / {l2:.1%} / {n2:.2f}; "
                   f"4 speakers {a4:.1%} / {l4:.1%} / {n4:.2f}")
+        (a2, l2, n2), (a4, l4, n4) = (track_run_on(voices, names, k, 150, k, model.embed)
+                                      for k in (2, 4))
+        print(f"  defaults, a third of the replies in the final before: 2 speakers {a2:.1%} / "
+              f"{l2:.1%} / {n2:.2f}; 4 speakers {a4:.1%} / {l4:.1%} / {n4:.2f}")
     rows = run_ons(voices, model.embed)
     print(f"CPU per second of speech (one thread): {CPU_S['pieces'] / CPU_S['speech'] * 1000:.1f}"
           f" ms in pieces, {CPU_S['whole'] / CPU_S['speech'] * 1000:.1f} ms whole "

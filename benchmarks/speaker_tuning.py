@@ -80,24 +80,38 @@ def streams(voices: dict[str, list[Turn]], names: list[str], speakers: int, coun
 def track(options: SpeakerOptions,
           runs: list[list[tuple[str, np.ndarray, float]]]) -> tuple[float, float, float]:
     """(turns right, turns of 1.5 s or more right, labels per stream)."""
-    right = total = long_right = long_total = labels = 0
+    scores = Scores()
     for seq in runs:
         tracker = SpeakerTracker(options)
-        got = [tracker.assign(vector, seconds).speaker for _, vector, seconds in seq]
+        scores.add(seq, [tracker.assign(vector, seconds).speaker for _, vector, seconds in seq],
+                   tracker.count)
+    return scores.result(len(runs))
+
+
+class Scores:
+    """Turns right under the best one-to-one mapping of labels to speakers, over streams."""
+
+    def __init__(self) -> None:
+        self.right = self.total = self.long_right = self.long_total = self.labels = 0
+
+    def add(self, seq: list[tuple[str, np.ndarray, float]], got: list[int],
+            labels: int) -> None:
         who = sorted({name for name, _, _ in seq})
-        table = np.zeros((len(who), tracker.count))
+        table = np.zeros((len(who), labels))
         for (name, _, _), label in zip(seq, got, strict=True):
             table[who.index(name), label] += 1
         rows, cols = linear_sum_assignment(-table)
         mapping = {int(c): who[r] for r, c in zip(rows, cols, strict=True)}
         ok = [mapping.get(label) == name for (name, _, _), label in zip(seq, got, strict=True)]
-        right += sum(ok)
-        total += len(ok)
         long_ok = [o for o, (_, _, seconds) in zip(ok, seq, strict=True) if seconds >= 1.5]
-        long_right += sum(long_ok)
-        long_total += len(long_ok)
-        labels += tracker.count
-    return right / total, long_right / long_total, labels / len(runs)
+        self.right, self.total = self.right + sum(ok), self.total + len(ok)
+        self.long_right += sum(long_ok)
+        self.long_total += len(long_ok)
+        self.labels += labels
+
+    def result(self, streams: int) -> tuple[float, float, float]:
+        return (self.right / self.total, self.long_right / self.long_total,
+                self.labels / streams)
 
 
 def track_run_on(voices: dict[str, list[Turn]], names: list[str], speakers: int, count: int,
@@ -117,7 +131,7 @@ def track_run_on(voices: dict[str, list[Turn]], names: list[str], speakers: int,
                               [embed(p.audio) for p in found])  # type: ignore[operator]
         return cut[id(audio)]
 
-    right = total = long_right = long_total = labels = 0
+    scores = Scores()
     for seq in streams(voices, names, speakers, count, seed, audio=True):
         finals: list[list[int]] = []
         for i in range(len(seq)):
@@ -138,19 +152,8 @@ def track_run_on(voices: dict[str, list[Turn]], names: list[str], speakers: int,
                                          sum(durations[lo:hi])).speaker
                 for j in range(lo, hi):
                     heard[owner[j]][speaker] = heard[owner[j]].get(speaker, 0.0) + durations[j]
-        got = [max(h, key=lambda k, h=h: h[k]) for h in heard]
-        who = sorted({name for name, _, _ in seq})
-        table = np.zeros((len(who), tracker.count))
-        for (name, _, _), label in zip(seq, got, strict=True):
-            table[who.index(name), label] += 1
-        rows, cols = linear_sum_assignment(-table)
-        mapping = {int(c): who[r] for r, c in zip(rows, cols, strict=True)}
-        ok = [mapping.get(label) == name for (name, _, _), label in zip(seq, got, strict=True)]
-        long_ok = [o for o, (_, _, seconds) in zip(ok, seq, strict=True) if seconds >= 1.5]
-        right, total = right + sum(ok), total + len(ok)
-        long_right, long_total = long_right + sum(long_ok), long_total + len(long_ok)
-        labels += tracker.count
-    return right / total, long_right / long_total, labels / count
+        scores.add(seq, [max(h, key=lambda k, h=h: h[k]) for h in heard], tracker.count)
+    return scores.result(count)
 
 
 CPU_S = {"pieces": 0.0, "whole": 0.0, "speech": 0.0}  # embedding CPU time, speech embedded

@@ -600,8 +600,8 @@ def test_partials_come_less_often_under_load() -> None:
 
 
 def test_an_utterances_first_partial_is_not_stretched_under_load() -> None:
-    """Under load partials come less often, but the first words of an utterance still show
-    after one interval of speech: the stretch starts once the utterance has words."""
+    """Under load partials come less often, but an utterance's first try for words is not
+    stretched: the stretch starts once the utterance has words."""
     d = Driver(NO_CUTS)
     d.load = Load(partial_backoff=4.0)
     d.feed(silence(0.5, 16000))

@@ -15,10 +15,10 @@ diarize=true) to a server started here, once for each `--seeds` seed. Reports:
 - turn accuracy: of the turns of 1.5 s or more, the share whose words (midpoint inside the
   turn) all carry the label mapped to the turn's reader.
 - pause final p50/p95: arrival of each endpoint final minus the end of the turn that holds
-  its last word, with and without --diarize (one session: the four-speaker stream; 16
-  sessions: `--load-stream`, by default the English one, which tiny.en transcribes: on the
-  other languages it writes long wrong English, which alone overloads 2 cores at 16 sessions;
-  missing: turns no final has a word in).
+  its last word, with and without --diarize (one session: each stream, and all of them
+  pooled; 16 sessions: `--load-stream`, by default the English one, which tiny.en
+  transcribes: on the other languages it writes long wrong English, which alone overloads 2
+  cores at 16 sessions; missing: turns no final has a word in).
 
     python benchmarks/diarize_bench.py                  # tiny.en, all runs
     python benchmarks/diarize_bench.py --seeds 3,5,7,9  # DER over more streams
@@ -184,7 +184,8 @@ async def run(url: str, audio: np.ndarray, turns: list[Turn], sessions: int,
     result: dict[str, Any] = {
         "sessions": sessions, "refused": sum(r.error is not None for r in runs),
         "pause_final_p50": pct(waits, 50), "pause_final_p95": pct(waits, 95),
-        "missing_turns": missing, "turns": len(turns) * sessions}
+        "missing_turns": missing, "turns": len(turns) * sessions,
+        "pause_final_waits": [round(w, 3) for w in waits]}
     if diarize:
         scores = [der(turns, [m.msg for m in r.messages if m.msg["type"] == "final"])
                   for r in runs if r.error is None]
@@ -236,9 +237,8 @@ def main() -> None:
             for (name, seed), (audio, turns) in streams.items():
                 if name not in scored:
                     continue
-                if diarize or (name == "4 speakers" and seed == seeds[0]):
-                    results[f"{name}, seed {seed}{without}"] = asyncio.run(
-                        run(url, audio, turns, 1, diarize))
+                results[f"{name}, seed {seed}{without}"] = asyncio.run(
+                    run(url, audio, turns, 1, diarize))
             if args.sessions:
                 audio, turns = streams[(args.load_stream, seeds[0])]
                 results[f"{args.load_stream}, {args.sessions} sessions{without}"] = many(
@@ -246,6 +246,7 @@ def main() -> None:
         finally:
             stop_server(proc)
     results["summary"] = summary(results, scored, seeds)
+    results["summary"]["one session, every stream"] = pooled(results, scored, seeds)
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
@@ -261,6 +262,19 @@ def summary(results: dict[str, Any], names: list[str], seeds: list[int]) -> dict
                      "der": [round(r["der"], 4) for r in runs],
                      "long_turns_right": f"{sum(s['long_turns_right'] for s in scored)}"
                                          f"/{sum(s['long_turns'] for s in scored)}"}
+    return out
+
+
+def pooled(results: dict[str, Any], names: list[str], seeds: list[int]) -> dict[str, Any]:
+    """Pause final p50/p95 at one session over every scored stream, with and without
+    --diarize (the same streams, the same server otherwise)."""
+    out: dict[str, Any] = {}
+    for without in ("", ", no --diarize"):
+        waits = [w for name in names for seed in seeds
+                 for w in results[f"{name}, seed {seed}{without}"]["pause_final_waits"]]
+        key = "without --diarize" if without else "with --diarize"
+        out[key] = {"pause_final_p50": pct(waits, 50), "pause_final_p95": pct(waits, 95),
+                    "finals": len(waits)}
     return out
 
 

@@ -24,7 +24,6 @@ builds them (seed 7) and embedded with rtasr's CAM++ (rtasr.engine.speakers). Tw
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import random
 import sys
@@ -40,6 +39,7 @@ import speaker_choice
 from scipy.optimize import linear_sum_assignment
 
 from rtasr.core import speaker_changes
+from rtasr.core.speaker_finals import assign_sides
 from rtasr.core.speakers import SpeakerOptions, SpeakerTracker
 
 RATE = 16_000
@@ -115,11 +115,13 @@ class Scores:
 
 
 def track_run_on(voices: dict[str, list[Turn]], names: list[str], speakers: int, count: int,
-                 seed: int, embed: object) -> tuple[float, float, float]:
+                 seed: int, embed: object, change: speaker_changes.ChangeOptions
+                 ) -> tuple[float, float, float]:
     """`track`, but as the server sees a conversation: a third of the replies come sooner than
     the endpoint silence and share a final with the turn before; each final's speech is in
-    pieces (each turn cut at its own pauses, turns apart), split where the voice changes
-    (speaker_changes.changes) and each side assigned; a turn's label is the one on most of its
+    pieces (each turn cut at its own pauses, turns apart), split as the server splits it
+    (speaker_finals.assign_sides: where the voice changes, or where the session's speakers
+    tell the sides apart) and each side assigned; a turn's label is the one on most of its
     speech. (turns right, turns of 1.5 s or more right, labels per stream)."""
     rng = random.Random(seed)
     cut: dict[int, tuple[list[float], list[np.ndarray]]] = {}  # a turn's pieces, by id
@@ -145,13 +147,10 @@ def track_run_on(voices: dict[str, list[Turn]], names: list[str], speakers: int,
             owner = [i for i in final for _ in pieces_of(seq[i][1])[0]]
             durations = [d for i in final for d in pieces_of(seq[i][1])[0]]
             vectors = [v for i in final for v in pieces_of(seq[i][1])[1]]
-            bounds = [0, *speaker_changes.changes(durations, vectors), len(durations)]
-            for lo, hi in itertools.pairwise(bounds):
-                speaker = tracker.assign(speaker_changes.side_vector(durations[lo:hi],
-                                                                     vectors[lo:hi]),
-                                         sum(durations[lo:hi])).speaker
+            for lo, hi, assignment, _ in assign_sides(tracker, durations, vectors, change):
                 for j in range(lo, hi):
-                    heard[owner[j]][speaker] = heard[owner[j]].get(speaker, 0.0) + durations[j]
+                    heard[owner[j]][assignment.speaker] = (
+                        heard[owner[j]].get(assignment.speaker, 0.0) + durations[j])
         scores.add(seq, [max(h, key=lambda k, h=h: h[k]) for h in heard], tracker.count)
     return scores.result(count)
 
@@ -217,6 +216,10 @@ def main() -> None:
     parser.add_argument("--split-threshold", type=float, nargs="+",
                         default=[0.45, 0.5, 0.55, 0.6])
     parser.add_argument("--min-side-s", type=float, nargs="+", default=[0.6, 0.8])
+    parser.add_argument("--known-split-threshold", type=float, nargs="+",
+                        default=[-1.0, 0.6, 0.65, 0.7],
+                        help="run-on finals: also split where the tracker's speakers differ "
+                             "and the sides are under this cosine alike (-1: never)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from rtasr.engine.speakers import CamPlusPlus
@@ -234,10 +237,13 @@ def main() -> None:
             (a2, l2, n2), (a4, l4, n4) = track(options, two), track(options, four)
             print(f"  threshold {threshold:.2f}: 2 speakers {a2:.1%} / {l2:.1%} / {n2:.2f}; "
                   f"4 speakers {a4:.1%} / {l4:.1%} / {n4:.2f}")
-        (a2, l2, n2), (a4, l4, n4) = (track_run_on(voices, names, k, 150, k, model.embed)
-                                      for k in (2, 4))
-        print(f"  defaults, a third of the replies in the final before: 2 speakers {a2:.1%} / "
-              f"{l2:.1%} / {n2:.2f}; 4 speakers {a4:.1%} / {l4:.1%} / {n4:.2f}")
+        for known in args.known_split_threshold:
+            change = speaker_changes.ChangeOptions(known_split_threshold=known)
+            (a2, l2, n2), (a4, l4, n4) = (track_run_on(voices, names, k, 150, k, model.embed,
+                                                       change) for k in (2, 4))
+            print(f"  a third of the replies in the final before, split also where the "
+                  f"speakers differ under {known:.2f}: 2 speakers {a2:.1%} / {l2:.1%} / "
+                  f"{n2:.2f}; 4 speakers {a4:.1%} / {l4:.1%} / {n4:.2f}")
     rows = run_ons(voices, model.embed)
     print(f"CPU per second of speech (one thread): {CPU_S['pieces'] / CPU_S['speech'] * 1000:.1f}"
           f" ms in pieces, {CPU_S['whole'] / CPU_S['speech'] * 1000:.1f} ms whole "

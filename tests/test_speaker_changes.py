@@ -78,7 +78,8 @@ def test_a_degenerate_embedding_is_refused() -> None:
         changes([1.0, 1.0], [A, np.zeros(192)])
 
 
-@pytest.mark.parametrize("options", [{"max_pieces": 0}, {"split_threshold": 2.0}])
+@pytest.mark.parametrize("options", [{"max_pieces": 0}, {"split_threshold": 2.0},
+                                     {"known_split_threshold": -1.5}])
 def test_bad_change_options_are_a_config_error(options: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         ChangeOptions(**options)  # type: ignore[arg-type]
@@ -142,3 +143,52 @@ def test_a_change_the_tracker_hears_as_one_voice_keeps_one_speaker() -> None:
     finals.queue([final])
     (out,) = finals.label(0, [A, B])
     assert [w.speaker for w in out.words] == [0, 0] and out.speaker == 0
+
+
+# two sides alike enough (cosine 0.63) that the voices alone split nothing
+LIKE_A, LIKE_B = A + 0.3 * B + 0.5 * C, B + 0.3 * A + 0.5 * C
+
+
+def test_a_final_splits_where_the_sessions_speakers_tell_its_sides_apart() -> None:
+    """Two known speakers whose voices are too alike for the pieces alone to split the final:
+    each side is nearer its own speaker, so each keeps its speaker (left whole, the mean would
+    join one of them and pull its centroid toward the other)."""
+    finals, _ = run_on_final()
+    finals.tracker.enroll(A)
+    finals.tracker.enroll(B)
+    (out,) = finals.label(3, [LIKE_A, LIKE_B])
+    assert [w.speaker for w in out.words] == [0, 0, 0, 1, 1, 1, 1]
+    assert finals.tracker.count == 2
+
+
+def test_a_reply_too_alike_to_split_by_voice_still_opens_a_speaker_apart_from_the_known_one(
+) -> None:
+    """One speaker known; the reply (1.5 s, long enough to open a speaker) is far from it but
+    not far enough from the first side for the voices alone to split: it opens speaker 1."""
+    finals, _ = run_on_final()
+    finals.tracker.enroll(A)
+    (out,) = finals.label(3, [LIKE_A, LIKE_B])
+    assert [w.speaker for w in out.words] == [0, 0, 0, 1, 1, 1, 1]
+    assert finals.tracker.count == 2
+
+
+def test_sides_the_tracker_hears_as_one_known_speaker_stay_together() -> None:
+    finals, _ = run_on_final()
+    finals.tracker.enroll(A)
+    (out,) = finals.label(3, [A + 0.3 * B, A + 0.3 * C])
+    assert {w.speaker for w in out.words} == {0} and finals.tracker.count == 1
+
+
+def test_a_side_too_short_to_open_a_speaker_and_unlike_every_one_does_not_split_off() -> None:
+    """One speaker known (A); a final of another voice whose first piece (0.8 s) is too short
+    to open a speaker: it is no clear outcome of its own, so the final stays whole and opens
+    one new speaker (cut there, the first piece would join A for want of another choice)."""
+    D, E = np.eye(192)[3], np.eye(192)[4]
+    finals = SpeakerFinals()
+    finals.tracker.enroll(A)
+    final = Final(utterance=0, start=0.0, end=2.8, text="a b",
+                  words=words(("a", 0.1, 0.8), ("b", 1.2, 2.5)))
+    finals.embed(0, speech(("talk", 0.8), ("pause", 0.3), ("talk", 1.5)))
+    finals.queue([final])
+    (out,) = finals.label(0, [C + 0.7 * D, C + 0.7 * E])
+    assert [w.speaker for w in out.words] == [1, 1] and finals.tracker.count == 2

@@ -41,13 +41,18 @@ class ChangeOptions:
     # cosine between the two sides' mean embeddings under which the voice changed; measured
     # for the packaged embedder in docs/diarization.md
     split_threshold: float = 0.55
+    # cosine between the two sides under which the final also splits where the session's
+    # speakers tell the sides apart: the tracker would give them different speakers
+    # (speaker_finals.assign_sides); measured in docs/diarization.md
+    known_split_threshold: float = 0.7
 
     def __post_init__(self) -> None:
         if self.max_pieces < 1:
             raise ConfigError(f"max_pieces must be at least 1, got {self.max_pieces}")
-        if not -1.0 <= self.split_threshold <= 1.0:
-            raise ConfigError(f"split_threshold must be a cosine in [-1, 1], got "
-                              f"{self.split_threshold}")
+        for name in ("split_threshold", "known_split_threshold"):
+            if not -1.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} must be a cosine in [-1, 1], got "
+                                  f"{getattr(self, name)}")
 
 
 @dataclass(frozen=True)

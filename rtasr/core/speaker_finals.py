@@ -34,7 +34,7 @@ from .audio import Audio
 from .protocol import Final
 from .speaker_changes import HOP_SAMPLES as HOP
 from .speaker_changes import QUIET, ChangeOptions, changes, pieces, side_vector
-from .speakers import SpeakerOptions, SpeakerTracker, speaker_confidence
+from .speakers import Assignment, SpeakerOptions, SpeakerTracker, speaker_confidence
 
 log = logging.getLogger(__name__)
 
@@ -126,20 +126,80 @@ class SpeakerFinals:
             if len(vectors) != 1:
                 raise ValueError("one embedding per piece")
         durations_s = [max(end - start, 0.0) for start, end in spans]
-        bounds = [0, *changes(durations_s, vectors, self.change_options), len(spans)]
         sides = []
-        for lo, hi in itertools.pairwise(bounds):
+        for lo, hi, assignment, sure in assign_sides(self.tracker, durations_s, vectors,
+                                                     self.change_options):
             speech_s = sum(durations_s[lo:hi])
-            vector = side_vector(durations_s[lo:hi], vectors[lo:hi])
-            similarities = self.tracker.similarities(vector)
-            assignment = self.tracker.assign(vector, speech_s)
-            sure = speaker_confidence(similarities, assignment.speaker,
-                                      self.tracker.options.threshold)
             log.debug("speech %.2f-%.2f s (%.2f s): speaker %d, cosine %.2f%s", spans[lo][0],
                       spans[hi - 1][1], speech_s, assignment.speaker, assignment.similarity,
                       " (new)" if assignment.new else "")
             sides.append(Side(spans[lo][0], spans[hi - 1][1], assignment.speaker, speech_s, sure))
         return sides
+
+
+def assign_sides(tracker: SpeakerTracker, durations_s: list[float], vectors: list[np.ndarray],
+                 options: ChangeOptions) -> list[tuple[int, int, Assignment, float]]:
+    """One final's pieces (their speech lengths and embeddings) in sides, each assigned by
+    `tracker` in order: (first piece, end piece, assignment, confidence) for each side.
+
+    The final splits where the voices either side differ (speaker_changes.changes), and also
+    where the session's speakers tell two sides apart: a cut after which the tracker would
+    clearly give the two sides different speakers (each side near a known speaker, or long
+    enough and unlike every one to open a new speaker), the sides being under
+    `known_split_threshold` alike. Two voices too alike for the first test may still be told
+    apart by the speakers the session already knows; left whole, their mean would join one
+    speaker and move its centroid toward the other voice."""
+    bounds = [0, *changes(durations_s, vectors, options), len(vectors)]
+    cuts: list[int] = []
+    for lo, hi in itertools.pairwise(bounds):
+        _known_cuts(tracker, durations_s, vectors, lo, hi, options, cuts)
+    bounds = sorted({*bounds, *cuts})
+    out = []
+    for lo, hi in itertools.pairwise(bounds):
+        vector = side_vector(durations_s[lo:hi], vectors[lo:hi])
+        similarities = tracker.similarities(vector)
+        assignment = tracker.assign(vector, sum(durations_s[lo:hi]))
+        out.append((lo, hi, assignment,
+                    speaker_confidence(similarities, assignment.speaker,
+                                       tracker.options.threshold)))
+    return out
+
+
+def _known_cuts(tracker: SpeakerTracker, durations_s: list[float], vectors: list[np.ndarray],
+                lo: int, hi: int, options: ChangeOptions, found: list[int]) -> None:
+    """Cuts in pieces [lo, hi) whose two sides the tracker gives different speakers: the one
+    whose sides are least alike, then each side the same way."""
+    best: tuple[float, int] | None = None
+    for k in range(lo + 1, hi):
+        left_s, right_s = sum(durations_s[lo:k]), sum(durations_s[k:hi])
+        if min(left_s, right_s) < options.min_side_s:
+            continue
+        left = side_vector(durations_s[lo:k], vectors[lo:k])
+        right = side_vector(durations_s[k:hi], vectors[k:hi])
+        ours, theirs = _verdict(tracker, left, left_s), _verdict(tracker, right, right_s)
+        if ours is None or theirs is None or ours == theirs:
+            continue
+        similarity = float(left @ right)
+        if similarity < options.known_split_threshold and (best is None or similarity < best[0]):
+            best = (similarity, k)
+    if best is None:
+        return
+    found.append(best[1])
+    _known_cuts(tracker, durations_s, vectors, lo, best[1], options, found)
+    _known_cuts(tracker, durations_s, vectors, best[1], hi, options, found)
+
+
+def _verdict(tracker: SpeakerTracker, vector: np.ndarray, seconds: float) -> int | None:
+    """The speaker the tracker would clearly give a side: a known one it is near enough to
+    (its number), or a new one (-1); None when neither (unlike every known speaker but too
+    short to open one: it would join the nearest for want of another choice)."""
+    similarities = tracker.similarities(vector)
+    if len(similarities) == 0:
+        return None
+    nearest = int(np.argmax(similarities))
+    if similarities[nearest] >= tracker.options.threshold:
+        return nearest
+    return -1 if tracker.may_open(seconds) else None
 
 
 def labelled_sides(final: Final, sides: list[Side]) -> Final:

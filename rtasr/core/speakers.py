@@ -75,13 +75,11 @@ class SpeakerTracker:
         unit = _unit(embedding)
         if not self._speakers:
             return self._open(unit)
-        centroids = np.stack([s.centroid() for s in self._speakers])
-        similarities = centroids @ unit
+        similarities = self.similarities(unit)
         nearest = int(np.argmax(similarities))
         similarity = float(similarities[nearest])
         if similarity < self.options.threshold:
-            if (duration_s >= self.options.min_new_s
-                    and len(self._speakers) < self.options.max_speakers):
+            if self.may_open(duration_s):
                 return self._open(unit)
             return Assignment(nearest, similarity, new=False)  # its centroid stays as it is
         if duration_s >= self.options.min_update_s:
@@ -89,6 +87,11 @@ class SpeakerTracker:
             speaker.total = speaker.total + unit
             speaker.turns += 1
         return Assignment(nearest, similarity, new=False)
+
+    def may_open(self, duration_s: float) -> bool:
+        """A turn this long, unlike every known speaker, would open a new one."""
+        return (duration_s >= self.options.min_new_s
+                and len(self._speakers) < self.options.max_speakers)
 
     def enroll(self, embedding: np.ndarray) -> int:
         """Open a speaker from a known voice (a reference clip's embedding) before any turn:

@@ -48,7 +48,7 @@ def test_finals_before_partials_oldest_final_first(loop: asyncio.AbstractEventLo
         batch = s.take()
         order += names(batch)
         s.done(batch)
-    assert order == ["f1", "f2", "p1", "p2"]
+    assert order == ["f1", "f2", "p2", "p1"]  # first words: the newest first
 
 
 def test_a_final_is_alone_while_no_other_final_decodes_or_waits(
@@ -135,7 +135,7 @@ def test_first_words_stop_riding_once_finals_wait_too_long(
     late = s.take()
     assert names(late) == ["late"]  # it waited too long: nobody rides along
     s.done(late)
-    assert names(s.take()) == ["kept", "first"]
+    assert names(s.take()) == ["first", "kept"]
 
 
 def test_first_words_do_not_ride_along_a_files_finals(loop: asyncio.AbstractEventLoop) -> None:
@@ -166,6 +166,21 @@ def test_an_utterances_first_partial_goes_before_later_ones(
         order += names(batch)
         s.done(batch)
     assert order == ["first", "refresh"]
+
+
+def test_the_newest_first_words_go_first(loop: asyncio.AbstractEventLoop) -> None:
+    """When first words queue up, the utterance that began last gets its words first (the
+    longest waiting is the nearest its final); refreshes go oldest first."""
+    s = Scheduler(workers=1, partial_max_wait_s=5.0)
+    for name, session, refresh in (("old first", "a", False), ("new first", "b", False),
+                                   ("old refresh", "c", True), ("new refresh", "d", True)):
+        s.submit(make(loop, name, partial=True, session=session, refresh=refresh))
+    order = []
+    for _ in range(4):
+        batch = s.take()
+        order += names(batch)
+        s.done(batch)
+    assert order == ["new first", "old first", "old refresh", "new refresh"]
 
 
 def test_stale_partial_is_dropped(loop: asyncio.AbstractEventLoop) -> None:
@@ -208,7 +223,7 @@ def test_a_batch_of_first_words_takes_no_refreshes(loop: asyncio.AbstractEventLo
     s.submit(make(loop, "first-c", partial=True, session="c"))
     s.submit(make(loop, "refresh-d", partial=True, session="d", refresh=True))
     batch = s.take()
-    assert names(batch) == ["first-b", "first-c"]
+    assert names(batch) == ["first-c", "first-b"]
     s.done(batch)
     assert names(s.take()) == ["refresh-a", "refresh-d"]
 
@@ -248,11 +263,29 @@ def test_partials_leave_a_worker_free_for_finals(loop: asyncio.AbstractEventLoop
     s = Scheduler(workers=2)
     s.submit(make(loop, "p1", partial=True, session="a"))
     s.submit(make(loop, "p2", partial=True, session="b"))
-    assert names(s.take()) == ["p1"]  # one worker on a partial; the other is kept free
+    assert names(s.take()) == ["p2"]  # one worker on a partial; the other is kept free
     threading.Timer(0.2, lambda: s.submit(make(loop, "final", session="c"))).start()
     t0 = time.monotonic()
-    assert names(s.take()) == ["final"]  # not p2, which waits for the first worker
+    assert names(s.take()) == ["final"]  # not p1, which waits for the first worker
     assert time.monotonic() - t0 >= 0.15
+
+
+def test_first_words_take_the_free_worker_beside_a_decoding_final(
+        loop: asyncio.AbstractEventLoop) -> None:
+    """Under load some final is nearly always decoding: an utterance's first words may start
+    beside it while no final waits; a refresh waits until no final or partial decodes."""
+    s = Scheduler(workers=2, partial_max_wait_s=5.0)
+    s.submit(make(loop, "final", session="a"))
+    running = s.take()
+    s.submit(make(loop, "first", partial=True, session="b"))
+    s.submit(make(loop, "refresh", partial=True, session="c", refresh=True))
+    threading.Timer(1.0, lambda: s.done(running)).start()  # type: ignore[arg-type]
+    t0 = time.monotonic()
+    first = s.take()
+    assert names(first) == ["first"] and time.monotonic() - t0 < 0.5  # not after the final
+    threading.Timer(0.3, lambda: s.done(first)).start()  # type: ignore[arg-type]
+    assert names(s.take()) == ["refresh"]
+    assert time.monotonic() - t0 >= 0.95  # once the final and the first words are done
 
 
 def test_batch_window_waits_for_more_requests(loop: asyncio.AbstractEventLoop) -> None:

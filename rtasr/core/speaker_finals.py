@@ -172,8 +172,8 @@ def _known_cuts(tracker: SpeakerTracker, durations_s: list[float], vectors: list
     tracker's `min_new_s` has too little voice to differ from the speaker the whole would
     get (a 0.6 s piece of one reader may sound like another), only to confirm it."""
     best: tuple[float, int] | None = None
-    whole = _verdict(tracker, side_vector(durations_s[lo:hi], vectors[lo:hi]),
-                     sum(durations_s[lo:hi]))
+    whole = tracker.clear_speaker(side_vector(durations_s[lo:hi], vectors[lo:hi]),
+                                  sum(durations_s[lo:hi]))
     trusted = tracker.options.min_new_s  # a shorter side only confirms the whole's speaker
     for k in range(lo + 1, hi):
         left_s, right_s = sum(durations_s[lo:k]), sum(durations_s[k:hi])
@@ -181,7 +181,8 @@ def _known_cuts(tracker: SpeakerTracker, durations_s: list[float], vectors: list
             continue
         left = side_vector(durations_s[lo:k], vectors[lo:k])
         right = side_vector(durations_s[k:hi], vectors[k:hi])
-        ours, theirs = _verdict(tracker, left, left_s), _verdict(tracker, right, right_s)
+        ours = tracker.clear_speaker(left, left_s)
+        theirs = tracker.clear_speaker(right, right_s)
         if ours is None or theirs is None or ours == theirs:
             continue
         if (ours != whole and left_s < trusted) or (theirs != whole and right_s < trusted):
@@ -194,19 +195,6 @@ def _known_cuts(tracker: SpeakerTracker, durations_s: list[float], vectors: list
     found.append(best[1])
     _known_cuts(tracker, durations_s, vectors, lo, best[1], options, found)
     _known_cuts(tracker, durations_s, vectors, best[1], hi, options, found)
-
-
-def _verdict(tracker: SpeakerTracker, vector: np.ndarray, seconds: float) -> int | None:
-    """The speaker the tracker would clearly give a side: a known one it is near enough to
-    (its number), or a new one (-1); None when neither (unlike every known speaker but too
-    short to open one: it would join the nearest for want of another choice)."""
-    similarities = tracker.similarities(vector)
-    if len(similarities) == 0:
-        return None
-    nearest = int(np.argmax(similarities))
-    if similarities[nearest] >= tracker.options.threshold:
-        return nearest
-    return -1 if tracker.may_open(seconds) else None
 
 
 def labelled_sides(final: Final, sides: list[Side]) -> Final:

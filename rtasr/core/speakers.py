@@ -93,6 +93,19 @@ class SpeakerTracker:
         return (duration_s >= self.options.min_new_s
                 and len(self._speakers) < self.options.max_speakers)
 
+    def clear_speaker(self, embedding: np.ndarray, duration_s: float) -> int | None:
+        """Whom `assign` would clearly give this turn, changing nothing: a known speaker it
+        reaches the threshold to (its number), or a new one (-1); None before the first turn
+        and when neither (unlike every speaker but unable to open one: it would join the
+        nearest for want of another choice)."""
+        similarities = self.similarities(embedding)
+        if len(similarities) == 0:
+            return None
+        nearest = int(np.argmax(similarities))
+        if similarities[nearest] >= self.options.threshold:
+            return nearest
+        return -1 if self.may_open(duration_s) else None
+
     def enroll(self, embedding: np.ndarray) -> int:
         """Open a speaker from a known voice (a reference clip's embedding) before any turn:
         its number is the next one, and turns near it are its. Raises ValueError past

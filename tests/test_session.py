@@ -396,6 +396,26 @@ def test_a_context_final_with_none_of_its_own_words_is_decoded_again_without_it(
     assert d.of(Final)[-1].text == "already logged on"
 
 
+def test_a_context_final_is_decoded_again_even_where_no_decode_heard_its_own_words() -> None:
+    """Heard after an Italian turn, a Russian reply decodes as the Italian words again and
+    nothing more, its partials as its final (base, the four-reader stream): an utterance
+    whose every decode with the context heard only the context's words is decoded again
+    without it, not lost without a word."""
+    d = Driver(Config(beam_size=1, commit_cut_s=1.0))
+    head, cut = _run_on(d)
+    d.answer(head, "That agent is")
+    partial = d.pop("partial")
+    d.answer(partial, "That agent is", _timed("That agent is"))
+    d.take(d.session.end())
+    while d.jobs and d.jobs[0].before:
+        job = d.jobs.pop(0)
+        d.answer(job, "That agent is", _timed("That agent is"))
+    again = next(j for j in d.jobs if j.kind == "final" and j.start_sample == cut)
+    assert again.before == 0 and len(again.request.audio) == again.end_sample - again.start_sample
+    d.answer(again, "already logged on")
+    assert d.of(Final)[-1].text == "already logged on"
+
+
 def test_a_context_decode_that_hears_nothing_is_decoded_again_without_the_context() -> None:
     """Heard with the audio before a cut, tiny.en sometimes writes nothing (seen in replays of
     the mixed benchmark stream): the final must not fall back to the committed words, losing

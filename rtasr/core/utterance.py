@@ -58,9 +58,10 @@ class Utterance:
         else:
             result = job.own_words(result)
         final_grade = job.kind != "partial" or self.final_job is job
-        if not result.words and final_grade and (self.committed or self.tail):
-            # the context's words and none of its own, where partials heard some: tiny.en
-            # dropped the last words before the audio's end
+        if not result.words and final_grade:
+            # the context's words and none of its own: tiny.en dropped the last words before
+            # the audio's end, or a reply in another language was heard as the context's
+            # words again (base, an Italian turn and then a Russian one)
             self.context = None
             return None
         self.voiced = self.voiced or bool(result.text)

@@ -177,3 +177,19 @@ def test_eight_languages_tasks_and_prompts_mixed_are_one_generate_call(
     assert len(pairs) > 1
     assert [b.text for b in batched] == [a.text for a in alone]
     assert "conference" in batched[4].text.lower(), batched[4].text  # translated
+
+
+async def test_a_reply_heard_after_another_language_is_detected_on_its_own_audio(
+        base: Engine) -> None:
+    """An utterance soon after the one before hears its audio (--context-s). In a
+    conversation in two languages that audio is another language's: detected over the whole
+    window, a French reply after an Italian turn is detected as Italian, and its words are
+    written in Italian. It is detected on its own audio."""
+    italian, french = clip_at("it/conf-onlyperson", 16000), clip_at(FRENCH, 16000)
+    heard = np.concatenate([italian, silence(0.4, 16000), french])
+    result = await base.transcribe(DecodeRequest(
+        audio=heard, priority=Priority.FINAL, session="two languages", word_timestamps=True,
+        context_samples=len(italian) + 6400))
+    assert result is not None and result.language == "fr"
+    own = " ".join(w.word for w in result.words if w.start >= len(italian) / 16000)
+    assert_max_errors(TEXTS[FRENCH], own, 2)

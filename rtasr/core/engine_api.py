@@ -49,6 +49,9 @@ class DecodeRequest:
     priority: Priority
     session: str
     language: str | None = None  # None: the engine detects it from this request's audio
+    # samples at the head of `audio` that are the utterance before's (--context-s): a
+    # language is detected on the audio after them, the utterance's own
+    context_samples: int = 0
     task: Task = "transcribe"  # or "translate": English text from speech in any language
     prompt: str | None = None  # the running context: the session's recent finals
     initial_prompt: str | None = None  # the session's own prompt (names, terms), kept whole

@@ -315,6 +315,7 @@ class Session(SpeakerLabels, RunOnCuts):
             priority=Priority.PARTIAL if partial else Priority.FINAL,
             session=self.id,
             language=self.language,
+            context_samples=len(left),
             language_prior=self.votes.prior,
             task=self.params.task,
             prompt=self._prompt(utt),

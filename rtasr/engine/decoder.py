@@ -258,7 +258,7 @@ class BatchDecoder:
             features.append(pad_or_trim(mel[:, :n], window))
         batch = np.stack(features)
         encoded = model.encode(batch)
-        languages, detected = self._languages(requests, encoded)
+        languages, detected = self._languages(requests, encoded, batch)
         toks = [self._tokenizer(language, r.task)
                 for r, language in zip(requests, languages, strict=True)]
         prompts = [model.get_prompt(tok, tokens,
@@ -286,17 +286,25 @@ class BatchDecoder:
                     ready(i, results[i])
         return results
 
-    def _languages(self, requests: list[DecodeRequest], encoded: Any
+    def _languages(self, requests: list[DecodeRequest], encoded: Any, batch: np.ndarray
                    ) -> tuple[list[str], list[tuple[tuple[str, float], ...]]]:
         """Each request's language: its own, the server's, or detected from its audio (one
         decoder step over the encoder output the decode uses anyway) and weighed with the
         session's vote (decoding.choose_language); and, for those detected, the likeliest
-        languages with their probabilities."""
+        languages with their probabilities. A request heard with the utterance before's audio
+        is detected on its own audio alone: over the whole window, a French reply after an
+        Italian turn is detected as Italian (0.77) and decoded as Italian words."""
         languages = [r.language or self.language for r in requests]
         detected: list[tuple[tuple[str, float], ...]] = [()] * len(requests)
         todo = [i for i, language in enumerate(languages) if language is None]
         if todo:
-            scores = self.model.model.detect_language(encoded)
+            scores: dict[int, Any] = {}
+            if any(not requests[i].context_samples for i in todo):
+                scores.update(enumerate(self.model.model.detect_language(encoded)))
+            for i in todo:
+                if requests[i].context_samples:
+                    scores[i] = self.model.model.detect_language(
+                        self._own(encoded, batch, i, requests[i].context_samples))[0]
             for i in todo:
                 detected[i] = tuple((token[2:-2], round(prob, 4))  # "<|xx|>"
                                     for token, prob in scores[i][:_DETECTED_KEPT])
@@ -304,6 +312,18 @@ class BatchDecoder:
             with self._counts_lock:
                 self.detections += len(todo)
         return [language or "en" for language in languages], detected
+
+    def _own(self, encoded: Any, batch: np.ndarray, i: int, context_samples: int) -> Any:
+        """Row `i`'s encoder output after its first `context_samples` of audio (the encoder
+        makes one frame of every two mel frames): sliced on the CPU, the rest of its mel
+        frames encoded again, padded to the window, on the GPU."""
+        mel_from = context_samples // HOP
+        if self.config.device == "cpu":
+            return _storage(np.ascontiguousarray(np.asarray(encoded)[i:i + 1, mel_from // 2:]))
+        from faster_whisper.audio import pad_or_trim
+
+        own = pad_or_trim(batch[i][:, mel_from:], batch.shape[-1])
+        return self.model.encode(own[None])
 
     def _beam(self, request: DecodeRequest, spare: bool) -> int:
         """The request's beam: its own, or the spare-capacity beam for a final at a pause

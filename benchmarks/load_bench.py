@@ -15,6 +15,7 @@ utterance lost. Writes a markdown table, JSON and a PNG plot (matplotlib: the `b
     python benchmarks/load_bench.py --clients 4,16,32 -- --max-sessions 32
     python benchmarks/load_bench.py --url ws://gpu-box:8000/ws --clients 50,100,200,400
     python benchmarks/load_bench.py -- --encoder-window-s 10      # extra `rtasr serve` args
+    python benchmarks/load_bench.py --query diarize=true -- --diarize  # with speaker labels
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ def timed(run: SessionRun, spans: list[Span]) -> dict[str, object]:
 
 
 async def run_level(url: str, streams: list[Stream], clients: int,
-                    stagger_s: float, timing_only: bool = False) -> dict[str, object]:
+                    stagger_s: float, timing_only: bool = False,
+                    query: str = "") -> dict[str, object]:
     rng = random.Random(clients)
     samples: list[dict[str, object]] = []
     gpu: list[tuple[float, float]] = []
@@ -129,7 +131,8 @@ async def run_level(url: str, streams: list[Stream], clients: int,
     samplers = [asyncio.create_task(sample_health(hurl, samples, stop)),
                 asyncio.create_task(sample_gpu(gpu, stop))]
     chosen = chosen_streams(streams, clients)
-    runs = await asyncio.gather(*(stream_session(url, audio, rng.uniform(0, stagger_s), 1.0)
+    runs = await asyncio.gather(*(stream_session(url, audio, rng.uniform(0, stagger_s), 1.0,
+                                                 query)
                                   for audio, _, _ in chosen))
     stop.set()
     await asyncio.gather(*samplers)
@@ -176,7 +179,7 @@ Stream = tuple[np.ndarray, list[Span], list[Clip]]
 
 
 def alone_level(url: str, streams: list[Stream], count: int, cache: Path | None,
-                seed: int) -> dict[str, object]:
+                seed: int, query: str = "") -> dict[str, object]:
     """Each of the first `count` streams sent alone, one after another: what each session's
     words are at one session, the reference for the same streams under load. `cache` keeps
     them (for load policies that do not change what a lone session gets)."""
@@ -187,7 +190,7 @@ def alone_level(url: str, streams: list[Stream], count: int, cache: Path | None,
             return level
     runs = []
     for i in range(count):
-        runs.append(asyncio.run(run_level(url, [streams[i]], 1, 0.0)))
+        runs.append(asyncio.run(run_level(url, [streams[i]], 1, 0.0, query=query)))
         print(f"stream {i} alone: WER {runs[-1]['wer']:.2%}, final p95 "
               f"{runs[-1]['final_p95']:.2f} s", flush=True)
     errors = [run["session_errors"][0] for run in runs]  # type: ignore[index]
@@ -307,6 +310,9 @@ def main() -> None:
                          "(random_whisper.py)")
     ap.add_argument("--stop-after-miss", action="store_true",
                     help="end the sweep after the first level that misses the target")
+    ap.add_argument("--query", default="",
+                    help="what each session asks for in its URL, e.g. diarize=true (the "
+                         "server then needs -- --diarize)")
     ap.add_argument("--model", default=None, help="model of the server and the yardstick")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--title", default="rtasr load, bundled tiny.en int8, 2-vCPU VM")
@@ -338,7 +344,7 @@ def main() -> None:
         alone = None
         if args.alone and not args.timing_only:
             alone = alone_level(url, streams, min(len(streams), max(levels)), args.alone_json,
-                                args.seed)
+                                args.seed, args.query)
             if proc:
                 alone["server_cpu"] = float("nan")
             alone["wer_alone"] = alone["wer"]
@@ -350,7 +356,8 @@ def main() -> None:
             cpu0, wall0 = (cpu_seconds(proc.pid) if proc else 0.0), time.monotonic()
             loop0 = cpu_seconds(proc.pid, main_thread=True) if proc else 0.0
             client0 = time.process_time()
-            level = asyncio.run(run_level(url, streams, n, args.stagger_s, args.timing_only))
+            level = asyncio.run(run_level(url, streams, n, args.stagger_s, args.timing_only,
+                                          args.query))
             level["client_cpu"] = (time.process_time() - client0) / (time.monotonic() - wall0)
             if proc:
                 wall = time.monotonic() - wall0

@@ -4,6 +4,7 @@ languages given and detected, translation, a prompt, batching across languages, 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import numpy as np
@@ -193,3 +194,29 @@ async def test_a_reply_heard_after_another_language_is_detected_on_its_own_audio
     assert result is not None and result.language == "fr"
     own = " ".join(w.word for w in result.words if w.start >= len(italian) / 16000)
     assert_max_errors(TEXTS[FRENCH], own, 2)
+
+
+def test_the_gpu_path_detects_on_the_audio_after_the_context_as_the_cpu_path(
+        base: Engine) -> None:
+    """On the GPU the encoder output cannot be sliced without a tensor library: the mel
+    frames after the context are encoded again. Both give the reply's own language."""
+    from faster_whisper.audio import pad_or_trim
+
+    decoder = base.decoder
+    italian, french = clip_at("it/conf-onlyperson", 16000), clip_at(FRENCH, 16000)
+    heard = np.concatenate([italian, silence(0.4, 16000), french])
+    mel = decoder.model.feature_extractor(heard)
+    batch = pad_or_trim(mel[:, :1000], 1000)[None]
+    encoded = decoder.model.encode(batch)
+    context = len(italian) + 6400
+    found = {}
+    for device in ("cpu", "cuda"):
+        decoder.config = dataclasses.replace(decoder.config, device=device)
+        try:
+            own = decoder._own(encoded, batch, 0, context)
+            found[device] = decoder.model.model.detect_language(own)[0][0]
+        finally:
+            decoder.config = dataclasses.replace(decoder.config, device="cpu")
+    assert found["cpu"][0] == found["cuda"][0] == "<|fr|>", found
+    whole = decoder.model.model.detect_language(encoded)[0][0]
+    assert whole[0] == "<|it|>", whole  # what the whole window hears

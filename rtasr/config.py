@@ -104,6 +104,11 @@ class Config:
         MODEL, 0.0, "cap each decode at this many tokens per second of audio (plus 4), so a "
         "decode stuck in a loop stops early; 0: the model's limit, 224 generated tokens (the "
         "Asterisk prompts' transcripts average 4.5 tokens a second, 6 at the 95th percentile)")
+    partial_max_tokens_per_s: float = option(
+        MODEL, 24.0, "cap each partial's decode at this many tokens per second of its audio "
+        "(plus 4), so a partial stuck in a loop stops early (its final is decoded in full; the "
+        "Asterisk prompts of five languages reach 18.5 tokens a second); 0: as finals "
+        "(--max-tokens-per-s)")
     timestamp_tokens: bool = option(
         MODEL, True, "decode Whisper's timestamp tokens; off: text tokens only, which spares "
         "CTranslate2 its per-request timestamp rules at every step (words keep their times, "
@@ -220,6 +225,8 @@ class Config:
                               "a step of up to 30 s")
         if self.max_tokens_per_s < 0:
             raise ConfigError("--max-tokens-per-s must be 0 (the model's limit) or more")
+        if self.partial_max_tokens_per_s < 0:
+            raise ConfigError("--partial-max-tokens-per-s must be 0 (as finals) or more")
         if self.max_final_wait_ms <= 0:
             raise ConfigError("--max-final-wait-ms must be above 0")
         if self.max_speed < 1.0:

@@ -425,6 +425,21 @@ def test_max_tokens_per_s_caps_each_decode(engine: Engine,
     assert full.startswith(capped), (full, capped)
 
 
+def test_a_partial_is_capped_at_its_tokens_per_second_and_a_final_is_not(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--partial-max-tokens-per-s: a partial stuck in a loop stops early (base wrote "M-E-M"
+    for 1.1 s of French in 2.5 s, looping to the model's limit); its final is decoded in
+    full."""
+    full = engine.decode_batch([req("tt-weasels")])[0].text
+    monkeypatch.setattr(engine.decoder, "config",
+                        engine.config.replace(partial_max_tokens_per_s=0.5))
+    partial, final = engine.decode_batch([req("tt-weasels", Priority.PARTIAL, "p"),
+                                          req("tt-weasels", session="f")])
+    assert final.text == full
+    assert 0 < len(partial.text.split()) < len(full.split()), (full, partial.text)
+    assert full.startswith(partial.text), (full, partial.text)
+
+
 def test_without_timestamp_tokens_the_words_keep_their_times(
         engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     """--no-timestamp-tokens: the decoder samples text only (no timestamp rules); the words

@@ -433,8 +433,8 @@ def test_a_partial_is_capped_at_its_tokens_per_second_and_a_final_is_not(
     full = engine.decode_batch([req("tt-weasels")])[0].text
     monkeypatch.setattr(engine.decoder, "config",
                         engine.config.replace(partial_max_tokens_per_s=0.5))
-    partial, final = engine.decode_batch([req("tt-weasels", Priority.PARTIAL, "p"),
-                                          req("tt-weasels", session="f")])
+    partial = dataclasses.replace(req("tt-weasels", Priority.PARTIAL, "p"), capped=True)
+    partial, final = engine.decode_batch([partial, req("tt-weasels", session="f")])
     assert final.text == full
     assert 0 < len(partial.text.split()) < len(full.split()), (full, partial.text)
     assert full.startswith(partial.text), (full, partial.text)

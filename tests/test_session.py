@@ -416,6 +416,19 @@ def test_a_context_final_is_decoded_again_even_where_no_decode_heard_its_own_wor
     assert d.of(Final)[-1].text == "already logged on"
 
 
+def test_only_partials_that_never_serve_as_finals_may_stop_early() -> None:
+    """A partial may be cut short (--partial-max-tokens-per-s) only where its words never
+    become a final's: with the spare beam, a final is always a decode of its own; with greedy
+    finals and no spare beam, the partial in flight at a pause may serve as the final."""
+    for spare, capped in ((5, True), (1, False)):
+        d = Driver(Config(beam_size=1, spare_beam_size=spare))
+        d.feed(np.concatenate([silence(0.5, 16000), SPEECH]))
+        partials = [j for j in d.jobs if j.kind == "partial"]
+        assert partials and all(j.request.capped is capped for j in partials), spare
+        d.take(d.session.end())
+        assert all(not j.request.capped for j in d.jobs if j.kind != "partial")
+
+
 def test_a_context_decode_that_hears_nothing_is_decoded_again_without_the_context() -> None:
     """Heard with the audio before a cut, tiny.en sometimes writes nothing (seen in replays of
     the mixed benchmark stream): the final must not fall back to the committed words, losing

@@ -69,6 +69,9 @@ class DecodeRequest:
     # a partial that may bring the utterance's first words: not stretched by load, and ahead
     # of partials that refresh words already shown (session.py, scheduler.py)
     first_words: bool = False
+    # a partial whose words never serve as a final (session.py): its decode may stop early, at
+    # --partial-max-tokens-per-s, where a loop would run to the model's limit
+    capped: bool = False
     # False for a final inside run-on speech (a cut's head): its wait is the run-on latency,
     # so it never gets the spare-capacity beam and window (--spare-beam-size)
     spare_ok: bool = True

@@ -325,6 +325,7 @@ class Session(SpeakerLabels, RunOnCuts):
             realtime=self.load.realtime,
             voiced=utt.voiced,
             first_words=partial and self._first_words(utt, end),
+            capped=partial and not self._final_grade_partials,
             spare_ok=not (kind == "final" and utt.closed and not utt.endpoint),
         )
         return DecodeJob(kind, utt.index, start, end, request, len(left), len(ahead))

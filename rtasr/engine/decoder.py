@@ -338,8 +338,7 @@ class BatchDecoder:
         outputs = self.model.model.generate(
             encoded, prompts, beam_size=beam, patience=1.0,
             length_penalty=1.0, return_scores=True,
-            max_length=self._max_length(prompts, frames, all(
-                r.priority is Priority.PARTIAL for r in requests)),
+            max_length=self._max_length(prompts, frames, all(r.capped for r in requests)),
             return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress,
             max_initial_timestamp_index=50,
         )
@@ -388,14 +387,14 @@ class BatchDecoder:
             self.model.add_word_timestamps(view, toks[idx[0]], encoded, frames, _PREPEND,
                                             _APPEND, last_speech_timestamp=0.0)
 
-    def _max_length(self, prompts: list[list[int]], frames: list[int], partials: bool) -> int:
+    def _max_length(self, prompts: list[list[int]], frames: list[int], capped: bool) -> int:
         """CTranslate2's max_length: the model's 448, or with --max-tokens-per-s (for
-        `partials`, also --partial-max-tokens-per-s: the lower) that many tokens per second of
-        the longest audio, plus a few for the timestamps and the end. CTranslate2 generates at
-        most max_length minus the prompt, and at most half of it."""
+        `capped` partials, also --partial-max-tokens-per-s: the lower) that many tokens per
+        second of the longest audio, plus a few for the timestamps and the end. CTranslate2
+        generates at most max_length minus the prompt, and at most half of it."""
         limit: int = self.model.max_length
         caps = [self.config.max_tokens_per_s,
-                self.config.partial_max_tokens_per_s if partials else 0.0]
+                self.config.partial_max_tokens_per_s if capped else 0.0]
         per_s = min((cap for cap in caps if cap), default=0.0)
         if not per_s:
             return limit

@@ -377,6 +377,15 @@ def test_the_context_never_widens_the_encoder_window() -> None:
     assert later and all(len(j.request.audio) <= 3 * 16000 for j in later)
 
 
+def _decoded_again_without_the_context(d: Driver, cut: int) -> None:
+    """The final of the utterance after `cut` is decoded again hearing its own audio alone,
+    and its words go out."""
+    again = next(j for j in d.jobs if j.kind == "final" and j.start_sample == cut)
+    assert again.before == 0 and len(again.request.audio) == again.end_sample - again.start_sample
+    d.answer(again, "already logged on")
+    assert d.of(Final)[-1].text == "already logged on"
+
+
 def test_a_context_final_with_none_of_its_own_words_is_decoded_again_without_it() -> None:
     """Heard with the context, tiny.en sometimes stops at the end of the context's words and
     leaves out the utterance's own last words (seen in replays): where its partials heard
@@ -390,10 +399,7 @@ def test_a_context_final_with_none_of_its_own_words_is_decoded_again_without_it(
     (final,) = d.jobs  # the partial in flight serves as the final
     d.jobs.remove(final)
     d.answer(final, "That agent is", _timed("That agent is"))
-    again = next(j for j in d.jobs if j.kind == "final" and j.start_sample == cut)
-    assert again.before == 0 and len(again.request.audio) == again.end_sample - again.start_sample
-    d.answer(again, "already logged on")
-    assert d.of(Final)[-1].text == "already logged on"
+    _decoded_again_without_the_context(d, cut)
 
 
 def test_a_context_final_is_decoded_again_even_where_no_decode_heard_its_own_words() -> None:
@@ -410,10 +416,7 @@ def test_a_context_final_is_decoded_again_even_where_no_decode_heard_its_own_wor
     while d.jobs and d.jobs[0].before:
         job = d.jobs.pop(0)
         d.answer(job, "That agent is", _timed("That agent is"))
-    again = next(j for j in d.jobs if j.kind == "final" and j.start_sample == cut)
-    assert again.before == 0 and len(again.request.audio) == again.end_sample - again.start_sample
-    d.answer(again, "already logged on")
-    assert d.of(Final)[-1].text == "already logged on"
+    _decoded_again_without_the_context(d, cut)
 
 
 def test_only_partials_that_never_serve_as_finals_may_stop_early() -> None:

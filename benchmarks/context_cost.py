@@ -8,8 +8,8 @@ For each of `--pairs` pairs (a 4-6.5 s prompt as context, then a 1.5-3 s one wit
 silence between), the second prompt is decoded four ways, greedy with word timestamps at a
 10 s window (the server's CPU decode): alone; after the context's audio, keeping the words
 whose middle lies after it; after only the context's last `--short-s` seconds, from a quiet
-gap (a cheaper context); the whole context with its decoded
-text forced as `prefix`. It prints the mean time a decode took and the WER of each way.
+gap (a cheaper context); the whole context with its decoded text forced as `prefix`. It
+prints the mean time a decode took and the WER of each way.
 """
 
 from __future__ import annotations

@@ -105,12 +105,12 @@ def test_a_partial_serves_as_the_final_only_where_finals_are_greedy(spare_beam_s
     clip = clip_at("tt-weasels", 16000)
     audio = np.concatenate([silence(0.5, 16000), clip[: len(clip) - 230 * 16],
                             silence(1.0, 16000)])
-    asked: dict[int, int] = {}
+    asked: dict[DecodeJob, int] = {}  # by the job, not id(job): a freed job's id is reused
     kinds = []
     for i in range(0, len(audio), 160):  # 10 ms at a time; each decode answered 200 ms later
         d.feed(audio[i : i + 160], chunk=160)
         for job in list(d.jobs):
-            if i - asked.setdefault(id(job), i) >= 3200:
+            if i - asked.setdefault(job, i) >= 3200:
                 d.jobs.remove(job)
                 kinds.append(job.kind)
                 d.answer(job, "Weasels have eaten our phone system.")

@@ -342,18 +342,38 @@ def test_an_utterance_soon_after_the_last_hears_it_and_one_after_a_longer_pause_
     assert [f.text for f in d.of(Final)][:2] == ["That agent.", "Is already on."]
 
 
-def test_while_the_engine_is_behind_only_the_context_after_a_cut_is_heard() -> None:
-    """The context after a sentence pause costs a third more per decode: left out while the
-    engine's finals wait (`behind`); the context after a cut, which keeps a word from being
-    cut in half, is not."""
-    d = Driver(Config(beam_size=1, context_gap_s=1.0, commit_cut_s=1.0))
-    d.load = Load(behind=True)
-    speech = SPEECH[8000:24000]
-    d.feed(np.concatenate([silence(0.5, 16000), speech, silence(0.8, 16000)]))
-    d.answer(d.pop("candidate"), "That agent.")
-    d.feed(np.concatenate([speech, silence(0.3, 16000)]))
-    second = [j for j in d.jobs if j.utterance == 1]
-    assert second and all(j.before == 0 for j in second)
+def test_while_the_engine_is_behind_finals_hear_the_context_s_last_seconds_and_partials_none(
+        ) -> None:
+    """The whole context after a sentence pause costs a third more per decode. While the
+    engine's finals wait (`behind`), an utterance's finals hear only the last
+    --busy-context-s of the one before (from a quiet gap) and its partials none; 0: none at
+    all. The context after a cut, which keeps a word from being cut in half, stays whole."""
+    piece, gap = SPEECH[8000:24000], silence(0.12, 16000)  # a gap under --pause-ms
+
+    def second(load: Load, **options: float) -> tuple[DecodeJob, list[DecodeJob]]:
+        """The first utterance's final job, and every job of the one after it."""
+        d = Driver(Config(beam_size=1, context_gap_s=1.0, **options))
+        d.load = load
+        d.feed(np.concatenate([silence(0.5, 16000), piece, gap, piece, gap, piece,
+                               silence(0.8, 16000)]))
+        first = d.pop("candidate")
+        d.answer(first, "That agent. That agent. That agent.")
+        d.feed(np.concatenate([piece, silence(0.8, 16000)]))
+        return first, [j for j in [*d.jobs, *d.cancelled] if j.utterance == 1]
+
+    first, jobs = second(IDLE)
+    whole = first.end_sample - first.start_sample
+    assert {j.kind for j in jobs} >= {"partial", "candidate"}
+    assert all(j.before == whole for j in jobs)
+
+    _, jobs = second(Load(behind=True), busy_context_s=1.5)
+    assert {j.kind for j in jobs} >= {"partial", "candidate"}
+    assert all(j.before == 0 for j in jobs if j.kind == "partial")
+    finals = [j for j in jobs if j.kind != "partial"]
+    assert all(0 < j.before <= 1.5 * 16000 for j in finals)
+
+    _, jobs = second(Load(behind=True), busy_context_s=0)
+    assert jobs and all(j.before == 0 for j in jobs)
 
     d = Driver(Config(beam_size=1, commit_cut_s=1.0))
     d.load = Load(behind=True)

@@ -83,7 +83,9 @@ class Load:
     and the client's pace, read by the decodes the session asks for until the next frame."""
 
     partial_backoff: float = 1.0  # the engine's stretch of the partial cadence (1: none)
-    behind: bool = False  # the engine's finals are waiting: no context after a pause
+    # the engine's finals are waiting: of the context after a pause, only its last seconds,
+    # for finals (--busy-context-s)
+    behind: bool = False
     # False while the client sends faster than real time (a file): its decodes then yield to
     # live sessions' (scheduler.py)
     realtime: bool = True

@@ -28,8 +28,10 @@ Policies:
   by a cut, or starting within `context_gap_s` of its end) is decoded hearing that one's
   audio too, and the words the earlier final holds are left out. A decode with the context
   that writes nothing, or none of its own words where partials heard some, is decoded again
-  without it. The context after a sentence pause costs a third more per decode: it is left
-  out while the engine is `behind` (its finals waiting); the context after a cut is not.
+  without it. The whole context after a sentence pause costs a third more per decode: an
+  utterance that opens while the engine is `behind` (its finals waiting) has its finals hear
+  only the context's last `busy_context_s` and its partials none; the context after a cut
+  stays whole.
 - `committed` words are never taken back: a hypothesis that spells them differently is
   aligned to them by characters (align.py) and only its words after them are new; the final
   begins with them too. Committed words that the head's decode lacks after a cut (spoken just
@@ -113,6 +115,8 @@ class Session(SpeakerLabels, RunOnCuts):
         self._pause_cut_samples = int(config.pause_cut_s * SAMPLE_RATE_HZ)
         self._max_utt_samples = int(config.max_utterance_s * SAMPLE_RATE_HZ)
         self._context_samples = int(config.context_s * SAMPLE_RATE_HZ)
+        self._busy_context_samples = int(min(config.busy_context_s, config.context_s)
+                                         * SAMPLE_RATE_HZ)
         self._context_gap_samples = int(config.context_gap_s * SAMPLE_RATE_HZ)
         self._lookahead_samples = int(config.cut_lookahead_s * SAMPLE_RATE_HZ)
         # Greedy finals: a partial is decoded exactly as a final would be, so it can serve as one
@@ -200,9 +204,13 @@ class Session(SpeakerLabels, RunOnCuts):
         utt = self._utts[index] = Utterance(
             index, start, partial_from=start + self._preroll_samples - early, continues=continues)
         ended = self._last_ended
-        if (not continues and not self.load.behind and ended is not None and ended[0] == index - 1
+        if (not continues and ended is not None and ended[0] == index - 1
                 and start - ended[1] <= self._context_gap_samples):
-            utt.context = self._context_of(index - 1, ended[2], ended[1])
+            behind = self.load.behind
+            utt.context = self._context_of(
+                index - 1, ended[2], ended[1],
+                self._busy_context_samples if behind else self._context_samples)
+            utt.context_partials = not behind
         actions.append(SpeechStart(utterance=index, start=_s(start), continues=continues))
 
     def _serves_as_final(self, job: DecodeJob, start: int, end: int) -> bool:
@@ -301,7 +309,7 @@ class Session(SpeakerLabels, RunOnCuts):
         partial = kind == "partial"
         context = utt.context
         left = audio[:0]
-        if context is not None and start == utt.start:
+        if context is not None and start == utt.start and (utt.context_partials or not partial):
             own = len(audio) + (0 if ahead is None else len(ahead))
             left = context.fit(own, self.config.encoder_window_s)
         ahead = audio[:0] if ahead is None else ahead

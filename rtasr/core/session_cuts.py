@@ -95,9 +95,11 @@ class RunOnCuts:
         self._heads.append((utt, at, audio))
         self._due_heads(actions)
 
-    def _context_of(self, index: int, audio: Audio, end: int) -> Context | None:
-        """The context of the utterance after `index`, whose audio is `audio` (audio_context.py)."""
-        context = Context.of(audio, end, self._context_samples)
+    def _context_of(self, index: int, audio: Audio, end: int, most: int | None = None
+                    ) -> Context | None:
+        """The context of the utterance after `index`, whose audio is `audio`: at most `most`
+        samples of it (default --context-s) (audio_context.py)."""
+        context = Context.of(audio, end, self._context_samples if most is None else most)
         if context is not None and self._said is not None and self._said[0] == index:
             context.hear(self._said[1])  # its final is out
         return context

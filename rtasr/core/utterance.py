@@ -34,6 +34,7 @@ class Utterance:
     cut_check: int = 0  # when to look for a cut point next
     continues: bool = False  # opened by a cut: its speech goes on from the last final's
     context: Context | None = None  # the audio before it that its decodes hear too
+    context_partials: bool = True  # its partials hear the context too, not only its finals
     closed: bool = False
     endpoint: bool = False  # ended because the speaker paused (not flushed, cut or too long)
     voiced: bool = False  # a decode of its audio came back with words of its own

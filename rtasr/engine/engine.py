@@ -77,8 +77,9 @@ def effective_config(config: Config) -> Config:
     return config.resolved(gpus=ctranslate2.get_cuda_device_count(), cpus=os.cpu_count() or 1)
 
 
-# The share of the workers' time taken by finals above which the engine is behind: the
-# sentence context's third more per decode would then make finals queue (docs/benchmarks.md).
+# The share of the workers' time taken by finals above which the engine is behind: the whole
+# sentence context's third more per decode would then make finals queue, so sessions keep
+# only its last seconds, for finals (--busy-context-s, docs/benchmarks.md).
 BEHIND_SHARE = 0.7
 BEHIND_EVERY_S = 0.5  # how often `Engine.behind` asks the scheduler (it looks back 10 s)
 

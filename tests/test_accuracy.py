@@ -9,6 +9,8 @@ import random
 import numpy as np
 import pytest
 
+from rtasr.config import Config
+from rtasr.core.engine_api import DecodeRequest, Priority, Transcript
 from rtasr.engine import Engine
 from rtasr.eval import yardstick
 from rtasr.eval.wer import joined_wer, normalize
@@ -83,3 +85,33 @@ async def test_french_with_the_language_detected_streams_within_a_point_of_the_y
     # homophone ("dite" / "dites") either way.
     words = sum(len(normalize(text)) for text in texts)
     assert streamed <= ceiling + max(0.01, 1 / words), (streamed, ceiling, result.text)
+
+
+async def test_while_the_engine_is_behind_finals_hear_the_last_seconds_before_them(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--busy-context-s on real speech: with the engine behind, a sentence that follows
+    another within --context-gap-s is finalized hearing only the last 4 s of it (its partials
+    none), and the finals stay within a point of the yardstick, no word of the context said
+    twice."""
+    monkeypatch.setattr(Engine, "behind", property(lambda self: True))
+    heard: list[tuple[Priority, int]] = []
+    transcribe = engine.transcribe
+
+    async def spy(request: DecodeRequest) -> Transcript | None:
+        heard.append((request.priority, request.context_samples))
+        return await transcribe(request)
+
+    monkeypatch.setattr(engine, "transcribe", spy)  # bound by each connection as it opens
+    audio, refs = lay_out([TURNS[1], TURNS[3]])
+    no_cuts = Config(host="127.0.0.1", port=0, pause_cut_s=20, commit_cut_s=20,
+                     max_utterance_s=20)  # every context here is one after a sentence pause
+    async with Server(no_cuts, engine) as srv:
+        result = await stream(srv.url, audio, speed=1.5, timeout_s=120)
+    finals_heard = [n for priority, n in heard if priority is Priority.FINAL and n]
+    assert finals_heard and max(finals_heard) <= no_cuts.busy_context_s * RATE, heard
+    assert all(n == 0 for priority, n in heard if priority is Priority.PARTIAL), heard
+    texts = [r.text for r in refs]
+    ceiling = joined_wer(texts, yardstick.decode(engine, audio, refs, srv.config,
+                                                 language="en"))
+    streamed = joined_wer(texts, [f["text"] for f in result.of("final")])
+    assert streamed <= ceiling + 0.01, (streamed, ceiling, result.text)

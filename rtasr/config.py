@@ -185,8 +185,8 @@ class Config:
         VAD, 4.0, "audio context while the engine is behind (finals take over 0.7 of its "
         "time): an utterance after a pause has its finals decoded hearing only the last this "
         "many seconds of the one before (from a quiet gap), and its partials none; the context "
-        "after a cut stays whole (0: none; at 32 sessions on 2 cores, 0.3 points more errors "
-        "at the same latency, docs/benchmarks.md)")
+        "after a cut stays whole (0: none; at 32 sessions on 2 cores up to 0.3 points more "
+        "errors, and first text up to 0.8 s sooner, docs/benchmarks.md)")
     context_gap_s: float = option(
         VAD, 1.0, "audio context: an utterance that starts within this long after the last one "
         "ended goes on from it and hears its audio (--context-s) (0: only after cuts)")
